@@ -1,0 +1,321 @@
+"""The ASGI application: routes of the HTTP contract, wired to turns and conversations."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import orjson
+from starlette.requests import Request
+from starlette.responses import FileResponse, Response
+from starlette.routing import Mount, Route, Router
+from starlette.staticfiles import StaticFiles
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from sidechat import __version__
+from sidechat._requests import parse_chat, parse_event_id, read_json
+from sidechat.conversations import Conversations
+from sidechat.errors import BadRequest, SidechatError
+from sidechat.eventlog import DONE
+from sidechat.providers import Provider, build_provider
+from sidechat.settings import Settings
+from sidechat.streaming import SeedFormat, TurnStream
+from sidechat.turns import Turns
+
+__all__ = ["JSON", "Sidechat", "create_app"]
+
+logger = logging.getLogger("sidechat.app")
+STATIC = Path(__file__).parent / "static"
+Handler = Callable[[Request], Awaitable[ASGIApp]]
+
+
+class JSON(Response):
+    media_type = "application/json"
+
+    def render(self, content: Any) -> bytes:
+        return orjson.dumps(content)
+
+
+def error_response(exc: SidechatError, headers: dict[str, str]) -> JSON:
+    body = {"error": {"code": exc.code, "message": exc.message}}
+    return JSON(body, status_code=exc.status_code, headers=headers)
+
+
+@dataclass(slots=True)
+class Sidechat:
+    """The app's own state: everything a request handler may touch."""
+
+    settings: Settings
+    provider: Provider
+    conversations: Conversations
+    turns: Turns
+    widget_version: str
+
+    def cors(self, request: Request) -> dict[str, str]:
+        origins = self.settings.cors_origins
+        if "*" in origins:
+            return {"access-control-allow-origin": "*",
+                    "access-control-expose-headers": "X-Conversation-Id, X-Turn-Id"}
+        origin = request.headers.get("origin")
+        if origin and origin in origins:
+            return {"access-control-allow-origin": origin, "vary": "Origin",
+                    "access-control-expose-headers": "X-Conversation-Id, X-Turn-Id"}
+        return {}
+
+
+class Endpoint:
+    """Adapts `handler(request) -> ASGI app` to ASGI without wrapping `send`, so streaming
+    responses write straight to the server; `SidechatError`s become JSON error bodies."""
+
+    def __init__(self, app: Sidechat, handler: Callable[[Sidechat, Request], Awaitable[ASGIApp]]):
+        self._app = app
+        self._handler = handler
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        request = Request(scope, receive)
+        try:
+            response = await self._handler(self._app, request)
+        except SidechatError as exc:
+            if exc.status_code >= 500:
+                logger.error("%s: %s", type(exc).__name__, exc.detail)
+            response = error_response(exc, self._app.cors(request))
+        await response(scope, receive, send)
+
+
+# -- handlers ------------------------------------------------------------------------------
+def _stream_headers(app: Sidechat, request: Request, **extra: str) -> list[tuple[bytes, bytes]]:
+    headers = {**app.cors(request), **extra}
+    return [(k.lower().encode(), v.encode()) for k, v in headers.items()]
+
+
+async def post_chat(app: Sidechat, request: Request) -> ASGIApp:
+    settings = app.settings
+    body = await read_json(request, settings.max_body_bytes)
+    chat = parse_chat(body, settings.max_message_chars, settings.max_history_messages)
+    conversations = app.conversations
+    if chat.client_chat:
+        assert chat.conversation_id is not None
+        conversation = conversations.find(chat.conversation_id) or conversations.create(
+            chat.conversation_id
+        )
+    elif chat.conversation_id is not None:
+        conversation = conversations.get(chat.conversation_id)
+    else:
+        conversation = conversations.create()
+    turn = app.turns.start(conversation, chat.message, chat.history)
+    if chat.client_chat or "text/event-stream" in request.headers.get("accept", ""):
+        headers = _stream_headers(
+            app, request, **{"X-Conversation-Id": conversation.id, "X-Turn-Id": turn.id}
+        )
+        return TurnStream(turn.log, headers=headers)
+    return JSON(
+        {
+            "conversation_id": conversation.id,
+            "turn_id": turn.id,
+            "stream_url": f"/api/turns/{turn.id}/stream",
+            "events_url": f"/api/turns/{turn.id}/events",
+            "cancel_url": f"/api/turns/{turn.id}/cancel",
+        },
+        status_code=202,
+        headers=app.cors(request),
+    )
+
+
+async def resume_chat(app: Sidechat, request: Request) -> ASGIApp:
+    conversation = app.conversations.find(request.path_params["chat_id"])
+    turn = app.turns.active_turn(conversation) if conversation is not None else None
+    if turn is None or turn.log.finished:
+        return Response(status_code=204, headers=app.cors(request))
+    return TurnStream(turn.log, headers=_stream_headers(app, request, **{"X-Turn-Id": turn.id}))
+
+
+async def turn_stream(app: Sidechat, request: Request) -> ASGIApp:
+    turn = app.turns.get(request.path_params["turn_id"])
+    header = request.headers.get("last-event-id")
+    if header is not None:
+        after = parse_event_id(header, "Last-Event-ID")
+    else:
+        after = parse_event_id(request.query_params.get("last_event_id"), "last_event_id")
+    return TurnStream(turn.log, after=after, headers=_stream_headers(app, request))
+
+
+async def turn_events(app: Sidechat, request: Request) -> ASGIApp:
+    turn = app.turns.get(request.path_params["turn_id"])
+    after = parse_event_id(request.query_params.get("after"), "after")
+    raw_wait = request.query_params.get("wait", "25")
+    try:
+        wait = min(max(float(raw_wait), 0.0), 30.0)
+    except ValueError as exc:
+        raise BadRequest("'wait' must be a number of seconds (0-30).") from exc
+    batch = await turn.log.read(after, wait)
+    events = [
+        {"id": e.id, "data": orjson.Fragment(e.payload)}
+        for e in batch.entries
+        if e.payload != DONE
+    ]
+    last = batch.entries[-1].id if batch.entries else after
+    return JSON({"events": events, "last_id": last, "done": batch.done},
+                headers={**app.cors(request), "cache-control": "no-store"})
+
+
+async def cancel_turn(app: Sidechat, request: Request) -> ASGIApp:
+    turn = app.turns.cancel(request.path_params["turn_id"])
+    if turn.task is not None and not turn.task.done():
+        # Let the abort land so the answer reflects it; the turn never waits on this reply.
+        await asyncio.wait({turn.task}, timeout=2.0)
+    return JSON({"turn_id": turn.id, "status": turn.status}, headers=app.cors(request))
+
+
+async def turn_feedback(app: Sidechat, request: Request) -> ASGIApp:
+    turn = app.turns.get(request.path_params["turn_id"])
+    body = await read_json(request, 8 * 1024)
+    if not isinstance(body, dict) or body.get("rating") not in ("up", "down"):
+        raise BadRequest("'rating' must be \"up\" or \"down\".")
+    comment = body.get("comment")
+    if comment is not None and (not isinstance(comment, str) or len(comment) > 2000):
+        raise BadRequest("'comment' must be a string of at most 2000 characters.")
+    app.turns.rate(turn.id, body["rating"], comment)
+    return JSON({"ok": True}, headers=app.cors(request))
+
+
+async def get_conversation(app: Sidechat, request: Request) -> ASGIApp:
+    conversation = app.conversations.get(request.path_params["conversation_id"])
+    return JSON(
+        {
+            "id": conversation.id,
+            "active_turn_id": conversation.active_turn,
+            "messages": [m.as_json() for m in conversation.messages],
+        },
+        headers={**app.cors(request), "cache-control": "no-store"},
+    )
+
+
+async def seed_chat(app: Sidechat, request: Request) -> ASGIApp:
+    settings = app.settings
+    body = await read_json(request, settings.max_body_bytes)
+    if not isinstance(body, dict) or "messages" in body:
+        raise BadRequest("The body must be {\"message\": \"...\"}.")
+    chat = parse_chat(body, settings.max_message_chars, settings.max_history_messages)
+    conversation = app.conversations.create()
+    turn = app.turns.start(conversation, chat.message)
+    headers = _stream_headers(app, request, **{"X-Conversation-Id": conversation.id,
+                                               "X-Turn-Id": turn.id})
+    return TurnStream(turn.log, headers=headers, encode=SeedFormat.encode, ui_protocol=False)
+
+
+async def healthz(app: Sidechat, request: Request) -> ASGIApp:
+    return JSON({"status": "ok", "version": __version__})
+
+
+async def readyz(app: Sidechat, request: Request) -> ASGIApp:
+    ready = await app.provider.ready()
+    return JSON({"status": "ready" if ready else "loading"}, status_code=200 if ready else 503)
+
+
+async def widget(app: Sidechat, request: Request) -> ASGIApp:
+    path = STATIC / "widget.js"
+    if not path.is_file():
+        return JSON({"error": {"code": "not_found", "message": "widget.js is not built."}}, 404)
+    immutable = request.query_params.get("v") == app.widget_version
+    cache = "public, max-age=31536000, immutable" if immutable else "public, max-age=300"
+    return FileResponse(path, media_type="text/javascript",
+                        headers={**app.cors(request), "cache-control": cache})
+
+
+async def index(app: Sidechat, request: Request) -> ASGIApp:
+    path = STATIC / "index.html"
+    if not path.is_file():
+        return JSON({"status": "ok", "note": "no demo page is installed"})
+    html = path.read_text("utf-8").replace(
+        'src="/widget.js"', f'src="/widget.js?v={app.widget_version}"'
+    )
+    return Response(html, media_type="text/html", headers={
+        "cache-control": "no-cache",
+        "content-security-policy": (
+            "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+            "connect-src 'self'; base-uri 'none'; object-src 'none'; frame-ancestors 'none'"
+        ),
+        "x-content-type-options": "nosniff",
+        "referrer-policy": "no-referrer",
+    })
+
+
+class Preflight:
+    """Answers CORS preflight requests; passes everything else through untouched."""
+
+    def __init__(self, app: ASGIApp, origins: tuple[str, ...]) -> None:
+        self._app = app
+        self._origins = origins
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["method"] != "OPTIONS":
+            await self._app(scope, receive, send)
+            return
+        request = Request(scope)
+        origin = request.headers.get("origin", "")
+        allowed = "*" if "*" in self._origins else (origin if origin in self._origins else "")
+        headers = {"access-control-max-age": "600", "vary": "Origin"}
+        if allowed:
+            headers |= {
+                "access-control-allow-origin": allowed,
+                "access-control-allow-methods": "GET, POST, OPTIONS",
+                "access-control-allow-headers": request.headers.get(
+                    "access-control-request-headers", "content-type, last-event-id"
+                )[:512],
+            }
+        await Response(status_code=204 if allowed else 403, headers=headers)(scope, receive, send)
+
+
+def _widget_version() -> str:
+    path = STATIC / "widget.js"
+    return hashlib.sha256(path.read_bytes()).hexdigest()[:12] if path.is_file() else "dev"
+
+
+def create_app(settings: Settings, provider: Provider | None = None) -> ASGIApp:
+    provider = provider or build_provider(settings)
+    retriever = None
+    if settings.index is not None:
+        from sidechat.content import open_index
+
+        retriever = open_index(settings.index)
+    conversations = Conversations(settings.max_conversations)
+    turns = Turns(settings, provider, conversations, retriever)
+    state = Sidechat(settings, provider, conversations, turns, _widget_version())
+
+    def route(path: str, handler: Callable[[Sidechat, Request], Awaitable[ASGIApp]],
+              method: str = "GET") -> Route:
+        return Route(path, Endpoint(state, handler), methods=[method])
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_: object) -> AsyncIterator[None]:
+        await provider.start()
+        await turns.start_background()
+        try:
+            yield
+        finally:
+            await turns.aclose()
+            await provider.aclose()
+
+    routes = [
+        route("/healthz", healthz),
+        route("/readyz", readyz),
+        route("/api/chat", post_chat, "POST"),
+        route("/api/chat/{chat_id}/stream", resume_chat),
+        route("/api/turns/{turn_id}/stream", turn_stream),
+        route("/api/turns/{turn_id}/events", turn_events),
+        route("/api/turns/{turn_id}/cancel", cancel_turn, "POST"),
+        route("/api/turns/{turn_id}/feedback", turn_feedback, "POST"),
+        route("/api/conversations/{conversation_id}", get_conversation),
+        route("/chat-stream", seed_chat, "POST"),
+        route("/widget.js", widget),
+        route("/", index),
+        Mount("/static", StaticFiles(directory=STATIC, check_dir=False), name="static"),
+    ]
+    router = Router(routes, lifespan=lifespan)
+    return Preflight(router, settings.cors_origins)

@@ -1,0 +1,109 @@
+"""The `sidechat` command."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+from pydantic import ValidationError
+
+from sidechat import __version__
+from sidechat.errors import SidechatError
+
+__all__ = ["cli", "main"]
+
+
+@click.group()
+@click.version_option(__version__, prog_name="sidechat")
+def cli() -> None:
+    """sidechat: a chat assistant for your site's own content, streamed over SSE."""
+
+
+def _settings_error(exc: ValidationError) -> click.ClickException:
+    lines = []
+    for error in exc.errors():
+        where = ".".join(str(part) for part in error["loc"]) or "settings"
+        lines.append(f"  {where}: {error['msg']}")
+    return click.ClickException("invalid settings:\n" + "\n".join(lines))
+
+
+@cli.command()
+@click.option("--host", help="Interface to bind. [env: SIDECHAT_HOST; default 127.0.0.1]")
+@click.option("--port", type=int, help="Port to bind. [env: SIDECHAT_PORT; default 8000]")
+@click.option("--provider", type=click.Choice(["local", "openai", "anthropic"]),
+              help="Model upstream. [env: SIDECHAT_PROVIDER; default local]")
+@click.option("--base-url", help="API base URL, e.g. http://127.0.0.1:11434/v1. "
+              "[env: SIDECHAT_BASE_URL]")
+@click.option("--model", help="Model name for the upstream. [env: SIDECHAT_MODEL]")
+@click.option("--api-key", help="Upstream API key; prefer the env var. [env: SIDECHAT_API_KEY]")
+@click.option("--model-path", type=click.Path(path_type=Path),
+              help="A GGUF file for the embedded model. [env: SIDECHAT_MODEL_PATH]")
+@click.option("--fallback", multiple=True,
+              help="Provider to use when the primary fails before the first token (repeatable).")
+@click.option("--system-prompt", help="The assistant's instructions.")
+@click.option("--index", type=click.Path(path_type=Path),
+              help="Content index made by `sidechat ingest`, for grounded answers with sources.")
+@click.option("--retry-budget", type=float, help="Seconds to keep retrying before the first token.")
+@click.option("--connect-timeout", type=float, help="Seconds to connect to the upstream.")
+@click.option("--first-token-timeout", type=float, help="Seconds to wait for the first token.")
+@click.option("--idle-timeout", type=float, help="Seconds to wait between tokens.")
+@click.option("--heartbeat", type=float, help="Seconds between SSE heartbeat comments.")
+@click.option("--cors-origin", "cors_origins", multiple=True,
+              help="Origin allowed to call the API (repeatable; default '*').")
+@click.option("--config", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="A TOML file of settings. [env: SIDECHAT_CONFIG]")
+@click.option("--log-level", type=click.Choice(["debug", "info", "warning", "error"]))
+def serve(config: Path | None, **options: Any) -> None:
+    """Start the HTTP server."""
+    import uvicorn
+
+    from sidechat.app import create_app
+    from sidechat.settings import load_settings
+
+    for name in ("fallback", "cors_origins"):
+        options[name] = tuple(options[name]) or None
+    try:
+        settings = load_settings(config, **options)
+    except ValidationError as exc:
+        raise _settings_error(exc) from None
+    logging.basicConfig(
+        level=settings.log_level.upper(),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    try:
+        app = create_app(settings)
+    except SidechatError as exc:
+        raise click.ClickException(exc.message) from None
+    click.echo(f"sidechat {__version__} on http://{settings.host}:{settings.port}/ "
+               f"(provider: {settings.provider})", err=True)
+    uvicorn.run(
+        app,
+        host=settings.host,
+        port=settings.port,
+        loop="uvloop" if sys.platform != "win32" else "asyncio",
+        http="httptools",
+        lifespan="on",
+        access_log=False,
+        log_level=settings.log_level,
+        backlog=4096,
+        timeout_graceful_shutdown=3,
+    )
+
+
+def _register_optional() -> None:
+    try:
+        from sidechat.content.cli import eval_cmd, ingest
+    except ImportError:  # pragma: no cover - content extras missing
+        return
+    cli.add_command(ingest)
+    cli.add_command(eval_cmd, name="eval")
+
+
+_register_optional()
+
+
+def main() -> None:
+    cli()

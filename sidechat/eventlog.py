@@ -1,0 +1,115 @@
+"""A turn's event log: generation appends, any number of readers replay and follow.
+
+The interface is narrow on purpose (append, finish, read-after-id with an optional wait, wake) so
+that a durable or multi-replica implementation (e.g. Redis Streams) can sit behind it. `append`
+never waits for readers: a slow reader falls behind and later takes everything it missed in one
+batch, so it can neither block generation nor make memory grow beyond the turn itself.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from sidechat.sse import data_frame
+
+__all__ = ["DONE", "Batch", "Entry", "EventLog", "MemoryEventLog"]
+
+DONE = b"[DONE]"
+
+
+@dataclass(frozen=True, slots=True)
+class Entry:
+    id: int
+    payload: bytes  # the event's compact JSON, or DONE
+    frame: bytes  # the whole SSE frame, encoded once for every reader
+    delta: str | None = None  # a text-delta's text, for readers of the seed's format
+
+
+@dataclass(frozen=True, slots=True)
+class Batch:
+    entries: Sequence[Entry]
+    done: bool  # the log is finished and the reader has everything
+
+
+class EventLog(ABC):
+    @abstractmethod
+    def append(self, payload: bytes, delta: str | None = None) -> int:
+        """Add an event; returns its id (1, 2, 3... within the turn)."""
+
+    @abstractmethod
+    def finish(self) -> None:
+        """No more events will be appended."""
+
+    @property
+    @abstractmethod
+    def finished(self) -> bool: ...
+
+    @abstractmethod
+    async def read(self, after: int, wait: float | None = 0) -> Batch:
+        """Entries with id > `after`. With nothing new, wait up to `wait` seconds (None: until
+        something is appended or `wake` is called)."""
+
+    @abstractmethod
+    def wake(self) -> None:
+        """Release waiting readers with whatever there is (used for heartbeats)."""
+
+
+class MemoryEventLog(EventLog):
+    __slots__ = ("_entries", "_finished", "_waiter")
+
+    def __init__(self) -> None:
+        self._entries: list[Entry] = []
+        self._finished = False
+        self._waiter: asyncio.Event | None = None
+
+    def append(self, payload: bytes, delta: str | None = None) -> int:
+        if self._finished:
+            raise RuntimeError("append to a finished event log")
+        entries = self._entries
+        event_id = len(entries) + 1
+        entries.append(Entry(event_id, payload, data_frame(event_id, payload), delta))
+        # One shared Event per wake-up, created only when someone waits: no per-reader queues.
+        waiter = self._waiter
+        if waiter is not None:
+            self._waiter = None
+            waiter.set()
+        return event_id
+
+    def finish(self) -> None:
+        self._finished = True
+        self.wake()
+
+    @property
+    def finished(self) -> bool:
+        return self._finished
+
+    def wake(self) -> None:
+        waiter = self._waiter
+        if waiter is not None:
+            self._waiter = None
+            waiter.set()
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    async def read(self, after: int, wait: float | None = 0) -> Batch:
+        entries = self._entries
+        if after < 0:
+            after = 0
+        if after >= len(entries) and not self._finished and (wait is None or wait > 0):
+            waiter = self._waiter
+            if waiter is None:
+                waiter = self._waiter = asyncio.Event()
+            if wait is None:
+                await waiter.wait()
+            else:
+                try:
+                    async with asyncio.timeout(wait):
+                        await waiter.wait()
+                except TimeoutError:
+                    pass
+        new = entries[after:]
+        return Batch(new, self._finished and after + len(new) >= len(entries))

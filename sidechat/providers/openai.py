@@ -1,0 +1,191 @@
+"""Any OpenAI-compatible chat-completions API, streamed (OpenAI, Ollama, vLLM, llama.cpp
+server, LM Studio, OpenRouter, Groq...).
+
+aiohttp rather than the official SDK: the SDK sits on httpx, whose line iterator measured several
+times slower per token on this product's hot path (see shared notes/performance.md); here each
+network read is fed straight to the incremental SSE parser.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any, ClassVar
+
+import aiohttp
+import orjson
+
+from sidechat.errors import ProviderError
+from sidechat.providers.base import ChatRequest, Finish, FinishReason, Provider, StreamEvent, \
+    TextDelta, Usage
+from sidechat.sse import SSEParser
+
+__all__ = ["OpenAIProvider", "raise_for_upstream_status"]
+
+_FINISH_REASONS: dict[str, FinishReason] = {
+    "stop": "stop",
+    "length": "length",
+    "content_filter": "content-filter",
+    "tool_calls": "tool-calls",
+    "function_call": "tool-calls",
+}
+
+
+def _retry_after(headers: Any) -> float | None:
+    value = headers.get("Retry-After") if headers is not None else None
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        return None
+
+
+async def raise_for_upstream_status(response: aiohttp.ClientResponse, vendor: str) -> None:
+    """Turn an upstream HTTP error into a `ProviderError` with a visitor-safe message."""
+    if response.status < 400:
+        return
+    body = (await response.content.read(2048)).decode("utf-8", "replace")
+    detail = f"{vendor} answered HTTP {response.status}: {body}"
+    status = response.status
+    if status in (401, 403):
+        message = "The assistant is not configured correctly (the model API refused its key)."
+    elif status == 404:
+        message = "The assistant is not configured correctly (unknown model or endpoint)."
+    elif status == 429:
+        message = "The assistant is busy right now. Please try again in a moment."
+    elif status >= 500:
+        message = "The assistant's model service failed. Please try again in a moment."
+    else:
+        message = "The model service refused this request."
+    raise ProviderError(
+        message,
+        detail=detail,
+        retryable=status == 429 or status >= 500,
+        upstream_status=status,
+        retry_after=_retry_after(response.headers),
+    )
+
+
+class OpenAIProvider(Provider):
+    id: ClassVar[str] = "openai"
+    needs_key: ClassVar[bool] = True
+    key_env_var: ClassVar[str | None] = "OPENAI_API_KEY"
+
+    def __init__(
+        self,
+        *,
+        base_url: str,
+        model: str,
+        api_key: str | None = None,
+        connect_timeout: float = 10.0,
+    ) -> None:
+        self.base_url = base_url.rstrip("/")
+        self.model = model
+        self._api_key = api_key
+        self._connect_timeout = connect_timeout
+        self._session: aiohttp.ClientSession | None = None
+
+    async def start(self) -> None:
+        if self._session is None:
+            connector = aiohttp.TCPConnector(limit=0, ttl_dns_cache=300)
+            timeout = aiohttp.ClientTimeout(total=None, sock_connect=self._connect_timeout)
+            self._session = aiohttp.ClientSession(
+                connector=connector, timeout=timeout, json_serialize=lambda o: orjson.dumps(o)
+                .decode()
+            )
+
+    async def aclose(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    def _headers(self) -> dict[str, str]:
+        headers = {"Content-Type": "application/json", "Accept": "text/event-stream"}
+        if self._api_key:
+            headers["Authorization"] = f"Bearer {self._api_key}"
+        return headers
+
+    def _body(self, request: ChatRequest) -> dict[str, Any]:
+        messages: list[dict[str, str]] = []
+        if request.system:
+            messages.append({"role": "system", "content": request.system})
+        messages.extend({"role": m.role, "content": m.content} for m in request.messages)
+        body: dict[str, Any] = {
+            "model": self.model,
+            "messages": messages,
+            "stream": True,
+            "stream_options": {"include_usage": True},
+            "max_tokens": request.max_tokens,
+        }
+        if request.temperature is not None:
+            body["temperature"] = request.temperature
+        if request.stop:
+            body["stop"] = list(request.stop)
+        return body
+
+    async def stream(self, request: ChatRequest) -> AsyncIterator[StreamEvent]:
+        if self._session is None:
+            await self.start()
+        assert self._session is not None
+        url = f"{self.base_url}/chat/completions"
+        try:
+            async with self._session.post(
+                url, data=orjson.dumps(self._body(request)), headers=self._headers()
+            ) as response:
+                await raise_for_upstream_status(response, "The OpenAI-compatible API")
+                async for event in _read_chunks(response):
+                    yield event
+        except aiohttp.ClientError as exc:
+            raise ProviderError(
+                "The assistant could not reach its model service. Please try again.",
+                detail=f"{url}: {exc!r}",
+                retryable=True,
+            ) from exc
+
+
+async def _read_chunks(response: aiohttp.ClientResponse) -> AsyncIterator[StreamEvent]:
+    parser = SSEParser()
+    finish: FinishReason | None = None
+    model: str | None = None
+    usage: Usage | None = None
+    async for chunk in response.content.iter_any():
+        for event in parser.feed(chunk):
+            data = event.data
+            if data == "[DONE]":
+                break
+            try:
+                obj = orjson.loads(data)
+                if "error" in obj:
+                    raise ProviderError(
+                        "The assistant's model service failed mid-answer.",
+                        detail=f"upstream error event: {data[:500]}",
+                    )
+                model = obj.get("model") or model
+                raw_usage = obj.get("usage")
+                if raw_usage:
+                    usage = Usage(raw_usage.get("prompt_tokens"), raw_usage.get("completion_tokens"))
+                for choice in obj.get("choices") or ():
+                    text = (choice.get("delta") or {}).get("content")
+                    if text:
+                        yield TextDelta(text)
+                    reason = choice.get("finish_reason")
+                    if reason:
+                        finish = _FINISH_REASONS.get(reason, "other")
+            except (orjson.JSONDecodeError, AttributeError, TypeError) as exc:
+                raise ProviderError(
+                    "The assistant's model service sent a garbled reply.",
+                    detail=f"malformed upstream chunk {data[:200]!r}: {exc}",
+                ) from exc
+        else:
+            continue
+        break
+    else:
+        if finish is None:
+            raise ProviderError(
+                "The connection to the assistant's model service broke mid-answer.",
+                detail="upstream stream ended without [DONE] or a finish_reason",
+                retryable=True,
+            )
+    if usage is not None:
+        yield usage
+    yield Finish(finish or "stop", model)

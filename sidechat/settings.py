@@ -1,0 +1,101 @@
+"""All configuration in one typed object.
+
+Precedence: an explicit value (a CLI flag or a keyword) beats a `SIDECHAT_*` environment
+variable, which beats a TOML config file (`--config`, or `SIDECHAT_CONFIG`), which beats the
+default.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+__all__ = ["ProviderName", "Settings", "load_settings"]
+
+ProviderName = Literal["local", "openai", "anthropic"]
+
+DEFAULT_SYSTEM_PROMPT = (
+    "You are the assistant of this website. Answer visitors' questions briefly and "
+    "helpfully, in plain Markdown."
+)
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="SIDECHAT_", extra="forbid", frozen=True, validate_default=True
+    )
+
+    # The model upstream.
+    provider: ProviderName = "local"
+    base_url: str | None = None
+    model: str | None = None
+    api_key: SecretStr | None = None
+    model_path: Path | None = None
+    fallback: tuple[str, ...] = ()
+    system_prompt: str = DEFAULT_SYSTEM_PROMPT
+    max_output_tokens: int = Field(default=512, ge=1, le=32_768)
+    temperature: float | None = Field(default=None, ge=0, le=2)
+
+    # Upstream resilience (seconds).
+    retry_budget: float = Field(default=20.0, ge=0)
+    connect_timeout: float = Field(default=10.0, gt=0)
+    first_token_timeout: float = Field(default=60.0, gt=0)
+    idle_timeout: float = Field(default=30.0, gt=0)
+
+    # Grounding.
+    index: Path | None = None
+    retrieval_k: int = Field(default=5, ge=1, le=50)
+
+    # The HTTP server.
+    host: str = "127.0.0.1"
+    port: int = Field(default=8000, ge=0, le=65535)
+    cors_origins: tuple[str, ...] = ("*",)
+    heartbeat: float = Field(default=15.0, gt=0)
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+
+    # Limits on every input and on memory.
+    max_message_chars: int = Field(default=4_000, ge=1)
+    max_body_bytes: int = Field(default=512 * 1024, ge=1024)
+    max_history_messages: int = Field(default=20, ge=0)
+    max_history_chars: int = Field(default=12_000, ge=0)
+    max_turn_chars: int = Field(default=64_000, ge=1)
+    turn_ttl: float = Field(default=3600.0, gt=0)
+    max_turns: int = Field(default=10_000, ge=1)
+    max_conversations: int = Field(default=10_000, ge=1)
+
+    @field_validator("base_url")
+    @classmethod
+    def _strip_slash(cls, value: str | None) -> str | None:
+        return value.rstrip("/") if value else value
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        config = os.environ.get("SIDECHAT_CONFIG")
+        if config:
+            sources.append(TomlConfigSettingsSource(settings_cls, toml_file=Path(config)))
+        return tuple(sources)
+
+
+def load_settings(config: Path | None = None, **explicit: Any) -> Settings:
+    """Build settings from explicit values (None means "not given"), env and config file."""
+    values = {key: value for key, value in explicit.items() if value is not None}
+    if config is not None:
+        os.environ["SIDECHAT_CONFIG"] = str(config)
+    return Settings(**values)

@@ -1,0 +1,118 @@
+"""Server-Sent Events on the wire: frames as value objects with a pure `encode()`, and an
+incremental parser for reading upstream streams.
+
+The parser follows the WHATWG event-stream rules (CRLF, CR or LF line ends, comments, multi-line
+data, `id`, `event`, `retry`) and keeps partial lines across chunks, so a line split between two
+network reads is never lost.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+__all__ = ["Comment", "Event", "ParsedEvent", "SSEParser", "data_frame"]
+
+
+def _field_lines(name: bytes, value: str) -> bytes:
+    # A value with line breaks becomes several lines of the same field, as the spec requires.
+    lines = value.replace("\r\n", "\n").replace("\r", "\n").split("\n")
+    return b"".join(name + b": " + line.encode() + b"\n" for line in lines)
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    data: str
+    id: str | int | None = None
+    event: str | None = None
+    retry: int | None = None
+
+    def encode(self) -> bytes:
+        out = b""
+        if self.id is not None:
+            ident = str(self.id)
+            if "\n" in ident or "\r" in ident or "\0" in ident:
+                raise ValueError("an SSE id cannot contain line breaks or NUL")
+            out += b"id: " + ident.encode() + b"\n"
+        if self.event is not None:
+            if "\n" in self.event or "\r" in self.event:
+                raise ValueError("an SSE event name cannot contain line breaks")
+            out += b"event: " + self.event.encode() + b"\n"
+        if self.retry is not None:
+            out += b"retry: %d\n" % self.retry
+        return out + _field_lines(b"data", self.data) + b"\n"
+
+
+@dataclass(frozen=True, slots=True)
+class Comment:
+    text: str = ""
+
+    def encode(self) -> bytes:
+        if not self.text:
+            return b":\n\n"
+        return _field_lines(b"", self.text) + b"\n"
+
+
+def data_frame(event_id: int, payload: bytes) -> bytes:
+    """The hot-path encoder: one `id` + one `data` line. `payload` must hold no line breaks
+    (compact JSON never does)."""
+    return b"id: %d\ndata: %s\n\n" % (event_id, payload)
+
+
+@dataclass(frozen=True, slots=True)
+class ParsedEvent:
+    data: str
+    event: str = "message"
+    id: str | None = None
+    retry: int | None = None
+
+
+class SSEParser:
+    """Feed bytes as they arrive; get back the events completed by them."""
+
+    __slots__ = ("_buffer", "_data", "_event", "_id", "_retry")
+
+    def __init__(self) -> None:
+        self._buffer = b""
+        self._data: list[str] = []
+        self._event = ""
+        self._id: str | None = None
+        self._retry: int | None = None
+
+    def feed(self, chunk: bytes) -> list[ParsedEvent]:
+        buffer = self._buffer + chunk if self._buffer else chunk
+        lines = buffer.splitlines(keepends=True)
+        if not lines:
+            return []
+        # Keep an unfinished last line; a trailing lone CR too, as it may be half of a CRLF.
+        self._buffer = b"" if lines[-1].endswith(b"\n") else lines.pop()
+        events: list[ParsedEvent] = []
+        for raw in lines:
+            line = raw.rstrip(b"\r\n").decode("utf-8", "replace")
+            if not line:
+                if self._data:
+                    events.append(
+                        ParsedEvent("\n".join(self._data), self._event or "message", self._id,
+                                    self._retry)
+                    )
+                self._data = []
+                self._event = ""
+                self._retry = None
+                continue
+            self._field(line)
+        return events
+
+    def _field(self, line: str) -> None:
+        if line[0] == ":":
+            return
+        name, sep, value = line.partition(":")
+        if sep and value[:1] == " ":
+            value = value[1:]
+        if name == "data":
+            self._data.append(value)
+        elif name == "event":
+            self._event = value
+        elif name == "id":
+            if "\0" not in value:
+                self._id = value
+        elif name == "retry" and value.isdigit():
+            self._retry = int(value)

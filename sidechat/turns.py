@@ -1,0 +1,268 @@
+"""Turns: one generation task per turn, decoupled from any HTTP connection.
+
+The task reads the provider's stream and appends UI-message-stream events to the turn's event
+log; readers (SSE, long-poll, the seed's format) replay and follow the log independently. A reader
+that goes away changes nothing; `cancel` stops the task, which closes the upstream request.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections import OrderedDict
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Literal
+
+from sidechat import protocol
+from sidechat.conversations import Conversation, Conversations, StoredMessage, new_id
+from sidechat.errors import NotFound, ProviderError
+from sidechat.eventlog import DONE, EventLog, MemoryEventLog
+from sidechat.providers.base import (
+    ChatRequest,
+    Finish,
+    FinishReason,
+    Message,
+    Provider,
+    TextDelta,
+    Usage,
+)
+from sidechat.settings import Settings
+
+if TYPE_CHECKING:
+    from sidechat.content import Retriever
+
+__all__ = ["Turn", "TurnStatus", "Turns"]
+
+logger = logging.getLogger("sidechat.turns")
+
+TurnStatus = Literal["streaming", "done", "error", "aborted"]
+Rating = Literal["up", "down"]
+
+
+@dataclass(eq=False, slots=True)
+class Turn:
+    id: str
+    conversation_id: str
+    log: EventLog
+    status: TurnStatus = "streaming"
+    parts: list[str] = field(default_factory=list)
+    task: asyncio.Task[None] | None = None
+    cancel_requested: bool = False
+    finished_at: float | None = None
+    rating: Rating | None = None
+    comment: str | None = None
+
+    @property
+    def text(self) -> str:
+        return "".join(self.parts)
+
+
+class Turns:
+    """Starts, finds, cancels and eventually forgets turns."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        provider: Provider,
+        conversations: Conversations,
+        retriever: Retriever | None = None,
+    ) -> None:
+        self._settings = settings
+        self._provider = provider
+        self._conversations = conversations
+        self._retriever = retriever
+        self._turns: OrderedDict[str, Turn] = OrderedDict()
+        self._heartbeat: asyncio.Task[None] | None = None
+
+    # -- lifecycle ------------------------------------------------------------------------
+    async def start_background(self) -> None:
+        self._heartbeat = asyncio.create_task(self._tick(), name="sidechat-heartbeat")
+
+    async def aclose(self) -> None:
+        tasks = [t.task for t in self._turns.values() if t.task is not None and not t.task.done()]
+        if self._heartbeat is not None:
+            tasks.append(self._heartbeat)
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+    async def _tick(self) -> None:
+        # One timer for every waiting reader: wake them so they can send a heartbeat comment,
+        # and forget finished turns past their time to live.
+        while True:
+            await asyncio.sleep(self._settings.heartbeat)
+            for turn in self._turns.values():
+                if not turn.log.finished:
+                    turn.log.wake()
+            self._evict()
+
+    def _evict(self) -> None:
+        now = time.monotonic()
+        ttl = self._settings.turn_ttl
+        excess = len(self._turns) - self._settings.max_turns
+        for turn_id in list(self._turns):
+            turn = self._turns[turn_id]
+            if turn.finished_at is None:
+                continue
+            if excess > 0 or now - turn.finished_at > ttl:
+                del self._turns[turn_id]
+                excess -= 1
+
+    # -- turns ----------------------------------------------------------------------------
+    def get(self, turn_id: str) -> Turn:
+        turn = self._turns.get(turn_id)
+        if turn is None:
+            raise NotFound("No such turn (it may have expired).")
+        return turn
+
+    def active_turn(self, conversation: Conversation) -> Turn | None:
+        if conversation.active_turn is None:
+            return None
+        return self._turns.get(conversation.active_turn)
+
+    def start(
+        self,
+        conversation: Conversation,
+        message: str,
+        history: Sequence[Message] | None = None,
+    ) -> Turn:
+        """Record the user's message and start generating the reply. `history` overrides the
+        stored one (the AI SDK client sends its own)."""
+        settings = self._settings
+        if history is None:
+            history = conversation.history(
+                settings.max_history_messages, settings.max_history_chars
+            )
+        previous = self.active_turn(conversation)
+        if previous is not None and previous.task is not None and not previous.task.done():
+            # A new question supersedes a reply still being written in the same conversation.
+            self.cancel(previous.id)
+        turn = Turn(new_id("t_"), conversation.id, MemoryEventLog())
+        turn.log.append(protocol.start(turn.id))
+        conversation.messages.append(StoredMessage("user", message))
+        conversation.messages.append(
+            StoredMessage("assistant", "", turn.id, "streaming", live_text=lambda: turn.text)
+        )
+        conversation.active_turn = turn.id
+        self._turns[turn.id] = turn
+        if len(self._turns) > settings.max_turns:
+            self._evict()
+        request = ChatRequest(
+            messages=[*history, Message("user", message)],
+            system=settings.system_prompt,
+            max_tokens=settings.max_output_tokens,
+            temperature=settings.temperature,
+        )
+        turn.task = asyncio.create_task(self._run(turn, conversation, request))
+        return turn
+
+    def cancel(self, turn_id: str) -> Turn:
+        turn = self.get(turn_id)
+        if turn.task is not None and not turn.task.done() and not turn.cancel_requested:
+            turn.cancel_requested = True
+            turn.task.cancel()
+        return turn
+
+    def rate(self, turn_id: str, rating: Rating, comment: str | None) -> Turn:
+        turn = self.get(turn_id)
+        turn.rating = rating
+        turn.comment = comment
+        logger.info("feedback turn=%s rating=%s", turn.id, rating)
+        return turn
+
+    async def _ground(self, turn: Turn, request: ChatRequest) -> ChatRequest:
+        if self._retriever is None:
+            return request
+        from sidechat.grounding import ground
+
+        question = request.messages[-1].content
+        history = [m.content for m in request.messages[:-1] if m.role == "user"]
+        grounding = await ground(
+            self._retriever, question, history=history, k=self._settings.retrieval_k
+        )
+        for source in grounding.sources:
+            turn.log.append(protocol.source_url(source.source_id, source.url, source.title))
+        system = f"{request.system}\n\n{grounding.context}" if grounding.context else request.system
+        return ChatRequest(
+            request.messages, system, request.max_tokens, request.temperature, request.stop
+        )
+
+    async def _run(self, turn: Turn, conversation: Conversation, request: ChatRequest) -> None:
+        log = turn.log
+        append = log.append
+        delta = protocol.text_delta
+        parts = turn.parts
+        budget = self._settings.max_turn_chars
+        started = False
+        reason: FinishReason = "stop"
+        metadata: dict[str, Any] = {}
+        try:
+            request = await self._ground(turn, request)
+            async for event in self._provider.stream(request):
+                if type(event) is TextDelta:
+                    text = event.text
+                    if not started:
+                        append(protocol.text_start())
+                        started = True
+                    append(delta(text), text)
+                    parts.append(text)
+                    budget -= len(text)
+                    if budget <= 0:
+                        reason = "length"
+                        break
+                elif type(event) is Usage:
+                    metadata["usage"] = {
+                        "inputTokens": event.input_tokens,
+                        "outputTokens": event.output_tokens,
+                    }
+                elif type(event) is Finish:
+                    reason = event.reason
+                    if event.model:
+                        metadata["model"] = event.model
+            if started:
+                append(protocol.text_end())
+            append(protocol.finish(reason, metadata))
+            turn.status = "done"
+        except asyncio.CancelledError:
+            if started:
+                append(protocol.text_end())
+            if not turn.cancel_requested:
+                # Shutdown, not a visitor's cancel: record it, then let cancellation proceed.
+                append(protocol.error("The server restarted while answering. Please retry."))
+                turn.status = "error"
+                raise
+            append(protocol.abort())
+            turn.status = "aborted"
+        except ProviderError as exc:
+            logger.warning("turn %s failed: %s", turn.id, exc.detail)
+            if started:
+                append(protocol.text_end())
+            append(protocol.error(exc.message))
+            append(protocol.finish("error"))
+            turn.status = "error"
+        except Exception:
+            logger.exception("turn %s crashed", turn.id)
+            if started:
+                append(protocol.text_end())
+            append(protocol.error("Something went wrong while answering. Please retry."))
+            append(protocol.finish("error"))
+            turn.status = "error"
+        finally:
+            with contextlib.suppress(RuntimeError):
+                append(DONE)
+                log.finish()
+            turn.finished_at = time.monotonic()
+            self._settle(turn, conversation)
+
+    def _settle(self, turn: Turn, conversation: Conversation) -> None:
+        for stored in reversed(conversation.messages):
+            if stored.turn_id == turn.id:
+                stored.content = turn.text
+                stored.status = turn.status
+                stored.live_text = None
+                break
+        if conversation.active_turn == turn.id:
+            conversation.active_turn = None

@@ -1,0 +1,101 @@
+"""Start sidechat as a real server process, and read its streams, for tests."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import aiohttp
+import orjson
+
+from sidechat.sse import ParsedEvent, SSEParser
+
+__all__ = ["SidechatProcess", "free_port", "read_events", "start_sidechat", "ui_events"]
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@dataclass
+class SidechatProcess:
+    url: str
+    proc: subprocess.Popen[bytes]
+    log_path: Path
+
+    def log(self) -> str:
+        return self.log_path.read_text("utf-8", "replace")
+
+
+@contextlib.contextmanager
+def start_sidechat(
+    *args: str, env: dict[str, str] | None = None, ready_path: str = "/healthz",
+    timeout: float = 60.0, log_dir: Path | None = None,
+) -> Iterator[SidechatProcess]:
+    """Run `python -m sidechat serve ARGS` on a free port until the block ends."""
+    port = free_port()
+    log_dir = log_dir or Path(os.environ.get("SIDECHAT_TEST_LOGS", "/tmp"))
+    log_dir.mkdir(parents=True, exist_ok=True)
+    log_path = log_dir / f"sidechat-{port}.log"
+    full_env = {**os.environ, **(env or {})}
+    cmd = [sys.executable, "-m", "sidechat", "serve", "--host", "127.0.0.1", "--port",
+           str(port), *args]
+    with log_path.open("wb") as log:
+        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=full_env, cwd=ROOT)
+    url = f"http://127.0.0.1:{port}"
+    server = SidechatProcess(url, proc, log_path)
+    try:
+        _wait_http(url + ready_path, proc, timeout, log_path)
+        yield server
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def _wait_http(url: str, proc: subprocess.Popen[bytes], timeout: float, log: Path) -> None:
+    import urllib.request
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"sidechat exited with {proc.returncode}:\n{log.read_text()}")
+        try:
+            with urllib.request.urlopen(url, timeout=1) as response:
+                if response.status == 200:
+                    return
+        except OSError:
+            pass
+        time.sleep(0.05)
+    raise RuntimeError(f"sidechat did not answer {url} within {timeout}s:\n{log.read_text()}")
+
+
+async def read_events(response: aiohttp.ClientResponse, limit: int | None = None
+                      ) -> list[ParsedEvent]:
+    """Every SSE event of a response (to its end, or until `limit` events)."""
+    parser = SSEParser()
+    events: list[ParsedEvent] = []
+    async for chunk in response.content.iter_any():
+        events.extend(parser.feed(chunk))
+        if limit is not None and len(events) >= limit:
+            return events[:limit]
+    return events
+
+
+def ui_events(events: list[ParsedEvent]) -> list[dict[str, object]]:
+    """The JSON chunks of a UI message stream, without the final [DONE]."""
+    return [orjson.loads(e.data) for e in events if e.data != "[DONE]"]

@@ -1,0 +1,32 @@
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterator
+
+import aiohttp
+import pytest
+
+from tests._servers import SidechatProcess, start_sidechat
+from tests.fakes.openai_upstream import FakeOpenAI
+
+
+@pytest.fixture(scope="session")
+def upstream() -> Iterator[FakeOpenAI]:
+    fake = FakeOpenAI().start()
+    yield fake
+    fake.stop()
+
+
+@pytest.fixture(scope="session")
+def server(upstream: FakeOpenAI) -> Iterator[SidechatProcess]:
+    """sidechat proxying the fake upstream, with a short heartbeat."""
+    with start_sidechat(
+        "--provider", "openai", "--base-url", upstream.base_url, "--model", "fake-model",
+        "--heartbeat", "0.5", "--retry-budget", "0.5",
+    ) as proc:
+        yield proc
+
+
+@pytest.fixture
+async def http() -> AsyncIterator[aiohttp.ClientSession]:
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30)) as session:
+        yield session

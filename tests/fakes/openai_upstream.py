@@ -1,0 +1,192 @@
+"""A fake OpenAI-compatible chat-completions server: a real HTTP server on 127.0.0.1.
+
+Behaviour is scripted per request by directives in the last user message, e.g.
+`[[tokens=20 interval=0.01 fault=drop_after fault_at=5]]`, so one sidechat server can be driven
+through every scenario. Knobs:
+
+    tokens=N        number of tokens (default 5); token i is "tok{i} "
+    text="..."      reply text instead (split into word tokens, spaces kept)
+    ttft=S          delay before the first token (default 0)
+    interval=S      delay between tokens (default 0)
+    fault=KIND      500 | 429 | 401 | 404 | 400 | drop_before | drop_after | malformed |
+                    stall | error_event | no_done
+    fault_at=N      token index for mid-stream faults (default 2)
+    retry_after=S   Retry-After header for 429/500
+    fail_times=N    apply the fault only to the first N requests carrying the same key=...
+    key=NAME        groups requests for fail_times
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import shlex
+import threading
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+from aiohttp import web
+
+__all__ = ["FakeOpenAI", "RequestRecord", "directives"]
+
+_DIRECTIVES = re.compile(r"\[\[(.*?)\]\]", re.S)
+
+
+def directives(text: str) -> dict[str, str]:
+    found: dict[str, str] = {}
+    for block in _DIRECTIVES.findall(text):
+        for item in shlex.split(block):
+            key, _, value = item.partition("=")
+            found[key] = value
+    return found
+
+
+@dataclass
+class RequestRecord:
+    body: dict[str, Any]
+    headers: dict[str, str]
+    started: float = field(default_factory=time.monotonic)
+    tokens_sent: int = 0
+    closed_by_client: bool = False
+    finished: bool = False
+
+
+_MID_STREAM = {"drop_after", "malformed", "stall", "error_event"}
+
+
+def _chunk(content: str | None, finish: str | None = None, usage: bool = False) -> bytes:
+    obj: dict[str, Any] = {
+        "id": "chatcmpl-fake",
+        "object": "chat.completion.chunk",
+        "created": 0,
+        "model": "fake-model",
+        "choices": [{"index": 0, "delta": {} if content is None else {"content": content},
+                     "finish_reason": finish}],
+    }
+    if usage:
+        obj["choices"] = []
+        obj["usage"] = {"prompt_tokens": 11, "completion_tokens": 7, "total_tokens": 18}
+    return b"data: " + orjson.dumps(obj) + b"\n\n"
+
+
+class FakeOpenAI:
+    def __init__(self) -> None:
+        self.requests: list[RequestRecord] = []
+        self._attempts: Counter[str] = Counter()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+        self._runner: web.AppRunner | None = None
+        self.port = 0
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/v1"
+
+    # -- lifecycle (the server runs on its own loop in a thread) ---------------------------
+    def start(self) -> FakeOpenAI:
+        ready = threading.Event()
+
+        def run() -> None:
+            loop = asyncio.new_event_loop()
+            self._loop = loop
+            app = web.Application()
+            app.router.add_post("/v1/chat/completions", self._chat)
+            app.router.add_post("/v1/completions", self._chat)
+            self._runner = web.AppRunner(app, handle_signals=False)
+            loop.run_until_complete(self._runner.setup())
+            site = web.TCPSite(self._runner, "127.0.0.1", 0)
+            loop.run_until_complete(site.start())
+            self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+            ready.set()
+            loop.run_forever()
+            loop.run_until_complete(self._runner.cleanup())
+            loop.close()
+
+        self._thread = threading.Thread(target=run, name="fake-openai", daemon=True)
+        self._thread.start()
+        ready.wait(10)
+        return self
+
+    def stop(self) -> None:
+        if self._loop is not None:
+            self._loop.call_soon_threadsafe(self._loop.stop)
+        if self._thread is not None:
+            self._thread.join(10)
+
+    def find(self, marker: str) -> list[RequestRecord]:
+        """Requests whose last message contains `marker`."""
+        return [r for r in self.requests if marker in _last_text(r.body)]
+
+    # -- the API ----------------------------------------------------------------------------
+    async def _chat(self, request: web.Request) -> web.StreamResponse:
+        body = await request.json(loads=orjson.loads)
+        record = RequestRecord(body, dict(request.headers))
+        self.requests.append(record)
+        d = directives(_last_text(body))
+        fault = d.get("fault", "")
+        if fault and "fail_times" in d:
+            key = d.get("key", "default")
+            self._attempts[key] += 1
+            if self._attempts[key] > int(d["fail_times"]):
+                fault = ""
+        retry_after = d.get("retry_after")
+        status = {"500": 500, "429": 429, "401": 401, "404": 404, "400": 400}.get(fault)
+        if status is not None:
+            headers = {"Retry-After": retry_after} if retry_after else {}
+            error = {"error": {"message": f"fake {status}", "type": "fake_error"}}
+            return web.json_response(error, status=status, headers=headers)
+        if fault == "drop_before":
+            assert request.transport is not None
+            request.transport.close()
+            return web.Response()
+        if "text" in d:
+            tokens = re.findall(r"\S+\s*|\s+", d["text"])
+        else:
+            tokens = [f"tok{i} " for i in range(int(d.get("tokens", "5")))]
+        fault_at = int(d.get("fault_at", "2"))
+        response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+        await response.prepare(request)
+        try:
+            await asyncio.sleep(float(d.get("ttft", "0")))
+            interval = float(d.get("interval", "0"))
+            for i, token in enumerate(tokens):
+                if i == fault_at and fault in _MID_STREAM:
+                    await self._mid_stream_fault(fault, request, response)
+                    return response
+                if i and interval:
+                    await asyncio.sleep(interval)
+                await response.write(_chunk(token))
+                record.tokens_sent += 1
+            await response.write(_chunk(None, "stop"))
+            await response.write(_chunk(None, usage=True))
+            if fault != "no_done":
+                await response.write(b"data: [DONE]\n\n")
+            record.finished = True
+            await response.write_eof()
+        except (ConnectionResetError, asyncio.CancelledError):
+            record.closed_by_client = True
+            raise
+        return response
+
+    async def _mid_stream_fault(
+        self, fault: str, request: web.Request, response: web.StreamResponse
+    ) -> None:
+        if fault == "drop_after":
+            assert request.transport is not None
+            request.transport.close()
+        elif fault == "malformed":
+            await response.write(b"data: {this is not json\n\n")
+        elif fault == "stall":
+            await asyncio.sleep(3600)
+        elif fault == "error_event":
+            await response.write(b'data: {"error": {"message": "overloaded"}}\n\n')
+
+
+def _last_text(body: dict[str, Any]) -> str:
+    if "prompt" in body:
+        return str(body["prompt"])
+    messages = body.get("messages") or []
+    return str(messages[-1].get("content", "")) if messages else ""
