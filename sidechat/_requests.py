@@ -57,7 +57,8 @@ def _ui_text(ui_message: Any) -> str:
     parts = ui_message.get("parts")
     if isinstance(parts, list):
         return "".join(
-            p["text"] for p in parts
+            p["text"]
+            for p in parts
             if isinstance(p, dict) and p.get("type") == "text" and isinstance(p.get("text"), str)
         )
     content = ui_message.get("content")
@@ -97,7 +98,7 @@ def _parse_ai_sdk(body: dict[str, Any], max_chars: int, max_history: int) -> Cha
         role = item.get("role") if isinstance(item, dict) else None
         text = _ui_text(item)
         if role in ("user", "assistant") and text:
-            history.append(Message(role, text[:max_chars * 4]))
+            history.append(Message(role, text[: max_chars * 4]))
     while history and history[0].role != "user":
         history.pop(0)
     return ChatInput(message, chat_id, history, True)

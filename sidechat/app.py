@@ -60,12 +60,17 @@ class Sidechat:
     def cors(self, request: Request) -> dict[str, str]:
         origins = self.settings.cors_origins
         if "*" in origins:
-            return {"access-control-allow-origin": "*",
-                    "access-control-expose-headers": "X-Conversation-Id, X-Turn-Id"}
+            return {
+                "access-control-allow-origin": "*",
+                "access-control-expose-headers": "X-Conversation-Id, X-Turn-Id",
+            }
         origin = request.headers.get("origin")
         if origin and origin in origins:
-            return {"access-control-allow-origin": origin, "vary": "Origin",
-                    "access-control-expose-headers": "X-Conversation-Id, X-Turn-Id"}
+            return {
+                "access-control-allow-origin": origin,
+                "vary": "Origin",
+                "access-control-expose-headers": "X-Conversation-Id, X-Turn-Id",
+            }
         return {}
 
 
@@ -155,13 +160,13 @@ async def turn_events(app: Sidechat, request: Request) -> ASGIApp:
         raise BadRequest("'wait' must be a number of seconds (0-30).") from exc
     batch = await turn.log.read(after, wait)
     events = [
-        {"id": e.id, "data": orjson.Fragment(e.payload)}
-        for e in batch.entries
-        if e.payload != DONE
+        {"id": e.id, "data": orjson.Fragment(e.payload)} for e in batch.entries if e.payload != DONE
     ]
     last = batch.entries[-1].id if batch.entries else after
-    return JSON({"events": events, "last_id": last, "done": batch.done},
-                headers={**app.cors(request), "cache-control": "no-store"})
+    return JSON(
+        {"events": events, "last_id": last, "done": batch.done},
+        headers={**app.cors(request), "cache-control": "no-store"},
+    )
 
 
 async def cancel_turn(app: Sidechat, request: Request) -> ASGIApp:
@@ -176,7 +181,7 @@ async def turn_feedback(app: Sidechat, request: Request) -> ASGIApp:
     turn = app.turns.get(request.path_params["turn_id"])
     body = await read_json(request, 8 * 1024)
     if not isinstance(body, dict) or body.get("rating") not in ("up", "down"):
-        raise BadRequest("'rating' must be \"up\" or \"down\".")
+        raise BadRequest('\'rating\' must be "up" or "down".')
     comment = body.get("comment")
     if comment is not None and (not isinstance(comment, str) or len(comment) > 2000):
         raise BadRequest("'comment' must be a string of at most 2000 characters.")
@@ -200,12 +205,13 @@ async def seed_chat(app: Sidechat, request: Request) -> ASGIApp:
     settings = app.settings
     body = await read_json(request, settings.max_body_bytes)
     if not isinstance(body, dict) or "messages" in body:
-        raise BadRequest("The body must be {\"message\": \"...\"}.")
+        raise BadRequest('The body must be {"message": "..."}.')
     chat = parse_chat(body, settings.max_message_chars, settings.max_history_messages)
     conversation = app.conversations.create()
     turn = app.turns.start(conversation, chat.message)
-    headers = _stream_headers(app, request, **{"X-Conversation-Id": conversation.id,
-                                               "X-Turn-Id": turn.id})
+    headers = _stream_headers(
+        app, request, **{"X-Conversation-Id": conversation.id, "X-Turn-Id": turn.id}
+    )
     return TurnStream(turn.log, headers=headers, encode=SeedFormat.encode, ui_protocol=False)
 
 
@@ -224,8 +230,9 @@ async def widget(app: Sidechat, request: Request) -> ASGIApp:
         return JSON({"error": {"code": "not_found", "message": "widget.js is not built."}}, 404)
     immutable = request.query_params.get("v") == app.widget_version
     cache = "public, max-age=31536000, immutable" if immutable else "public, max-age=300"
-    return FileResponse(path, media_type="text/javascript",
-                        headers={**app.cors(request), "cache-control": cache})
+    return FileResponse(
+        path, media_type="text/javascript", headers={**app.cors(request), "cache-control": cache}
+    )
 
 
 async def index(app: Sidechat, request: Request) -> ASGIApp:
@@ -235,15 +242,19 @@ async def index(app: Sidechat, request: Request) -> ASGIApp:
     html = path.read_text("utf-8").replace(
         'src="/widget.js"', f'src="/widget.js?v={app.widget_version}"'
     )
-    return Response(html, media_type="text/html", headers={
-        "cache-control": "no-cache",
-        "content-security-policy": (
-            "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
-            "connect-src 'self'; base-uri 'none'; object-src 'none'; frame-ancestors 'none'"
-        ),
-        "x-content-type-options": "nosniff",
-        "referrer-policy": "no-referrer",
-    })
+    return Response(
+        html,
+        media_type="text/html",
+        headers={
+            "cache-control": "no-cache",
+            "content-security-policy": (
+                "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+                "connect-src 'self'; base-uri 'none'; object-src 'none'; frame-ancestors 'none'"
+            ),
+            "x-content-type-options": "nosniff",
+            "referrer-policy": "no-referrer",
+        },
+    )
 
 
 class Preflight:
@@ -288,8 +299,9 @@ def create_app(settings: Settings, provider: Provider | None = None) -> ASGIApp:
     turns = Turns(settings, provider, conversations, retriever)
     state = Sidechat(settings, provider, conversations, turns, _widget_version())
 
-    def route(path: str, handler: Callable[[Sidechat, Request], Awaitable[ASGIApp]],
-              method: str = "GET") -> Route:
+    def route(
+        path: str, handler: Callable[[Sidechat, Request], Awaitable[ASGIApp]], method: str = "GET"
+    ) -> Route:
         return Route(path, Endpoint(state, handler), methods=[method])
 
     @contextlib.asynccontextmanager

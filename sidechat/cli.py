@@ -33,28 +33,48 @@ def _settings_error(exc: ValidationError) -> click.ClickException:
 @cli.command()
 @click.option("--host", help="Interface to bind. [env: SIDECHAT_HOST; default 127.0.0.1]")
 @click.option("--port", type=int, help="Port to bind. [env: SIDECHAT_PORT; default 8000]")
-@click.option("--provider", type=click.Choice(["local", "openai", "anthropic"]),
-              help="Model upstream. [env: SIDECHAT_PROVIDER; default local]")
-@click.option("--base-url", help="API base URL, e.g. http://127.0.0.1:11434/v1. "
-              "[env: SIDECHAT_BASE_URL]")
+@click.option(
+    "--provider",
+    type=click.Choice(["local", "openai", "anthropic"]),
+    help="Model upstream. [env: SIDECHAT_PROVIDER; default local]",
+)
+@click.option(
+    "--base-url", help="API base URL, e.g. http://127.0.0.1:11434/v1. [env: SIDECHAT_BASE_URL]"
+)
 @click.option("--model", help="Model name for the upstream. [env: SIDECHAT_MODEL]")
 @click.option("--api-key", help="Upstream API key; prefer the env var. [env: SIDECHAT_API_KEY]")
-@click.option("--model-path", type=click.Path(path_type=Path),
-              help="A GGUF file for the embedded model. [env: SIDECHAT_MODEL_PATH]")
-@click.option("--fallback", multiple=True,
-              help="Provider to use when the primary fails before the first token (repeatable).")
+@click.option(
+    "--model-path",
+    type=click.Path(path_type=Path),
+    help="A GGUF file for the embedded model. [env: SIDECHAT_MODEL_PATH]",
+)
+@click.option(
+    "--fallback",
+    multiple=True,
+    help="Provider to use when the primary fails before the first token (repeatable).",
+)
 @click.option("--system-prompt", help="The assistant's instructions.")
-@click.option("--index", type=click.Path(path_type=Path),
-              help="Content index made by `sidechat ingest`, for grounded answers with sources.")
+@click.option(
+    "--index",
+    type=click.Path(path_type=Path),
+    help="Content index made by `sidechat ingest`, for grounded answers with sources.",
+)
 @click.option("--retry-budget", type=float, help="Seconds to keep retrying before the first token.")
 @click.option("--connect-timeout", type=float, help="Seconds to connect to the upstream.")
 @click.option("--first-token-timeout", type=float, help="Seconds to wait for the first token.")
 @click.option("--idle-timeout", type=float, help="Seconds to wait between tokens.")
 @click.option("--heartbeat", type=float, help="Seconds between SSE heartbeat comments.")
-@click.option("--cors-origin", "cors_origins", multiple=True,
-              help="Origin allowed to call the API (repeatable; default '*').")
-@click.option("--config", type=click.Path(exists=True, dir_okay=False, path_type=Path),
-              help="A TOML file of settings. [env: SIDECHAT_CONFIG]")
+@click.option(
+    "--cors-origin",
+    "cors_origins",
+    multiple=True,
+    help="Origin allowed to call the API (repeatable; default '*').",
+)
+@click.option(
+    "--config",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="A TOML file of settings. [env: SIDECHAT_CONFIG]",
+)
 @click.option("--log-level", type=click.Choice(["debug", "info", "warning", "error"]))
 def serve(config: Path | None, **options: Any) -> None:
     """Start the HTTP server."""
@@ -77,8 +97,11 @@ def serve(config: Path | None, **options: Any) -> None:
         app = create_app(settings)
     except SidechatError as exc:
         raise click.ClickException(exc.message) from None
-    click.echo(f"sidechat {__version__} on http://{settings.host}:{settings.port}/ "
-               f"(provider: {settings.provider})", err=True)
+    click.echo(
+        f"sidechat {__version__} on http://{settings.host}:{settings.port}/ "
+        f"(provider: {settings.provider})",
+        err=True,
+    )
     uvicorn.run(
         app,
         host=settings.host,

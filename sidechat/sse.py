@@ -91,8 +91,9 @@ class SSEParser:
             if not line:
                 if self._data:
                     events.append(
-                        ParsedEvent("\n".join(self._data), self._event or "message", self._id,
-                                    self._retry)
+                        ParsedEvent(
+                            "\n".join(self._data), self._event or "message", self._id, self._retry
+                        )
                     )
                 self._data = []
                 self._event = ""

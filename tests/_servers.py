@@ -40,8 +40,11 @@ class SidechatProcess:
 
 @contextlib.contextmanager
 def start_sidechat(
-    *args: str, env: dict[str, str] | None = None, ready_path: str = "/healthz",
-    timeout: float = 60.0, log_dir: Path | None = None,
+    *args: str,
+    env: dict[str, str] | None = None,
+    ready_path: str = "/healthz",
+    timeout: float = 60.0,
+    log_dir: Path | None = None,
 ) -> Iterator[SidechatProcess]:
     """Run `python -m sidechat serve ARGS` on a free port until the block ends."""
     port = free_port()
@@ -49,8 +52,17 @@ def start_sidechat(
     log_dir.mkdir(parents=True, exist_ok=True)
     log_path = log_dir / f"sidechat-{port}.log"
     full_env = {**os.environ, **(env or {})}
-    cmd = [sys.executable, "-m", "sidechat", "serve", "--host", "127.0.0.1", "--port",
-           str(port), *args]
+    cmd = [
+        sys.executable,
+        "-m",
+        "sidechat",
+        "serve",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        *args,
+    ]
     with log_path.open("wb") as log:
         proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=full_env, cwd=ROOT)
     url = f"http://127.0.0.1:{port}"
@@ -84,8 +96,9 @@ def _wait_http(url: str, proc: subprocess.Popen[bytes], timeout: float, log: Pat
     raise RuntimeError(f"sidechat did not answer {url} within {timeout}s:\n{log.read_text()}")
 
 
-async def read_events(response: aiohttp.ClientResponse, limit: int | None = None
-                      ) -> list[ParsedEvent]:
+async def read_events(
+    response: aiohttp.ClientResponse, limit: int | None = None
+) -> list[ParsedEvent]:
     """Every SSE event of a response (to its end, or until `limit` events)."""
     parser = SSEParser()
     events: list[ParsedEvent] = []

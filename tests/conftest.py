@@ -20,8 +20,16 @@ def upstream() -> Iterator[FakeOpenAI]:
 def server(upstream: FakeOpenAI) -> Iterator[SidechatProcess]:
     """sidechat proxying the fake upstream, with a short heartbeat."""
     with start_sidechat(
-        "--provider", "openai", "--base-url", upstream.base_url, "--model", "fake-model",
-        "--heartbeat", "0.5", "--retry-budget", "0.5",
+        "--provider",
+        "openai",
+        "--base-url",
+        upstream.base_url,
+        "--model",
+        "fake-model",
+        "--heartbeat",
+        "0.5",
+        "--retry-budget",
+        "0.5",
     ) as proc:
         yield proc
 

@@ -63,8 +63,13 @@ def _chunk(content: str | None, finish: str | None = None, usage: bool = False) 
         "object": "chat.completion.chunk",
         "created": 0,
         "model": "fake-model",
-        "choices": [{"index": 0, "delta": {} if content is None else {"content": content},
-                     "finish_reason": finish}],
+        "choices": [
+            {
+                "index": 0,
+                "delta": {} if content is None else {"content": content},
+                "finish_reason": finish,
+            }
+        ],
     }
     if usage:
         obj["choices"] = []

@@ -1,0 +1,15 @@
+#!/usr/bin/env bash
+# Install everything the tests need (Python packages, Node packages, Debian's Chromium) and run
+# the linters, the type checker and the whole test suite.
+source "$(dirname "$0")/_venv.sh" "test"
+if [ -f widget/package-lock.json ]; then
+  if ! command -v chromium >/dev/null 2>&1 || ! command -v chromedriver >/dev/null 2>&1; then
+    if [ "$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo"; fi
+    $SUDO apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq chromium chromium-driver >/dev/null
+  fi
+  (cd widget && PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 npm ci --no-audit --no-fund --loglevel=error)
+fi
+.venv/bin/ruff check sidechat tests bench
+.venv/bin/mypy
+exec .venv/bin/pytest "$@"

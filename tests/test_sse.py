@@ -1,0 +1,60 @@
+from __future__ import annotations
+
+import pytest
+
+from sidechat.sse import Comment, Event, ParsedEvent, SSEParser, data_frame
+
+
+def test_event_encodes_exact_bytes() -> None:
+    assert Event("hi").encode() == b"data: hi\n\n"
+    assert Event("a\nb\r\nc", id=7, event="x", retry=1000).encode() == (
+        b"id: 7\nevent: x\nretry: 1000\ndata: a\ndata: b\ndata: c\n\n"
+    )
+    assert Event("").encode() == b"data: \n\n"
+
+
+def test_event_rejects_line_breaks_in_id_and_name() -> None:
+    with pytest.raises(ValueError):
+        Event("x", id="1\n2").encode()
+    with pytest.raises(ValueError):
+        Event("x", event="a\rb").encode()
+
+
+def test_comment_and_data_frame() -> None:
+    assert Comment().encode() == b":\n\n"
+    assert Comment("ping").encode() == b": ping\n\n"
+    assert Comment("a\nb").encode() == b": a\n: b\n\n"
+    assert data_frame(12, b'{"a":1}') == b'id: 12\ndata: {"a":1}\n\n'
+
+
+STREAM = (
+    b": comment\r\n"
+    b"data: one\r\n\r\n"
+    b"event: custom\nid: 5\nretry: 300\ndata: two\ndata:three\n\n"
+    b"data\n\n"
+    b"id: 6\rdata: four\r\r"
+    b"data: \xc3\xa9t\xc3\xa9\n\n"
+)
+EXPECTED = [
+    ParsedEvent("one"),
+    ParsedEvent("two\nthree", "custom", "5", 300),
+    ParsedEvent("", "message", "5"),
+    ParsedEvent("four", "message", "6"),
+    ParsedEvent("été", "message", "6"),
+]
+
+
+@pytest.mark.parametrize("size", [1, 2, 3, 7, 64, len(STREAM)])
+def test_parser_is_exact_whatever_the_chunking(size: int) -> None:
+    parser = SSEParser()
+    events: list[ParsedEvent] = []
+    for i in range(0, len(STREAM), size):
+        events += parser.feed(STREAM[i : i + size])
+    assert events == EXPECTED
+
+
+def test_parser_keeps_a_line_split_across_reads() -> None:
+    parser = SSEParser()
+    assert parser.feed(b'data: {"tok') == []
+    assert parser.feed(b'en": "x"}\n') == []
+    assert parser.feed(b"\n") == [ParsedEvent('{"token": "x"}')]
