@@ -10,6 +10,6 @@ if [ -f widget/package-lock.json ]; then
   fi
   (cd widget && PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 npm ci --no-audit --no-fund --loglevel=error)
 fi
-.venv/bin/ruff check sidechat tests bench
+.venv/bin/ruff check .
 .venv/bin/mypy
 exec .venv/bin/pytest "$@"

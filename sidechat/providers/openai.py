@@ -15,8 +15,15 @@ import aiohttp
 import orjson
 
 from sidechat.errors import ProviderError
-from sidechat.providers.base import ChatRequest, Finish, FinishReason, Provider, StreamEvent, \
-    TextDelta, Usage
+from sidechat.providers.base import (
+    ChatRequest,
+    Finish,
+    FinishReason,
+    Provider,
+    StreamEvent,
+    TextDelta,
+    Usage,
+)
 from sidechat.sse import SSEParser
 
 __all__ = ["OpenAIProvider", "raise_for_upstream_status"]
@@ -90,8 +97,9 @@ class OpenAIProvider(Provider):
             connector = aiohttp.TCPConnector(limit=0, ttl_dns_cache=300)
             timeout = aiohttp.ClientTimeout(total=None, sock_connect=self._connect_timeout)
             self._session = aiohttp.ClientSession(
-                connector=connector, timeout=timeout, json_serialize=lambda o: orjson.dumps(o)
-                .decode()
+                connector=connector,
+                timeout=timeout,
+                json_serialize=lambda o: orjson.dumps(o).decode(),
             )
 
     async def aclose(self) -> None:
@@ -163,7 +171,9 @@ async def _read_chunks(response: aiohttp.ClientResponse) -> AsyncIterator[Stream
                 model = obj.get("model") or model
                 raw_usage = obj.get("usage")
                 if raw_usage:
-                    usage = Usage(raw_usage.get("prompt_tokens"), raw_usage.get("completion_tokens"))
+                    usage = Usage(
+                        raw_usage.get("prompt_tokens"), raw_usage.get("completion_tokens")
+                    )
                 for choice in obj.get("choices") or ():
                     text = (choice.get("delta") or {}).get("content")
                     if text:
