@@ -296,7 +296,7 @@ def create_app(settings: Settings, provider: Provider | None = None) -> ASGIApp:
 
         retriever = open_index(settings.index)
     conversations = Conversations(settings.max_conversations)
-    turns = Turns(settings, provider, conversations, retriever)
+    turns = Turns(settings, provider, retriever)
     state = Sidechat(settings, provider, conversations, turns, _widget_version())
 
     def route(

@@ -19,6 +19,8 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
+from sidechat.errors import ConfigError
+
 __all__ = ["ProviderName", "Settings", "load_settings"]
 
 ProviderName = Literal["local", "openai", "anthropic"]
@@ -86,16 +88,21 @@ class Settings(BaseSettings):
         dotenv_settings: PydanticBaseSettingsSource,
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
-        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
-        config = os.environ.get("SIDECHAT_CONFIG")
-        if config:
-            sources.append(TomlConfigSettingsSource(settings_cls, toml_file=Path(config)))
-        return tuple(sources)
+        return (init_settings, env_settings, TomlConfigSettingsSource(settings_cls))
 
 
 def load_settings(config: Path | None = None, **explicit: Any) -> Settings:
-    """Build settings from explicit values (None means "not given"), env and config file."""
+    """Build settings from explicit values (None means "not given"), the environment and a TOML
+    config file (`config`, else `$SIDECHAT_CONFIG`)."""
     values = {key: value for key, value in explicit.items() if value is not None}
-    if config is not None:
-        os.environ["SIDECHAT_CONFIG"] = str(config)
-    return Settings(**values)
+    path = config or (
+        Path(os.environ["SIDECHAT_CONFIG"]) if os.environ.get("SIDECHAT_CONFIG") else None
+    )
+    if path is None:
+        return Settings(**values)
+    if not path.is_file():
+        raise ConfigError(f"config file {path} does not exist")
+    with_file: type[Settings] = type(
+        "Settings", (Settings,), {"model_config": {**Settings.model_config, "toml_file": path}}
+    )
+    return with_file(**values)

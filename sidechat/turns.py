@@ -8,7 +8,6 @@ that goes away changes nothing; `cancel` stops the task, which closes the upstre
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections import OrderedDict
@@ -17,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
 from sidechat import protocol
-from sidechat.conversations import Conversation, Conversations, StoredMessage, new_id
+from sidechat.conversations import Conversation, StoredMessage, new_id
 from sidechat.errors import NotFound, ProviderError
 from sidechat.eventlog import DONE, EventLog, MemoryEventLog
 from sidechat.providers.base import (
@@ -67,12 +66,10 @@ class Turns:
         self,
         settings: Settings,
         provider: Provider,
-        conversations: Conversations,
         retriever: Retriever | None = None,
     ) -> None:
         self._settings = settings
         self._provider = provider
-        self._conversations = conversations
         self._retriever = retriever
         self._turns: OrderedDict[str, Turn] = OrderedDict()
         self._heartbeat: asyncio.Task[None] | None = None
@@ -251,9 +248,8 @@ class Turns:
             append(protocol.finish("error"))
             turn.status = "error"
         finally:
-            with contextlib.suppress(RuntimeError):
-                append(DONE)
-                log.finish()
+            append(DONE)
+            log.finish()
             turn.finished_at = time.monotonic()
             self._settle(turn, conversation)
 
