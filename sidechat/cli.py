@@ -89,6 +89,8 @@ def serve(config: Path | None, **options: Any) -> None:
         settings = load_settings(config, **options)
     except ValidationError as exc:
         raise _settings_error(exc) from None
+    except SidechatError as exc:
+        raise click.ClickException(exc.message) from None
     logging.basicConfig(
         level=settings.log_level.upper(),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",

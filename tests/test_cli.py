@@ -1,0 +1,69 @@
+"""`sidechat serve` refuses bad configuration with a clear message and a non-zero exit."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import aiohttp
+import pytest
+
+from tests._servers import start_sidechat
+from tests.fakes.openai_upstream import FakeOpenAI
+
+
+def serve(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "sidechat", "serve", *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=env,
+    )
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--provider", "openai", "--model", "m"], "needs --base-url"),
+        (["--provider", "openai", "--base-url", "http://127.0.0.1:9/v1"], "needs --model"),
+        (["--port", "99999"], "port"),
+        (["--provider", "nope"], "Invalid value for '--provider'"),
+    ],
+)
+def test_bad_configuration_is_refused(args: list[str], message: str) -> None:
+    result = serve(*args)
+    assert result.returncode != 0
+    assert message in result.stderr
+
+
+def test_config_file_env_and_flags(tmp_path: Path, upstream: FakeOpenAI) -> None:
+    config = tmp_path / "sidechat.toml"
+    config.write_text(
+        f'provider = "openai"\nbase_url = "{upstream.base_url}"\nmodel = "from-file"\n'
+        'system_prompt = "FILE PROMPT"\n'
+    )
+    bad = tmp_path / "bad.toml"
+    bad.write_text("port = 'many'\n")
+    assert "port" in serve("--config", str(bad)).stderr
+
+    async def ask(url: str) -> None:
+        async with (
+            aiohttp.ClientSession() as http,
+            http.post(
+                f"{url}/api/chat",
+                json={"message": "cfg-77 [[tokens=1]]"},
+                headers={"Accept": "text/event-stream"},
+            ) as r,
+        ):
+            await r.read()
+
+    env = {**os.environ, "SIDECHAT_MODEL": "from-env"}
+    with start_sidechat("--config", str(config), env=env) as server:
+        asyncio.run(ask(server.url))
+    body = upstream.find("cfg-77")[0].body
+    assert body["model"] == "from-env", "the environment beats the config file"
+    assert body["messages"][0]["content"] == "FILE PROMPT"
