@@ -1,4 +1,10 @@
-"""Model upstreams. `build_provider(settings)` picks the one the settings name."""
+"""Model upstreams. `build_provider(settings)` builds the configured chain, wrapped in the
+shared resilience policy.
+
+Fallback specs (`--fallback`, repeatable, tried in order): `local`, `openai:MODEL@BASE_URL`,
+`anthropic:MODEL` or `anthropic:MODEL@BASE_URL`. Keys come from `SIDECHAT_API_KEY` (primary
+only) or the vendor's usual variable (`OPENAI_API_KEY`, `ANTHROPIC_API_KEY`).
+"""
 
 from __future__ import annotations
 
@@ -15,6 +21,7 @@ from sidechat.providers.base import (
     TextDelta,
     Usage,
 )
+from sidechat.providers.resilience import ResilientProvider, RetryPolicy
 from sidechat.settings import Settings
 
 __all__ = [
@@ -23,31 +30,92 @@ __all__ = [
     "FinishReason",
     "Message",
     "Provider",
+    "ResilientProvider",
+    "RetryPolicy",
     "StreamEvent",
     "TextDelta",
     "Usage",
     "build_provider",
+    "parse_fallback",
 ]
 
 
-def _api_key(settings: Settings, env_var: str | None) -> str | None:
-    if settings.api_key is not None:
-        return settings.api_key.get_secret_value()
+def _vendor_key(env_var: str | None) -> str | None:
     return os.environ.get(env_var) if env_var else None
 
 
-def build_provider(settings: Settings) -> Provider:
-    if settings.provider == "openai":
+def _make(
+    kind: str,
+    settings: Settings,
+    *,
+    model: str | None,
+    base_url: str | None,
+    api_key: str | None,
+) -> Provider:
+    if kind == "local":
+        from sidechat.providers.local import LocalProvider
+
+        return LocalProvider(model_path=settings.model_path, verbose=settings.log_level == "debug")
+    if kind == "openai":
         from sidechat.providers.openai import OpenAIProvider
 
-        if not settings.base_url:
+        if not base_url:
             raise ConfigError("--provider openai needs --base-url (e.g. https://api.openai.com/v1)")
-        if not settings.model:
+        if not model:
             raise ConfigError("--provider openai needs --model")
         return OpenAIProvider(
-            base_url=settings.base_url,
-            model=settings.model,
-            api_key=_api_key(settings, OpenAIProvider.key_env_var),
+            base_url=base_url,
+            model=model,
+            api_key=api_key or _vendor_key(OpenAIProvider.key_env_var),
             connect_timeout=settings.connect_timeout,
         )
-    raise ConfigError(f"provider {settings.provider!r} is not available yet")
+    if kind == "anthropic":
+        from sidechat.providers.anthropic import AnthropicProvider
+
+        if not model:
+            raise ConfigError("--provider anthropic needs --model (e.g. claude-sonnet-4-5)")
+        key = api_key or _vendor_key(AnthropicProvider.key_env_var)
+        if not key:
+            raise ConfigError(
+                "--provider anthropic needs an API key: set SIDECHAT_API_KEY or ANTHROPIC_API_KEY"
+            )
+        return AnthropicProvider(
+            model=model,
+            api_key=key,
+            base_url=base_url or "https://api.anthropic.com",
+            connect_timeout=settings.connect_timeout,
+        )
+    raise ConfigError(f"unknown provider {kind!r}: use local, openai or anthropic")
+
+
+def parse_fallback(spec: str) -> tuple[str, str | None, str | None]:
+    """`kind[:model[@base_url]]` → (kind, model, base_url)."""
+    kind, _, rest = spec.partition(":")
+    model, _, base_url = rest.partition("@")
+    if kind not in ("local", "openai", "anthropic"):
+        raise ConfigError(
+            f"--fallback {spec!r}: expected local, openai:MODEL@BASE_URL or anthropic:MODEL"
+        )
+    return kind, model or None, base_url or None
+
+
+def build_provider(settings: Settings) -> Provider:
+    key = settings.api_key.get_secret_value() if settings.api_key is not None else None
+    chain = [
+        _make(
+            settings.provider,
+            settings,
+            model=settings.model,
+            base_url=settings.base_url,
+            api_key=key,
+        )
+    ]
+    for spec in settings.fallback:
+        kind, model, base_url = parse_fallback(spec)
+        chain.append(_make(kind, settings, model=model, base_url=base_url, api_key=None))
+    policy = RetryPolicy(
+        budget=settings.retry_budget,
+        first_token_timeout=settings.first_token_timeout,
+        idle_timeout=settings.idle_timeout,
+    )
+    return ResilientProvider(chain, policy)

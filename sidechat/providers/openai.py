@@ -8,8 +8,8 @@ network read is fed straight to the incremental SSE parser.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from typing import Any, ClassVar
+from collections.abc import AsyncIterator, Callable
+from typing import Any, ClassVar, Literal
 
 import aiohttp
 import orjson
@@ -85,16 +85,28 @@ class OpenAIProvider(Provider):
         model: str,
         api_key: str | None = None,
         connect_timeout: float = 10.0,
+        mode: Literal["chat", "completion"] = "chat",
+        prompt: Callable[[ChatRequest], str] | None = None,
+        stop: tuple[str, ...] = (),
+        keepalive: bool = True,
     ) -> None:
+        """`mode="completion"` talks to `/completions` with `prompt(request)` as the text, for
+        base models; the stream is parsed by the same code either way."""
         self.base_url = base_url.rstrip("/")
         self.model = model
+        self.mode = mode
+        self._prompt = prompt
+        self._stop = stop
+        self._keepalive = keepalive
         self._api_key = api_key
         self._connect_timeout = connect_timeout
         self._session: aiohttp.ClientSession | None = None
 
     async def start(self) -> None:
         if self._session is None:
-            connector = aiohttp.TCPConnector(limit=0, ttl_dns_cache=300)
+            connector = aiohttp.TCPConnector(
+                limit=0, ttl_dns_cache=300, force_close=not self._keepalive
+            )
             timeout = aiohttp.ClientTimeout(total=None, sock_connect=self._connect_timeout)
             self._session = aiohttp.ClientSession(
                 connector=connector,
@@ -114,28 +126,35 @@ class OpenAIProvider(Provider):
         return headers
 
     def _body(self, request: ChatRequest) -> dict[str, Any]:
-        messages: list[dict[str, str]] = []
-        if request.system:
-            messages.append({"role": "system", "content": request.system})
-        messages.extend({"role": m.role, "content": m.content} for m in request.messages)
         body: dict[str, Any] = {
             "model": self.model,
-            "messages": messages,
             "stream": True,
             "stream_options": {"include_usage": True},
             "max_tokens": request.max_tokens,
         }
+        if self.mode == "completion":
+            assert self._prompt is not None
+            body["prompt"] = self._prompt(request)
+        else:
+            messages: list[dict[str, str]] = []
+            if request.system:
+                messages.append({"role": "system", "content": request.system})
+            messages.extend({"role": m.role, "content": m.content} for m in request.messages)
+            body["messages"] = messages
         if request.temperature is not None:
             body["temperature"] = request.temperature
-        if request.stop:
-            body["stop"] = list(request.stop)
+        stop = [*self._stop, *request.stop]
+        if stop:
+            body["stop"] = stop
         return body
 
     async def stream(self, request: ChatRequest) -> AsyncIterator[StreamEvent]:
         if self._session is None:
             await self.start()
         assert self._session is not None
-        url = f"{self.base_url}/chat/completions"
+        url = (
+            f"{self.base_url}/{'completions' if self.mode == 'completion' else 'chat/completions'}"
+        )
         try:
             async with self._session.post(
                 url, data=orjson.dumps(self._body(request)), headers=self._headers()
@@ -175,7 +194,8 @@ async def _read_chunks(response: aiohttp.ClientResponse) -> AsyncIterator[Stream
                         raw_usage.get("prompt_tokens"), raw_usage.get("completion_tokens")
                     )
                 for choice in obj.get("choices") or ():
-                    text = (choice.get("delta") or {}).get("content")
+                    delta = choice.get("delta")
+                    text = delta.get("content") if delta is not None else choice.get("text")
                     if text:
                         yield TextDelta(text)
                     reason = choice.get("finish_reason")

@@ -1,0 +1,147 @@
+"""One wrapper gives every upstream the same resilience: retries with exponential backoff and
+full jitter before the first token (honouring Retry-After, within a total budget), time-to-first
+-token and idle-between-tokens timeouts, and a fallback chain.
+
+After the first token nothing is retried: a failure ends the turn with an error and the partial
+text is kept by the turn runner.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass
+from typing import ClassVar
+
+from sidechat.errors import ProviderError
+from sidechat.providers.base import ChatRequest, Provider, StreamEvent, TextDelta
+
+__all__ = ["ResilientProvider", "RetryPolicy"]
+
+logger = logging.getLogger("sidechat.providers")
+
+
+@dataclass(frozen=True, slots=True)
+class RetryPolicy:
+    budget: float = 20.0  # seconds of retrying before giving up on a provider
+    base_delay: float = 0.25
+    max_delay: float = 8.0
+    first_token_timeout: float = 60.0
+    idle_timeout: float = 30.0
+
+    def backoff(self, attempt: int, retry_after: float | None) -> float:
+        delay = random.uniform(0, min(self.max_delay, self.base_delay * 2**attempt))
+        return max(delay, retry_after) if retry_after is not None else delay
+
+
+class _Started(Exception):
+    """A failure after the first token: never retried, never handed to a fallback."""
+
+    def __init__(self, error: ProviderError) -> None:
+        self.error = error
+
+
+class ResilientProvider(Provider):
+    id: ClassVar[str] = "resilient"
+
+    def __init__(self, chain: Sequence[Provider], policy: RetryPolicy) -> None:
+        if not chain:
+            raise ValueError("a provider chain needs at least one provider")
+        self.chain = list(chain)
+        self.policy = policy
+
+    async def start(self) -> None:
+        for provider in self.chain:
+            await provider.start()
+
+    async def ready(self) -> bool:
+        return await self.chain[0].ready()
+
+    async def aclose(self) -> None:
+        for provider in self.chain:
+            await provider.aclose()
+
+    async def stream(self, request: ChatRequest) -> AsyncIterator[StreamEvent]:
+        error: ProviderError | None = None
+        for index, provider in enumerate(self.chain):
+            if index:
+                logger.warning("falling back to provider %s", provider.id)
+            try:
+                async for event in self._retrying(provider, request):
+                    yield event
+                return
+            except _Started as exc:
+                raise exc.error from None
+            except ProviderError as exc:
+                error = exc
+        assert error is not None
+        raise error
+
+    async def _retrying(
+        self, provider: Provider, request: ChatRequest
+    ) -> AsyncIterator[StreamEvent]:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.policy.budget
+        attempt = 0
+        while True:
+            started = False
+            try:
+                async for event in self._timed(provider, request):
+                    if not started and type(event) is TextDelta:
+                        started = True
+                    yield event
+                return
+            except ProviderError as exc:
+                if started:
+                    raise _Started(exc) from exc
+                delay = self.policy.backoff(attempt, exc.retry_after)
+                if not exc.retryable or loop.time() + delay > deadline:
+                    logger.warning(
+                        "provider %s failed (attempt %d): %s", provider.id, attempt + 1, exc.detail
+                    )
+                    raise
+                logger.info(
+                    "provider %s failed (attempt %d), retrying in %.2f s: %s",
+                    provider.id,
+                    attempt + 1,
+                    delay,
+                    exc.detail,
+                )
+                await asyncio.sleep(delay)
+                attempt += 1
+
+    async def _timed(self, provider: Provider, request: ChatRequest) -> AsyncIterator[StreamEvent]:
+        """The provider's stream under a time-to-first-token deadline, then an idle deadline.
+        The deadline is pushed back lazily (at most every eighth of the idle timeout), so the
+        per-token cost is one clock read."""
+        policy = self.policy
+        loop = asyncio.get_running_loop()
+        idle = policy.idle_timeout
+        slack = idle / 8
+        stream = provider.stream(request)
+        first = True
+        pushed = 0.0
+        try:
+            async with asyncio.timeout(policy.first_token_timeout) as deadline:
+                async for event in stream:
+                    if first:
+                        if type(event) is not TextDelta:
+                            yield event
+                            continue
+                        first = False
+                    now = loop.time()
+                    if now - pushed > slack:
+                        deadline.reschedule(now + idle)
+                        pushed = now
+                    yield event
+        except TimeoutError as exc:
+            waited = "the first token" if first else "the next token"
+            raise ProviderError(
+                "The assistant's model stopped responding. Please try again.",
+                detail=f"{provider.id}: timed out waiting for {waited}",
+                retryable=False,
+            ) from exc
+        finally:
+            await stream.aclose()  # type: ignore[attr-defined]
