@@ -70,8 +70,12 @@ class LocalProvider(Provider):
         threads: int = 2,
         verbose: bool = False,
     ) -> None:
-        if model_path is not None and not model_path.is_file():
-            raise ConfigError(f"--model-path {model_path} is not a file")
+        if model_path is not None:
+            if not model_path.is_file():
+                raise ConfigError(f"--model-path {model_path} is not a file")
+            with model_path.open("rb") as f:
+                if f.read(4) != b"GGUF":
+                    raise ConfigError(f"--model-path {model_path} is not a GGUF file")
         self._model_path = model_path
         self._slots = slots
         self._context = context_per_slot

@@ -1,0 +1,161 @@
+"""A fake Anthropic Messages API (streaming), a real HTTP server on 127.0.0.1.
+
+Scripted like the OpenAI fake, by `[[...]]` directives in the last user message: tokens=N,
+text="...", interval=S, fault=401|429|500|529|overloaded_event|drop_after|malformed,
+fault_at=N, retry_after=S, fail_times=N with key=NAME.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import threading
+from collections import Counter
+from typing import Any
+
+import orjson
+from aiohttp import web
+
+from tests.fakes.openai_upstream import RequestRecord, directives
+
+__all__ = ["FakeAnthropic"]
+
+
+def _event(kind: str, data: dict[str, Any]) -> bytes:
+    return b"event: " + kind.encode() + b"\ndata: " + orjson.dumps({"type": kind, **data}) + b"\n\n"
+
+
+class FakeAnthropic:
+    def __init__(self) -> None:
+        self.requests: list[RequestRecord] = []
+        self._attempts: Counter[str] = Counter()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+        self.port = 0
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> FakeAnthropic:
+        ready = threading.Event()
+
+        def run() -> None:
+            loop = asyncio.new_event_loop()
+            self._loop = loop
+            app = web.Application()
+            app.router.add_post("/v1/messages", self._messages)
+            runner = web.AppRunner(app, handle_signals=False)
+            loop.run_until_complete(runner.setup())
+            site = web.TCPSite(runner, "127.0.0.1", 0)
+            loop.run_until_complete(site.start())
+            self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+            ready.set()
+            loop.run_forever()
+            loop.run_until_complete(runner.cleanup())
+
+        self._thread = threading.Thread(target=run, name="fake-anthropic", daemon=True)
+        self._thread.start()
+        ready.wait(10)
+        return self
+
+    def stop(self) -> None:
+        if self._loop is not None:
+            self._loop.call_soon_threadsafe(self._loop.stop)
+        if self._thread is not None:
+            self._thread.join(10)
+
+    def find(self, marker: str) -> list[RequestRecord]:
+        return [r for r in self.requests if marker in str(r.body["messages"][-1]["content"])]
+
+    async def _messages(self, request: web.Request) -> web.StreamResponse:
+        body = await request.json(loads=orjson.loads)
+        record = RequestRecord(body, dict(request.headers))
+        self.requests.append(record)
+        if request.headers.get("x-api-key") != "sk-ant-test":
+            return web.json_response(
+                {
+                    "type": "error",
+                    "error": {"type": "authentication_error", "message": "invalid x-api-key"},
+                },
+                status=401,
+            )
+        d = directives(str(body["messages"][-1]["content"]))
+        fault = d.get("fault", "")
+        if fault and "fail_times" in d:
+            self._attempts[d.get("key", "default")] += 1
+            if self._attempts[d.get("key", "default")] > int(d["fail_times"]):
+                fault = ""
+        if fault in ("429", "500", "529"):
+            headers = {"retry-after": d["retry_after"]} if "retry_after" in d else {}
+            error = {"type": "error", "error": {"type": "overloaded_error", "message": "busy"}}
+            return web.json_response(error, status=int(fault), headers=headers)
+        tokens = (
+            re.findall(r"\S+\s*", d["text"])
+            if "text" in d
+            else [f"tok{i} " for i in range(int(d.get("tokens", "5")))]
+        )
+        fault_at = int(d.get("fault_at", "2"))
+        response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+        await response.prepare(request)
+        await response.write(
+            _event(
+                "message_start",
+                {
+                    "message": {
+                        "id": "msg_fake",
+                        "type": "message",
+                        "role": "assistant",
+                        "content": [],
+                        "model": body["model"],
+                        "stop_reason": None,
+                        "usage": {"input_tokens": 21, "output_tokens": 1},
+                    }
+                },
+            )
+        )
+        await response.write(
+            _event(
+                "content_block_start", {"index": 0, "content_block": {"type": "text", "text": ""}}
+            )
+        )
+        await response.write(_event("ping", {}))
+        interval = float(d.get("interval", "0"))
+        for i, token in enumerate(tokens):
+            if i == fault_at and fault == "overloaded_event":
+                await response.write(
+                    _event(
+                        "error", {"error": {"type": "overloaded_error", "message": "Overloaded"}}
+                    )
+                )
+                return response
+            if i == fault_at and fault == "malformed":
+                await response.write(b"event: content_block_delta\ndata: {oops\n\n")
+                return response
+            if i == fault_at and fault == "drop_after":
+                assert request.transport is not None
+                request.transport.close()
+                return response
+            if interval:
+                await asyncio.sleep(interval)
+            await response.write(
+                _event(
+                    "content_block_delta",
+                    {"index": 0, "delta": {"type": "text_delta", "text": token}},
+                )
+            )
+            record.tokens_sent += 1
+        await response.write(_event("content_block_stop", {"index": 0}))
+        await response.write(
+            _event(
+                "message_delta",
+                {
+                    "delta": {"stop_reason": "end_turn", "stop_sequence": None},
+                    "usage": {"output_tokens": len(tokens)},
+                },
+            )
+        )
+        await response.write(_event("message_stop", {}))
+        record.finished = True
+        await response.write_eof()
+        return response

@@ -1,0 +1,85 @@
+"""The embedded default model really loads from the installed package and streams."""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+import sys
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from sidechat.providers._gguf import read_metadata_string
+from sidechat.providers.local import default_model_path
+from tests._servers import SidechatProcess, start_sidechat
+from tests.providers.test_faults import ask, text
+
+pytestmark = pytest.mark.model
+
+
+@pytest.fixture(scope="module")
+def embedded() -> Iterator[SidechatProcess]:
+    with start_sidechat() as proc:  # no provider flags: the embedded default
+        yield proc
+
+
+def _status(url: str) -> int:
+    try:
+        with urllib.request.urlopen(url, timeout=5) as r:
+            return int(r.status)
+    except urllib.error.HTTPError as exc:
+        return exc.code
+
+
+async def test_turns_before_ready_wait_then_stream(embedded: SidechatProcess) -> None:
+    # /healthz answered at once (the fixture waited for it); a turn sent now waits for the model.
+    chunks, status, content = await ask(embedded, "What is a chat widget?")
+    assert status == "done", chunks
+    assert sum(c["type"] == "text-delta" for c in chunks) >= 3
+    assert content == text(chunks) and content.strip()
+    finish = chunks[-1]
+    assert finish["type"] == "finish"
+    metadata = finish["messageMetadata"]
+    assert isinstance(metadata, dict) and "gemma" in str(metadata["model"]).lower()
+    assert _status(embedded.url + "/readyz") == 200
+
+
+async def test_concurrent_turns_share_the_model(embedded: SidechatProcess) -> None:
+    results = await asyncio.gather(*(ask(embedded, f"Say hello number {i}.") for i in range(3)))
+    assert all(status == "done" for _, status, _ in results)
+
+
+def test_readyz_is_503_until_loaded(tmp_path: Path) -> None:
+    with start_sidechat() as proc:
+        seen = _status(proc.url + "/readyz")
+        assert seen in (200, 503)
+        for _ in range(600):
+            if _status(proc.url + "/readyz") == 200:
+                break
+            asyncio.run(asyncio.sleep(0.1))
+        assert _status(proc.url + "/readyz") == 200
+        assert "embedded model" in proc.log()
+        assert "srv " not in proc.log(), "llama.cpp's own log lines stay out of the terminal"
+
+
+def test_model_path_must_be_a_gguf(tmp_path: Path) -> None:
+    bogus = tmp_path / "model.gguf"
+    bogus.write_bytes(b"not a model")
+    for path, message in ((bogus, "not a GGUF file"), (tmp_path / "missing.gguf", "not a file")):
+        result = subprocess.run(
+            [sys.executable, "-m", "sidechat", "serve", "--model-path", str(path)],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert result.returncode != 0 and message in result.stderr
+
+
+def test_default_weights_come_from_the_package() -> None:
+    path = default_model_path()
+    assert path.stat().st_size > 100_000_000
+    assert read_metadata_string(path, "general.architecture") == "gemma3"
+    assert read_metadata_string(path, "tokenizer.chat_template") is None, "a base model"
