@@ -44,6 +44,8 @@ class JSON(Response):
 
 def error_response(exc: SidechatError, headers: dict[str, str]) -> JSON:
     body = {"error": {"code": exc.code, "message": exc.message}}
+    if exc.status_code == 429:
+        headers = {**headers, "retry-after": "5"}
     return JSON(body, status_code=exc.status_code, headers=headers)
 
 

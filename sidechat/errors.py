@@ -7,8 +7,8 @@ from __future__ import annotations
 
 __all__ = [
     "BadRequest",
+    "Busy",
     "ConfigError",
-    "Conflict",
     "NotFound",
     "PayloadTooLarge",
     "ProviderError",
@@ -36,9 +36,11 @@ class NotFound(SidechatError):
     code = "not_found"
 
 
-class Conflict(SidechatError):
-    status_code = 409
-    code = "conflict"
+class Busy(SidechatError):
+    """Too much is going on; the client should retry later."""
+
+    status_code = 429
+    code = "busy"
 
 
 class PayloadTooLarge(SidechatError):

@@ -73,6 +73,7 @@ class Settings(BaseSettings):
     turn_ttl: float = Field(default=3600.0, gt=0)
     max_turns: int = Field(default=10_000, ge=1)
     max_conversations: int = Field(default=10_000, ge=1)
+    max_active_turns: int = Field(default=2_000, ge=1)
 
     @field_validator("base_url")
     @classmethod

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from sidechat import protocol
 from sidechat.conversations import Conversation, StoredMessage, new_id
-from sidechat.errors import NotFound, ProviderError
+from sidechat.errors import Busy, NotFound, ProviderError
 from sidechat.eventlog import DONE, EventLog, MemoryEventLog
 from sidechat.providers.base import (
     ChatRequest,
@@ -72,6 +72,7 @@ class Turns:
         self._provider = provider
         self._retriever = retriever
         self._turns: OrderedDict[str, Turn] = OrderedDict()
+        self._active = 0
         self._heartbeat: asyncio.Task[None] | None = None
 
     # -- lifecycle ------------------------------------------------------------------------
@@ -129,6 +130,8 @@ class Turns:
         """Record the user's message and start generating the reply. `history` overrides the
         stored one (the AI SDK client sends its own)."""
         settings = self._settings
+        if self._active >= settings.max_active_turns:
+            raise Busy("The assistant is answering too many questions at once. Try again soon.")
         if history is None:
             history = conversation.history(
                 settings.max_history_messages, settings.max_history_chars
@@ -154,6 +157,7 @@ class Turns:
             temperature=settings.temperature,
         )
         turn.task = asyncio.create_task(self._run(turn, conversation, request))
+        self._active += 1
         return turn
 
     def cancel(self, turn_id: str) -> Turn:
@@ -248,6 +252,7 @@ class Turns:
             append(protocol.finish("error"))
             turn.status = "error"
         finally:
+            self._active -= 1
             append(DONE)
             log.finish()
             turn.finished_at = time.monotonic()

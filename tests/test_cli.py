@@ -67,3 +67,26 @@ def test_config_file_env_and_flags(tmp_path: Path, upstream: FakeOpenAI) -> None
     body = upstream.find("cfg-77")[0].body
     assert body["model"] == "from-env", "the environment beats the config file"
     assert body["messages"][0]["content"] == "FILE PROMPT"
+
+
+async def test_too_many_active_turns_get_429(upstream: FakeOpenAI) -> None:
+    with start_sidechat(
+        "--provider",
+        "openai",
+        "--base-url",
+        upstream.base_url,
+        "--model",
+        "m",
+        env={"SIDECHAT_MAX_ACTIVE_TURNS": "2"},
+    ) as server:
+        async with aiohttp.ClientSession() as http:
+            statuses = []
+            for _ in range(3):
+                async with http.post(
+                    f"{server.url}/api/chat", json={"message": "busy [[ttft=2 tokens=1]]"}
+                ) as r:
+                    statuses.append(r.status)
+                    if r.status == 429:
+                        assert r.headers["Retry-After"] == "5"
+                        assert (await r.json())["error"]["code"] == "busy"
+            assert statuses == [202, 202, 429]
