@@ -1,0 +1,208 @@
+"""Pages from a live site, by its sitemap.xml or its RSS/Atom feed.
+
+Polite by default: one request at a time with a pause between them, robots.txt honoured (its
+Crawl-delay too), a User-Agent that names sidechat, only the site's own host, bounded sizes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import urllib.robotparser
+from dataclasses import dataclass
+from urllib.parse import urljoin, urlsplit
+
+import aiohttp
+import feedparser
+from defusedxml import ElementTree
+from defusedxml.common import DefusedXmlException
+
+from sidechat import __version__
+from sidechat.content.documents import Page
+from sidechat.content.extract import html_to_markdown
+from sidechat.content.report import Report
+
+__all__ = ["Crawl", "read_site"]
+
+USER_AGENT = f"sidechat-ingest/{__version__} (+self-hosted site assistant)"
+_SITEMAP_NS = "{http://www.sitemaps.org/schemas/sitemap/0.9}"
+
+
+@dataclass(frozen=True, slots=True)
+class Crawl:
+    delay: float = 0.5
+    concurrency: int = 1
+    max_pages: int = 5000
+    max_bytes: int = 2_000_000
+    timeout: float = 20.0
+    user_agent: str = USER_AGENT
+
+
+class _Fetcher:
+    def __init__(self, session: aiohttp.ClientSession, crawl: Crawl, report: Report) -> None:
+        self._session = session
+        self._crawl = crawl
+        self._report = report
+        self._robots: dict[str, urllib.robotparser.RobotFileParser] = {}
+        self._gate = asyncio.Semaphore(crawl.concurrency)
+        self._delay = crawl.delay
+
+    async def _robots_for(self, url: str) -> urllib.robotparser.RobotFileParser:
+        parts = urlsplit(url)
+        host = f"{parts.scheme}://{parts.netloc}"
+        if host not in self._robots:
+            parser = urllib.robotparser.RobotFileParser()
+            body = await self._get(f"{host}/robots.txt", check_robots=False, quiet=True)
+            parser.parse(body.decode("utf-8", "replace").splitlines() if body else [])
+            delay = parser.crawl_delay(self._crawl.user_agent)
+            if delay is not None:
+                self._delay = max(self._delay, float(delay))
+            self._robots[host] = parser
+        return self._robots[host]
+
+    async def _get(
+        self, url: str, *, check_robots: bool = True, quiet: bool = False
+    ) -> bytes | None:
+        if check_robots and not (await self._robots_for(url)).can_fetch(
+            self._crawl.user_agent, url
+        ):
+            self._report.skip(url, "disallowed by robots.txt")
+            return None
+        async with self._gate:
+            try:
+                async with self._session.get(url, allow_redirects=True) as response:
+                    if response.status != 200:
+                        if not quiet:
+                            self._report.skip(url, f"HTTP {response.status}")
+                        return None
+                    length = response.content_length
+                    if length is not None and length > self._crawl.max_bytes:
+                        self._report.skip(url, f"larger than {self._crawl.max_bytes:,} bytes")
+                        return None
+                    body = await response.content.read(self._crawl.max_bytes + 1)
+                    if len(body) > self._crawl.max_bytes:
+                        self._report.skip(url, f"larger than {self._crawl.max_bytes:,} bytes")
+                        return None
+                    return body
+            except (aiohttp.ClientError, TimeoutError) as exc:
+                if not quiet:
+                    self._report.skip(url, f"fetch failed ({type(exc).__name__})")
+                return None
+            finally:
+                await asyncio.sleep(self._delay)
+
+    async def page(self, url: str, origin: str, title: str = "") -> Page | None:
+        body = await self.get(url)
+        if body is None:
+            return None
+        extracted = html_to_markdown(body.decode("utf-8", "replace"), url)
+        if extracted is None:
+            self._report.skip(url, "no main content found in the HTML")
+            return None
+        found_title, markdown = extracted
+        return Page(
+            source=url, origin=origin, url=url, title=found_title or title or url, markdown=markdown
+        )
+
+    async def get(self, url: str) -> bytes | None:
+        return await self._get(url)
+
+
+def _same_site(url: str, start: str) -> bool:
+    a, b = urlsplit(url), urlsplit(start)
+    return a.scheme in ("http", "https") and a.netloc == b.netloc
+
+
+async def _sitemap_urls(
+    fetcher: _Fetcher, start: str, body: bytes, crawl: Crawl, report: Report
+) -> list[str]:
+    urls: list[str] = []
+    seen_maps = {start}
+    queue = [(start, body)]
+    while queue:
+        map_url, data = queue.pop(0)
+        try:
+            root = ElementTree.fromstring(data)
+        except (ElementTree.ParseError, DefusedXmlException) as exc:
+            report.skip(map_url, f"not a readable sitemap ({type(exc).__name__})")
+            continue
+        for loc in root.iter(f"{_SITEMAP_NS}loc"):
+            target = urljoin(map_url, (loc.text or "").strip())
+            if not _same_site(target, start):
+                report.skip(target, "on another host")
+            elif root.tag == f"{_SITEMAP_NS}sitemapindex":
+                if target in seen_maps:
+                    report.warn(f"sitemap loop: {target} listed again; ignored")
+                    continue
+                seen_maps.add(target)
+                nested = await fetcher.get(target)
+                if nested is not None:
+                    queue.append((target, nested))
+            elif target in urls:
+                report.skip(target, "duplicate URL in the sitemap")
+            elif len(urls) >= crawl.max_pages:
+                report.warn(f"more than {crawl.max_pages} pages; the rest are ignored")
+                return urls
+            else:
+                urls.append(target)
+    return urls
+
+
+async def _read_site(url: str, crawl: Crawl, report: Report) -> list[Page]:
+    timeout = aiohttp.ClientTimeout(total=crawl.timeout)
+    headers = {"User-Agent": crawl.user_agent}
+    async with aiohttp.ClientSession(timeout=timeout, headers=headers) as session:
+        fetcher = _Fetcher(session, crawl, report)
+        body = await fetcher.get(url)
+        if body is None:
+            return []
+        if b"<urlset" in body[:2048] or b"<sitemapindex" in body[:2048]:
+            pages: list[Page] = []
+            for target in await _sitemap_urls(fetcher, url, body, crawl, report):
+                page = await fetcher.page(target, url)
+                if page is not None:
+                    pages.append(page)
+            return pages
+        feed = feedparser.parse(body)
+        if not feed.entries:
+            report.skip(url, "neither a sitemap nor an RSS/Atom feed")
+            return []
+        return await _feed_pages(fetcher, url, feed, crawl, report)
+
+
+async def _feed_pages(
+    fetcher: _Fetcher, url: str, feed: feedparser.FeedParserDict, crawl: Crawl, report: Report
+) -> list[Page]:
+    pages: list[Page] = []
+    seen: set[str] = set()
+    for entry in feed.entries[: crawl.max_pages]:
+        link = urljoin(url, entry.get("link", ""))
+        if not link or link in seen:
+            report.skip(link or "(entry without link)", "duplicate or missing link")
+            continue
+        seen.add(link)
+        if not _same_site(link, url):
+            report.skip(link, "on another host")
+            continue
+        content = entry.get("content") or []
+        html = content[0].get("value", "") if content else ""
+        extracted = html_to_markdown(html, link) if len(html) > 500 else None
+        if extracted is not None:
+            pages.append(
+                Page(
+                    source=link,
+                    origin=url,
+                    url=link,
+                    title=entry.get("title") or extracted[0] or link,
+                    markdown=extracted[1],
+                    date=entry.get("published", ""),
+                )
+            )
+            continue
+        page = await fetcher.page(link, url, entry.get("title", ""))
+        if page is not None:
+            pages.append(page)
+    return pages
+
+
+def read_site(url: str, *, crawl: Crawl, report: Report) -> list[Page]:
+    return asyncio.run(_read_site(url, crawl, report))

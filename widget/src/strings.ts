@@ -1,0 +1,27 @@
+/** Every visible (and screen-reader) string, overridable for translation with
+ * `data-text-<kebab-key>="…"` on the script tag or `sidechat.init({strings: {...}})`. */
+export const STRINGS = {
+  open: "Open chat",
+  close: "Close chat",
+  send: "Send",
+  stop: "Stop",
+  retry: "Retry",
+  inputLabel: "Your question",
+  thinking: "Thinking…",
+  connecting: "Connecting…",
+  reconnecting: "Connection lost, reconnecting…",
+  offline: "You are offline. Waiting for the network…",
+  stopped: "Stopped.",
+  error: "Something went wrong.",
+  unavailable: "This reply is no longer available.",
+  sources: "Sources",
+  helpful: "Helpful",
+  notHelpful: "Not helpful",
+  thanks: "Thanks for the feedback!",
+  you: "You",
+  assistant: "Assistant",
+  clear: "New conversation",
+  answerReady: "Answer: ",
+  newTab: "(opens in a new tab)",
+};
+export type Strings = typeof STRINGS;
