@@ -32,7 +32,7 @@ class Grounding:
 def _neutral(text: str) -> str:
     # Quoted text must not be able to close its fence or open a new prompt section.
     text = _FENCE.sub("‹page", text)
-    return re.sub(r"(?m)^\s*#{3,}", "#", text)
+    return re.sub(r"#{3,}", "#", text)
 
 
 def _sources(passages: Sequence[Passage]) -> list[Source]:

@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import logging
 
-__all__ = ["html_to_markdown"]
+__all__ = ["MIN_TEXT_CHARS", "html_to_markdown"]
+
+MIN_TEXT_CHARS = 20
 
 # trafilatura logs every page it finds too short; our report says what was skipped.
 logging.getLogger("trafilatura").setLevel(logging.ERROR)
@@ -29,7 +31,8 @@ def html_to_markdown(html: str, url: str | None = None) -> tuple[str, str] | Non
         metadata = trafilatura.extract_metadata(html, default_url=url)
     except (ValueError, TypeError, AttributeError):
         return None
-    if not markdown or not markdown.strip():
+    # Broken markup can come back as a few stray symbols: demand some actual words.
+    if not markdown or sum(ch.isalnum() for ch in markdown) < MIN_TEXT_CHARS:
         return None
     title = (metadata.title if metadata is not None and metadata.title else "") or ""
     return title.strip(), markdown

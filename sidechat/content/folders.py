@@ -151,7 +151,11 @@ def read_folder(
             if any(part.startswith(".") or part in _SKIP_DIRS for part in rel_parts[:-1]):
                 continue
             suffix = path.suffix.lower()
-            if suffix not in MARKDOWN | HTML or not path.is_file():
+            if suffix not in MARKDOWN | HTML:
+                continue
+            if not path.is_file():
+                if path.is_symlink():
+                    report.skip(str(path), "unreadable (a link to nothing)")
                 continue
             if (
                 layout.name == "jekyll"

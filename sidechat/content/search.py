@@ -162,6 +162,11 @@ def _covered(terms: Sequence[str], text: str) -> float:
     return hits / len(terms)
 
 
+def _any(terms: Sequence[str]) -> str:
+    """An FTS5 query matching any of the terms (each quoted, so no term is syntax)."""
+    return "(" + " OR ".join('"' + term.replace('"', "") + '"' for term in terms) + ")"
+
+
 class SqliteRetriever:
     def __init__(self, path: Path, cache_size: int = 256) -> None:
         self._path = path
@@ -197,19 +202,29 @@ class SqliteRetriever:
             self._cache.move_to_end(key)
             return cached
         own = query_terms(query)
-        terms = list(own)
+        borrowed: list[str] = []
         if len(own) < _FOLLOW_UP_TERMS and history:
-            terms += [t for t in query_terms(history[-1])[:6] if t not in own]
-        passages = self._query(conn, own, terms, k) if terms else []
+            borrowed = [t for t in query_terms(history[-1])[:6] if t not in own]
+        if borrowed:
+            # A follow-up ("how do I install it?") stays on the earlier question's topic:
+            # first both, then the topic alone.
+            passages = (
+                self._query(conn, _any(own) + " AND " + _any(borrowed), own + borrowed, k)
+                if own
+                else []
+            )
+            if not passages:
+                passages = self._query(conn, _any(borrowed), borrowed, k)
+        else:
+            passages = self._query(conn, _any(own), own, k) if own else []
         self._cache[key] = passages
         if len(self._cache) > self._cache_size:
             self._cache.popitem(last=False)
         return passages
 
     def _query(
-        self, conn: sqlite3.Connection, own: list[str], terms: list[str], k: int
+        self, conn: sqlite3.Connection, match: str, wanted: list[str], k: int
     ) -> list[Passage]:
-        match = " OR ".join('"' + term.replace('"', "") + '"' for term in terms)
         rows = conn.execute(
             "SELECT p.id, p.url, p.title, p.path, c.heading, c.text, "
             "bm25(chunks_fts, ?, ?, ?) AS rank "
@@ -224,7 +239,7 @@ class SqliteRetriever:
             if per_page.get(page_id, 0) >= 2:
                 continue
             per_page[page_id] = per_page.get(page_id, 0) + 1
-            coverage = _covered(own or terms, f"{title}\n{heading}\n{text}")
+            coverage = _covered(wanted, f"{title}\n{heading}\n{text}")
             passages.append(
                 Passage(url, title, heading, text, -float(rank), str(page_id), path, coverage)
             )

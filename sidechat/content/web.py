@@ -24,6 +24,7 @@ from sidechat.content.report import Report
 __all__ = ["Crawl", "read_site"]
 
 USER_AGENT = f"sidechat-ingest/{__version__} (+self-hosted site assistant)"
+_HTML_TYPES = {"text/html", "application/xhtml+xml"}
 _SITEMAP_NS = "{http://www.sitemaps.org/schemas/sitemap/0.9}"
 
 
@@ -60,7 +61,12 @@ class _Fetcher:
         return self._robots[host]
 
     async def _get(
-        self, url: str, *, check_robots: bool = True, quiet: bool = False
+        self,
+        url: str,
+        *,
+        check_robots: bool = True,
+        quiet: bool = False,
+        html_only: bool = False,
     ) -> bytes | None:
         if check_robots and not (await self._robots_for(url)).can_fetch(
             self._crawl.user_agent, url
@@ -73,6 +79,9 @@ class _Fetcher:
                     if response.status != 200:
                         if not quiet:
                             self._report.skip(url, f"HTTP {response.status}")
+                        return None
+                    if html_only and response.content_type not in _HTML_TYPES:
+                        self._report.skip(url, f"not an HTML page ({response.content_type})")
                         return None
                     length = response.content_length
                     if length is not None and length > self._crawl.max_bytes:
@@ -91,7 +100,7 @@ class _Fetcher:
                 await asyncio.sleep(self._delay)
 
     async def page(self, url: str, origin: str, title: str = "") -> Page | None:
-        body = await self.get(url)
+        body = await self._get(url, html_only=True)
         if body is None:
             return None
         extracted = html_to_markdown(body.decode("utf-8", "replace"), url)
@@ -184,8 +193,13 @@ async def _feed_pages(
             report.skip(link, "on another host")
             continue
         content = entry.get("content") or []
-        html = content[0].get("value", "") if content else ""
-        extracted = html_to_markdown(html, link) if len(html) > 500 else None
+        html = content[0].get("value", "") if content else entry.get("summary", "")
+        # A feed that carries whole posts needs no page fetch; a summary-only one does.
+        extracted = (
+            html_to_markdown(f"<html><body><article>{html}</article></body></html>", link)
+            if len(html) > 500
+            else None
+        )
         if extracted is not None:
             pages.append(
                 Page(

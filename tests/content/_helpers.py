@@ -1,0 +1,44 @@
+"""Run `sidechat ingest` / `sidechat eval` as real subprocesses and read indexes back."""
+
+from __future__ import annotations
+
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+
+__all__ = ["TIL", "ingest", "pages", "write"]
+
+TIL = Path(__file__).resolve().parents[2].parent / "shared" / "corpora" / "simonw-til"
+
+
+def ingest(*args: str | Path, ok: bool = True) -> subprocess.CompletedProcess[str]:
+    result = subprocess.run(
+        [sys.executable, "-m", "sidechat", "ingest", *map(str, args)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    if ok:
+        assert result.returncode == 0, result.stderr
+    return result
+
+
+def pages(index: Path) -> dict[str, tuple[str, str]]:
+    """{url: (title, path)} of every page in an index."""
+    with sqlite3.connect(index) as conn:
+        return {
+            url: (title, path)
+            for url, title, path in conn.execute("SELECT url, title, path FROM pages")
+        }
+
+
+def write(root: Path, files: dict[str, str | bytes]) -> Path:
+    for name, content in files.items():
+        path = root / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if isinstance(content, bytes):
+            path.write_bytes(content)
+        else:
+            path.write_text(content)
+    return root

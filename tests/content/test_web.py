@@ -1,0 +1,177 @@
+"""Live sites by sitemap.xml or RSS/Atom feed, from a real HTTP server on 127.0.0.1."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from aiohttp import web
+
+from tests.content._helpers import ingest, pages
+
+
+def article(title: str, words: str) -> str:
+    body = " ".join([f"This page is about {words}."] * 10)
+    return (
+        f"<html><head><title>{title}</title></head><body><nav>MENU</nav><main><article>"
+        f"<h1>{title}</h1><p>{body}</p></article></main><footer>FOOT</footer></body></html>"
+    )
+
+
+class Site:
+    """Serves a small site; records every request's path and User-Agent, and how many
+    requests were in flight at once."""
+
+    def __init__(self) -> None:
+        self.requests: list[tuple[str, str]] = []
+        self.in_flight = 0
+        self.max_in_flight = 0
+        self.port = 0
+        self.routes: dict[str, tuple[int, str, str]] = {}
+        self._loop = asyncio.new_event_loop()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    async def _handle(self, request: web.Request) -> web.Response:
+        self.requests.append((request.path, request.headers.get("User-Agent", "")))
+        self.in_flight += 1
+        self.max_in_flight = max(self.max_in_flight, self.in_flight)
+        try:
+            await asyncio.sleep(0.01)
+            status, ctype, body = self.routes.get(request.path, (404, "text/plain", "nope"))
+            return web.Response(status=status, text=body, content_type=ctype)
+        finally:
+            self.in_flight -= 1
+
+    def start(self) -> Site:
+        ready = threading.Event()
+
+        def run() -> None:
+            asyncio.set_event_loop(self._loop)
+            app = web.Application()
+            app.router.add_get("/{tail:.*}", self._handle)
+            runner = web.AppRunner(app)
+            self._loop.run_until_complete(runner.setup())
+            site = web.TCPSite(runner, "127.0.0.1", 0)
+            self._loop.run_until_complete(site.start())
+            self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+            ready.set()
+            self._loop.run_forever()
+
+        threading.Thread(target=run, daemon=True).start()
+        ready.wait(10)
+        return self
+
+    def stop(self) -> None:
+        self._loop.call_soon_threadsafe(self._loop.stop)
+
+
+@pytest.fixture
+def site() -> Iterator[Site]:
+    server = Site().start()
+    yield server
+    server.stop()
+
+
+def sitemap(urls: list[str], index: bool = False) -> str:
+    tag, item = ("sitemapindex", "sitemap") if index else ("urlset", "url")
+    locs = "".join(f"<{item}><loc>{u}</loc></{item}>" for u in urls)
+    return f'<?xml version="1.0"?><{tag} xmlns="http://www.sitemaps.org/schemas/sitemap/0.9">{locs}</{tag}>'
+
+
+def test_sitemap_index_robots_and_politeness(site: Site, tmp_path: Path) -> None:
+    u = site.url
+    html, xml = "text/html", "application/xml"
+    site.routes = {
+        "/robots.txt": (200, "text/plain", "User-agent: *\nDisallow: /private/\n"),
+        "/sitemap.xml": (
+            200,
+            xml,
+            sitemap([f"{u}/s1.xml", f"{u}/s2.xml", f"{u}/sitemap.xml"], index=True),
+        ),
+        "/s1.xml": (
+            200,
+            xml,
+            sitemap(
+                [
+                    f"{u}/otters/",
+                    f"{u}/private/secret/",
+                    f"{u}/gone/",
+                    "http://other.example/page/",
+                    f"{u}/otters/",
+                ]
+            ),
+        ),
+        "/s2.xml": (
+            200,
+            xml,
+            sitemap(
+                [f"{u}/badgers/", f"{u}/huge/", f"{u}/s1.xml"],
+            ),
+        ),
+        "/otters/": (200, html, article("Otters", "otters holding hands")),
+        "/badgers/": (200, html, article("Badgers", "badgers digging setts")),
+        "/private/secret/": (200, html, article("Secret", "secrets")),
+        "/huge/": (200, html, article("Huge", "x " * 40_000)),
+    }
+    index = tmp_path / "i.db"
+    result = ingest(f"{u}/sitemap.xml", "--index", index, "--delay", "0", "--max-bytes", "50000")
+    assert set(pages(index)) == {f"{u}/otters/", f"{u}/badgers/"}
+    err = result.stderr
+    assert "disallowed by robots.txt" in err and "/private/secret/" in err
+    assert f"{u}/gone/: HTTP 404" in err
+    assert "on another host" in err and "larger than 50,000 bytes" in err
+    assert "sitemap loop" in err and "duplicate URL in the sitemap" in err
+    assert "/private/secret/" not in [path for path, _ in site.requests]
+    assert all(agent.startswith("sidechat-ingest/") for _, agent in site.requests)
+    assert site.max_in_flight == 1, "one request at a time by default"
+
+
+def test_sitemap_that_404s(site: Site, tmp_path: Path) -> None:
+    result = ingest(f"{site.url}/sitemap.xml", "--index", tmp_path / "i.db", "--delay", "0")
+    assert "sitemap.xml: HTTP 404" in result.stderr
+    assert "0 added" in result.stdout
+
+
+def test_rss_and_atom_feeds(site: Site, tmp_path: Path) -> None:
+    u = site.url
+    full = "<p>" + "Full content about kestrels hovering over fields. " * 20 + "</p>"
+    rss = (
+        f'<?xml version="1.0"?><rss version="2.0"><channel><title>Blog</title>'
+        f"<item><title>Kestrels</title><link>{u}/kestrels/</link>"
+        f"<description><![CDATA[{full}]]></description></item>"
+        f"<item><title>Owls</title><link>{u}/owls/</link><description>short</description></item>"
+        f"</channel></rss>"
+    )
+    atom = (
+        f'<?xml version="1.0" encoding="utf-8"?><feed xmlns="http://www.w3.org/2005/Atom">'
+        f'<title>Blog</title><entry><title>Herons</title><link href="{u}/herons/"/>'
+        f"<id>h</id><updated>2024-01-01T00:00:00Z</updated>"
+        f'<content type="html"><![CDATA[{full.replace("kestrels", "herons")}]]></content>'
+        f"</entry></feed>"
+    )
+    site.routes = {
+        "/feed.xml": (200, "application/rss+xml", rss),
+        "/atom.xml": (200, "application/atom+xml", atom),
+        "/owls/": (200, "text/html", article("Owls", "owls hunting at night")),
+    }
+    index = tmp_path / "i.db"
+    result = ingest(f"{u}/feed.xml", f"{u}/atom.xml", "--index", index, "--delay", "0")
+    assert set(pages(index)) == {f"{u}/kestrels/", f"{u}/owls/", f"{u}/herons/"}
+    fetched = [path for path, _ in site.requests]
+    assert "/owls/" in fetched, "a summary-only entry is fetched"
+    assert "/kestrels/" not in fetched, "a full-content entry is not"
+    assert "3 added" in result.stdout
+    again = ingest(f"{u}/feed.xml", f"{u}/atom.xml", "--index", index, "--delay", "0")
+    assert "3 unchanged" in again.stdout
+
+
+def test_not_a_feed_or_sitemap(site: Site, tmp_path: Path) -> None:
+    site.routes = {"/page": (200, "text/html", article("P", "things"))}
+    result = ingest(f"{site.url}/page", "--index", tmp_path / "i.db", "--delay", "0")
+    assert "neither a sitemap nor an RSS/Atom feed" in result.stderr
