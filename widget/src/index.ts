@@ -94,7 +94,10 @@ declare global {
   }
 }
 
-if (!window.sidechat) {
+// An element with id="sidechat" also shows up as window.sidechat (named access): only a real
+// copy of this API counts as "already loaded".
+const loaded = (window as { sidechat?: unknown }).sidechat as { init?: unknown } | undefined;
+if (typeof loaded?.init !== "function") {
   window.sidechat = api;
   // data-manual on the script tag: wait for sidechat.init() instead of starting at once.
   if (!script || script.dataset.manual === undefined) api.init();
