@@ -247,5 +247,11 @@ class SqliteRetriever:
                 break
         return passages
 
+    def page_count(self) -> int:
+        return int(self._fresh().execute("SELECT count(*) FROM pages").fetchone()[0])
+
+    def clear_cache(self) -> None:
+        self._cache.clear()
+
     def close(self) -> None:
         self._conn.close()
