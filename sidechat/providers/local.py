@@ -20,7 +20,7 @@ import aiohttp
 from sidechat.errors import ConfigError, ProviderError
 from sidechat.providers._gguf import read_metadata_string
 from sidechat.providers._prompt import STOP, completion_prompt
-from sidechat.providers.base import ChatRequest, Provider, StreamEvent
+from sidechat.providers.base import ChatRequest, Finish, Provider, StreamEvent
 from sidechat.providers.openai import OpenAIProvider
 
 __all__ = ["LocalProvider", "default_model_path"]
@@ -160,6 +160,9 @@ class LocalProvider(Provider):
             # A tiny base model wanders at llama.cpp's default of 0.8; stay close to the text.
             request = dataclasses.replace(request, temperature=DEFAULT_TEMPERATURE)
         async for event in inner.stream(request):
+            if type(event) is Finish:
+                # llama.cpp reports the file's full path; the file name is the model's name.
+                event = Finish(event.reason, inner.model)
             yield event
 
     async def aclose(self) -> None:

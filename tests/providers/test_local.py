@@ -43,7 +43,7 @@ async def test_turns_before_ready_wait_then_stream(embedded: SidechatProcess) ->
     finish = chunks[-1]
     assert finish["type"] == "finish"
     metadata = finish["messageMetadata"]
-    assert isinstance(metadata, dict) and "gemma" in str(metadata["model"]).lower()
+    assert isinstance(metadata, dict) and metadata["model"] == "gemma-3-270m-q4_k_m.gguf"
     assert _status(embedded.url + "/readyz") == 200
 
 
