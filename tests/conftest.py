@@ -38,3 +38,9 @@ def server(upstream: FakeOpenAI) -> Iterator[SidechatProcess]:
 async def http() -> AsyncIterator[aiohttp.ClientSession]:
     async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30)) as session:
         yield session
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    # The browser tests drive Playwright's sync API, which keeps an event loop running in the
+    # main thread until the session ends; every asyncio test must run before them.
+    items.sort(key=lambda item: "tests/e2e/" in item.nodeid)
