@@ -16,16 +16,15 @@ import aiohttp
 import orjson
 
 from sidechat.errors import ProviderError
+from sidechat.providers._http import HTTPProvider
 from sidechat.providers.base import (
     ChatRequest,
     Finish,
     FinishReason,
-    Provider,
     StreamEvent,
     TextDelta,
     Usage,
 )
-from sidechat.providers.openai import raise_for_upstream_status
 from sidechat.sse import SSEParser
 
 __all__ = ["AnthropicProvider"]
@@ -40,10 +39,11 @@ _STOP_REASONS: dict[str, FinishReason] = {
 }
 
 
-class AnthropicProvider(Provider):
+class AnthropicProvider(HTTPProvider):
     id: ClassVar[str] = "anthropic"
     needs_key: ClassVar[bool] = True
     key_env_var: ClassVar[str | None] = "ANTHROPIC_API_KEY"
+    vendor = "The Anthropic API"
 
     def __init__(
         self,
@@ -56,20 +56,7 @@ class AnthropicProvider(Provider):
         self.base_url = base_url.rstrip("/").removesuffix("/v1")
         self.model = model
         self._api_key = api_key
-        self._connect_timeout = connect_timeout
-        self._session: aiohttp.ClientSession | None = None
-
-    async def start(self) -> None:
-        if self._session is None:
-            self._session = aiohttp.ClientSession(
-                connector=aiohttp.TCPConnector(limit=0, ttl_dns_cache=300),
-                timeout=aiohttp.ClientTimeout(total=None, sock_connect=self._connect_timeout),
-            )
-
-    async def aclose(self) -> None:
-        if self._session is not None:
-            await self._session.close()
-            self._session = None
+        super().__init__(connect_timeout=connect_timeout)
 
     def _body(self, request: ChatRequest) -> dict[str, Any]:
         body: dict[str, Any] = {
@@ -87,29 +74,17 @@ class AnthropicProvider(Provider):
         return body
 
     async def stream(self, request: ChatRequest) -> AsyncIterator[StreamEvent]:
-        if self._session is None:
-            await self.start()
-        assert self._session is not None
-        url = f"{self.base_url}/v1/messages"
         headers = {
             "content-type": "application/json",
             "accept": "text/event-stream",
             "anthropic-version": API_VERSION,
             "x-api-key": self._api_key or "",
         }
-        try:
-            async with self._session.post(
-                url, data=orjson.dumps(self._body(request)), headers=headers
-            ) as response:
-                await raise_for_upstream_status(response, "The Anthropic API")
-                async for event in _read_events(response):
-                    yield event
-        except aiohttp.ClientError as exc:
-            raise ProviderError(
-                "The assistant could not reach its model service. Please try again.",
-                detail=f"{url}: {exc!r}",
-                retryable=True,
-            ) from exc
+        events = self._post_stream(
+            f"{self.base_url}/v1/messages", self._body(request), headers, _read_events
+        )
+        async for event in events:
+            yield event
 
 
 async def _read_events(response: aiohttp.ClientResponse) -> AsyncIterator[StreamEvent]:

@@ -15,18 +15,18 @@ import aiohttp
 import orjson
 
 from sidechat.errors import ProviderError
+from sidechat.providers._http import HTTPProvider
 from sidechat.providers.base import (
     ChatRequest,
     Finish,
     FinishReason,
-    Provider,
     StreamEvent,
     TextDelta,
     Usage,
 )
 from sidechat.sse import SSEParser
 
-__all__ = ["OpenAIProvider", "raise_for_upstream_status"]
+__all__ = ["OpenAIProvider"]
 
 _FINISH_REASONS: dict[str, FinishReason] = {
     "stop": "stop",
@@ -37,46 +37,11 @@ _FINISH_REASONS: dict[str, FinishReason] = {
 }
 
 
-def _retry_after(headers: Any) -> float | None:
-    value = headers.get("Retry-After") if headers is not None else None
-    if not value:
-        return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        return None
-
-
-async def raise_for_upstream_status(response: aiohttp.ClientResponse, vendor: str) -> None:
-    """Turn an upstream HTTP error into a `ProviderError` with a visitor-safe message."""
-    if response.status < 400:
-        return
-    body = (await response.content.read(2048)).decode("utf-8", "replace")
-    detail = f"{vendor} answered HTTP {response.status}: {body}"
-    status = response.status
-    if status in (401, 403):
-        message = "The assistant is not configured correctly (the model API refused its key)."
-    elif status == 404:
-        message = "The assistant is not configured correctly (unknown model or endpoint)."
-    elif status == 429:
-        message = "The assistant is busy right now. Please try again in a moment."
-    elif status >= 500:
-        message = "The assistant's model service failed. Please try again in a moment."
-    else:
-        message = "The model service refused this request."
-    raise ProviderError(
-        message,
-        detail=detail,
-        retryable=status == 429 or status >= 500,
-        upstream_status=status,
-        retry_after=_retry_after(response.headers),
-    )
-
-
-class OpenAIProvider(Provider):
+class OpenAIProvider(HTTPProvider):
     id: ClassVar[str] = "openai"
     needs_key: ClassVar[bool] = True
     key_env_var: ClassVar[str | None] = "OPENAI_API_KEY"
+    vendor = "The OpenAI-compatible API"
 
     def __init__(
         self,
@@ -97,27 +62,8 @@ class OpenAIProvider(Provider):
         self.mode = mode
         self._prompt = prompt
         self._stop = stop
-        self._keepalive = keepalive
         self._api_key = api_key
-        self._connect_timeout = connect_timeout
-        self._session: aiohttp.ClientSession | None = None
-
-    async def start(self) -> None:
-        if self._session is None:
-            connector = aiohttp.TCPConnector(
-                limit=0, ttl_dns_cache=300, force_close=not self._keepalive
-            )
-            timeout = aiohttp.ClientTimeout(total=None, sock_connect=self._connect_timeout)
-            self._session = aiohttp.ClientSession(
-                connector=connector,
-                timeout=timeout,
-                json_serialize=lambda o: orjson.dumps(o).decode(),
-            )
-
-    async def aclose(self) -> None:
-        if self._session is not None:
-            await self._session.close()
-            self._session = None
+        super().__init__(connect_timeout=connect_timeout, keepalive=keepalive)
 
     def _headers(self) -> dict[str, str]:
         headers = {"Content-Type": "application/json", "Accept": "text/event-stream"}
@@ -149,25 +95,12 @@ class OpenAIProvider(Provider):
         return body
 
     async def stream(self, request: ChatRequest) -> AsyncIterator[StreamEvent]:
-        if self._session is None:
-            await self.start()
-        assert self._session is not None
-        url = (
-            f"{self.base_url}/{'completions' if self.mode == 'completion' else 'chat/completions'}"
+        path = "completions" if self.mode == "completion" else "chat/completions"
+        events = self._post_stream(
+            f"{self.base_url}/{path}", self._body(request), self._headers(), _read_chunks
         )
-        try:
-            async with self._session.post(
-                url, data=orjson.dumps(self._body(request)), headers=self._headers()
-            ) as response:
-                await raise_for_upstream_status(response, "The OpenAI-compatible API")
-                async for event in _read_chunks(response):
-                    yield event
-        except aiohttp.ClientError as exc:
-            raise ProviderError(
-                "The assistant could not reach its model service. Please try again.",
-                detail=f"{url}: {exc!r}",
-                retryable=True,
-            ) from exc
+        async for event in events:
+            yield event
 
 
 async def _read_chunks(response: aiohttp.ClientResponse) -> AsyncIterator[StreamEvent]:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -11,6 +10,7 @@ import pytest
 from aiohttp import web
 
 from tests.content._helpers import ingest, pages
+from tests.fakes._threaded import ThreadedApp
 
 
 def article(title: str, words: str) -> str:
@@ -21,21 +21,25 @@ def article(title: str, words: str) -> str:
     )
 
 
-class Site:
+class Site(ThreadedApp):
     """Serves a small site; records every request's path and User-Agent, and how many
     requests were in flight at once."""
 
+    name = "fake-site"
+
     def __init__(self) -> None:
+        super().__init__()
         self.requests: list[tuple[str, str]] = []
         self.in_flight = 0
         self.max_in_flight = 0
-        self.port = 0
-        self.routes: dict[str, tuple[int, str, str]] = {}
-        self._loop = asyncio.new_event_loop()
+        self.served: dict[str, tuple[int, str, str]] = {}
 
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
+
+    def routes(self, app: web.Application) -> None:
+        app.router.add_get("/{tail:.*}", self._handle)
 
     async def _handle(self, request: web.Request) -> web.Response:
         self.requests.append((request.path, request.headers.get("User-Agent", "")))
@@ -43,32 +47,10 @@ class Site:
         self.max_in_flight = max(self.max_in_flight, self.in_flight)
         try:
             await asyncio.sleep(0.01)
-            status, ctype, body = self.routes.get(request.path, (404, "text/plain", "nope"))
+            status, ctype, body = self.served.get(request.path, (404, "text/plain", "nope"))
             return web.Response(status=status, text=body, content_type=ctype)
         finally:
             self.in_flight -= 1
-
-    def start(self) -> Site:
-        ready = threading.Event()
-
-        def run() -> None:
-            asyncio.set_event_loop(self._loop)
-            app = web.Application()
-            app.router.add_get("/{tail:.*}", self._handle)
-            runner = web.AppRunner(app)
-            self._loop.run_until_complete(runner.setup())
-            site = web.TCPSite(runner, "127.0.0.1", 0)
-            self._loop.run_until_complete(site.start())
-            self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-            ready.set()
-            self._loop.run_forever()
-
-        threading.Thread(target=run, daemon=True).start()
-        ready.wait(10)
-        return self
-
-    def stop(self) -> None:
-        self._loop.call_soon_threadsafe(self._loop.stop)
 
 
 @pytest.fixture
@@ -87,7 +69,7 @@ def sitemap(urls: list[str], index: bool = False) -> str:
 def test_sitemap_index_robots_and_politeness(site: Site, tmp_path: Path) -> None:
     u = site.url
     html, xml = "text/html", "application/xml"
-    site.routes = {
+    site.served = {
         "/robots.txt": (200, "text/plain", "User-agent: *\nDisallow: /private/\n"),
         "/sitemap.xml": (
             200,
@@ -155,7 +137,7 @@ def test_rss_and_atom_feeds(site: Site, tmp_path: Path) -> None:
         f'<content type="html"><![CDATA[{full.replace("kestrels", "herons")}]]></content>'
         f"</entry></feed>"
     )
-    site.routes = {
+    site.served = {
         "/feed.xml": (200, "application/rss+xml", rss),
         "/atom.xml": (200, "application/atom+xml", atom),
         "/owls/": (200, "text/html", article("Owls", "owls hunting at night")),
@@ -172,6 +154,6 @@ def test_rss_and_atom_feeds(site: Site, tmp_path: Path) -> None:
 
 
 def test_not_a_feed_or_sitemap(site: Site, tmp_path: Path) -> None:
-    site.routes = {"/page": (200, "text/html", article("P", "things"))}
+    site.served = {"/page": (200, "text/html", article("P", "things"))}
     result = ingest(f"{site.url}/page", "--index", tmp_path / "i.db", "--delay", "0")
     assert "neither a sitemap nor an RSS/Atom feed" in result.stderr

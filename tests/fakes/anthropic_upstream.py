@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import asyncio
 import re
-import threading
 from collections import Counter
 from typing import Any
 
 import orjson
 from aiohttp import web
 
+from tests.fakes._threaded import ThreadedApp
 from tests.fakes.openai_upstream import RequestRecord, directives
 
 __all__ = ["FakeAnthropic"]
@@ -25,45 +25,20 @@ def _event(kind: str, data: dict[str, Any]) -> bytes:
     return b"event: " + kind.encode() + b"\ndata: " + orjson.dumps({"type": kind, **data}) + b"\n\n"
 
 
-class FakeAnthropic:
+class FakeAnthropic(ThreadedApp):
+    name = "fake-anthropic"
+
     def __init__(self) -> None:
+        super().__init__()
         self.requests: list[RequestRecord] = []
         self._attempts: Counter[str] = Counter()
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._thread: threading.Thread | None = None
-        self.port = 0
 
     @property
     def base_url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
-    def start(self) -> FakeAnthropic:
-        ready = threading.Event()
-
-        def run() -> None:
-            loop = asyncio.new_event_loop()
-            self._loop = loop
-            app = web.Application()
-            app.router.add_post("/v1/messages", self._messages)
-            runner = web.AppRunner(app, handle_signals=False)
-            loop.run_until_complete(runner.setup())
-            site = web.TCPSite(runner, "127.0.0.1", 0)
-            loop.run_until_complete(site.start())
-            self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-            ready.set()
-            loop.run_forever()
-            loop.run_until_complete(runner.cleanup())
-
-        self._thread = threading.Thread(target=run, name="fake-anthropic", daemon=True)
-        self._thread.start()
-        ready.wait(10)
-        return self
-
-    def stop(self) -> None:
-        if self._loop is not None:
-            self._loop.call_soon_threadsafe(self._loop.stop)
-        if self._thread is not None:
-            self._thread.join(10)
+    def routes(self, app: web.Application) -> None:
+        app.router.add_post("/v1/messages", self._messages)
 
     def find(self, marker: str) -> list[RequestRecord]:
         return [r for r in self.requests if marker in str(r.body["messages"][-1]["content"])]

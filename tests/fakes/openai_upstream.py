@@ -21,7 +21,6 @@ from __future__ import annotations
 import asyncio
 import re
 import shlex
-import threading
 import time
 from collections import Counter
 from dataclasses import dataclass, field
@@ -29,6 +28,8 @@ from typing import Any
 
 import orjson
 from aiohttp import web
+
+from tests.fakes._threaded import ThreadedApp
 
 __all__ = ["FakeOpenAI", "RequestRecord", "directives"]
 
@@ -77,49 +78,21 @@ def _chunk(content: str | None, finish: str | None = None, usage: bool = False) 
     return b"data: " + orjson.dumps(obj) + b"\n\n"
 
 
-class FakeOpenAI:
+class FakeOpenAI(ThreadedApp):
+    name = "fake-openai"
+
     def __init__(self) -> None:
+        super().__init__()
         self.requests: list[RequestRecord] = []
         self._attempts: Counter[str] = Counter()
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._thread: threading.Thread | None = None
-        self._runner: web.AppRunner | None = None
-        self.port = 0
 
     @property
     def base_url(self) -> str:
         return f"http://127.0.0.1:{self.port}/v1"
 
-    # -- lifecycle (the server runs on its own loop in a thread) ---------------------------
-    def start(self) -> FakeOpenAI:
-        ready = threading.Event()
-
-        def run() -> None:
-            loop = asyncio.new_event_loop()
-            self._loop = loop
-            app = web.Application()
-            app.router.add_post("/v1/chat/completions", self._chat)
-            app.router.add_post("/v1/completions", self._chat)
-            self._runner = web.AppRunner(app, handle_signals=False)
-            loop.run_until_complete(self._runner.setup())
-            site = web.TCPSite(self._runner, "127.0.0.1", 0)
-            loop.run_until_complete(site.start())
-            self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-            ready.set()
-            loop.run_forever()
-            loop.run_until_complete(self._runner.cleanup())
-            loop.close()
-
-        self._thread = threading.Thread(target=run, name="fake-openai", daemon=True)
-        self._thread.start()
-        ready.wait(10)
-        return self
-
-    def stop(self) -> None:
-        if self._loop is not None:
-            self._loop.call_soon_threadsafe(self._loop.stop)
-        if self._thread is not None:
-            self._thread.join(10)
+    def routes(self, app: web.Application) -> None:
+        app.router.add_post("/v1/chat/completions", self._chat)
+        app.router.add_post("/v1/completions", self._chat)
 
     def find(self, marker: str) -> list[RequestRecord]:
         """Requests whose last message contains `marker`."""
