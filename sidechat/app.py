@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import hashlib
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -162,11 +163,12 @@ async def turn_events(app: Sidechat, request: Request) -> ASGIApp:
         raise BadRequest("'wait' must be a number of seconds (0-30).") from exc
     batch = await turn.log.read(after, wait)
     events = [
-        {"id": e.id, "data": orjson.Fragment(e.payload)} for e in batch.entries if e.payload != DONE
+        {"id": batch.after + i, "data": orjson.Fragment(payload)}
+        for i, payload in enumerate(batch.payloads, 1)
+        if payload != DONE
     ]
-    last = batch.entries[-1].id if batch.entries else after
     return JSON(
-        {"events": events, "last_id": last, "done": batch.done},
+        {"events": events, "last_id": batch.last_id, "done": batch.done},
         headers={**app.cors(request), "cache-control": "no-store"},
     )
 
@@ -310,6 +312,10 @@ def create_app(settings: Settings, provider: Provider | None = None) -> ASGIApp:
     async def lifespan(_: object) -> AsyncIterator[None]:
         await provider.start()
         await turns.start_background()
+        # Everything loaded so far lives as long as the process: keep it out of the full
+        # collections that would otherwise pause every stream to re-scan it.
+        gc.collect()
+        gc.freeze()
         try:
             yield
         finally:

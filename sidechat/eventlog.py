@@ -4,6 +4,10 @@ The interface is narrow on purpose (append, finish, read-after-id with an option
 that a durable or multi-replica implementation (e.g. Redis Streams) can sit behind it. `append`
 never waits for readers: a slow reader falls behind and later takes everything it missed in one
 batch, so it can neither block generation nor make memory grow beyond the turn itself.
+
+The memory implementation keeps three parallel lists of bytes and strings rather than an object
+per event: a server holds thousands of finished turns for resume, and objects the garbage
+collector must track would make its full collections (and so the per-token delay) grow with them.
 """
 
 from __future__ import annotations
@@ -15,23 +19,24 @@ from dataclasses import dataclass
 
 from sidechat.sse import data_frame
 
-__all__ = ["DONE", "Batch", "Entry", "EventLog", "MemoryEventLog"]
+__all__ = ["DONE", "Batch", "EventLog", "MemoryEventLog"]
 
 DONE = b"[DONE]"
 
 
 @dataclass(frozen=True, slots=True)
-class Entry:
-    id: int
-    payload: bytes  # the event's compact JSON, or DONE
-    frame: bytes  # the whole SSE frame, encoded once for every reader
-    delta: str | None = None  # a text-delta's text, for readers of the seed's format
-
-
-@dataclass(frozen=True, slots=True)
 class Batch:
-    entries: Sequence[Entry]
+    """Consecutive events `after + 1 ... after + len(frames)`."""
+
+    after: int
+    frames: Sequence[bytes]  # whole SSE frames, encoded once for every reader
+    payloads: Sequence[bytes]  # each event's compact JSON, or DONE
+    deltas: Sequence[str | None]  # a text-delta's text, for readers of the seed's format
     done: bool  # the log is finished and the reader has everything
+
+    @property
+    def last_id(self) -> int:
+        return self.after + len(self.frames)
 
 
 class EventLog(ABC):
@@ -49,7 +54,7 @@ class EventLog(ABC):
 
     @abstractmethod
     async def read(self, after: int, wait: float | None = 0) -> Batch:
-        """Entries with id > `after`. With nothing new, wait up to `wait` seconds (None: until
+        """Events with id > `after`. With nothing new, wait up to `wait` seconds (None: until
         something is appended or `wake` is called)."""
 
     @abstractmethod
@@ -58,19 +63,22 @@ class EventLog(ABC):
 
 
 class MemoryEventLog(EventLog):
-    __slots__ = ("_entries", "_finished", "_waiter")
+    __slots__ = ("_deltas", "_finished", "_frames", "_payloads", "_waiter")
 
     def __init__(self) -> None:
-        self._entries: list[Entry] = []
+        self._frames: list[bytes] = []
+        self._payloads: list[bytes] = []
+        self._deltas: list[str | None] = []
         self._finished = False
         self._waiter: asyncio.Event | None = None
 
     def append(self, payload: bytes, delta: str | None = None) -> int:
         if self._finished:
             raise RuntimeError("append to a finished event log")
-        entries = self._entries
-        event_id = len(entries) + 1
-        entries.append(Entry(event_id, payload, data_frame(event_id, payload), delta))
+        event_id = len(self._frames) + 1
+        self._frames.append(data_frame(event_id, payload))
+        self._payloads.append(payload)
+        self._deltas.append(delta)
         # One shared Event per wake-up, created only when someone waits: no per-reader queues.
         waiter = self._waiter
         if waiter is not None:
@@ -93,13 +101,11 @@ class MemoryEventLog(EventLog):
             waiter.set()
 
     def __len__(self) -> int:
-        return len(self._entries)
+        return len(self._frames)
 
     async def read(self, after: int, wait: float | None = 0) -> Batch:
-        entries = self._entries
-        if after < 0:
-            after = 0
-        if after >= len(entries) and not self._finished and (wait is None or wait > 0):
+        after = max(after, 0)
+        if after >= len(self._frames) and not self._finished and (wait is None or wait > 0):
             waiter = self._waiter
             if waiter is None:
                 waiter = self._waiter = asyncio.Event()
@@ -111,5 +117,6 @@ class MemoryEventLog(EventLog):
                         await waiter.wait()
                 except TimeoutError:
                     pass
-        new = entries[after:]
-        return Batch(new, self._finished and after + len(new) >= len(entries))
+        frames = self._frames[after:]
+        done = self._finished and after + len(frames) >= len(self._frames)
+        return Batch(after, frames, self._payloads[after:], self._deltas[after:], done)

@@ -13,7 +13,7 @@ import orjson
 from starlette.types import Receive, Scope, Send
 
 from sidechat import protocol
-from sidechat.eventlog import DONE, Entry, EventLog
+from sidechat.eventlog import DONE, Batch, EventLog
 
 __all__ = ["SSE_HEADERS", "SeedFormat", "TurnStream"]
 
@@ -27,28 +27,27 @@ SSE_HEADERS: tuple[tuple[bytes, bytes], ...] = (
 _PRELUDE = b": sidechat\nretry: 1000\n\n"
 _PING = b": ping\n\n"
 
-Encoder = Callable[[Sequence[Entry]], bytes]
+Encoder = Callable[[Batch], bytes]
 
 
-def _ui_frames(entries: Sequence[Entry]) -> bytes:
-    if len(entries) == 1:
-        return entries[0].frame
-    return b"".join([entry.frame for entry in entries])
+def _ui_frames(batch: Batch) -> bytes:
+    frames = batch.frames
+    return frames[0] if len(frames) == 1 else b"".join(frames)
 
 
 class SeedFormat:
     """The seed's wire format: `data: {"token": ...}` per text delta, then `data: [DONE]`."""
 
     @staticmethod
-    def encode(entries: Sequence[Entry]) -> bytes:
+    def encode(batch: Batch) -> bytes:
         out: list[bytes] = []
-        for entry in entries:
-            if entry.delta is not None:
-                out.append(b'data: {"token":' + orjson.dumps(entry.delta) + b"}\n\n")
-            elif entry.payload == DONE:
+        for payload, delta in zip(batch.payloads, batch.deltas, strict=True):
+            if delta is not None:
+                out.append(b'data: {"token":' + orjson.dumps(delta) + b"}\n\n")
+            elif payload == DONE:
                 out.append(b"data: [DONE]\n\n")
-            elif entry.payload.startswith(b'{"type":"error"'):
-                text = orjson.loads(entry.payload)["errorText"]
+            elif payload.startswith(b'{"type":"error"'):
+                text = orjson.loads(payload)["errorText"]
                 out.append(b"data: " + orjson.dumps({"token": "", "error": text}) + b"\n\n")
         return b"".join(out)
 
@@ -90,10 +89,9 @@ class TurnStream:
         cursor = self._after
         while True:
             batch = await log.read(cursor, None)
-            entries = batch.entries
-            if entries:
-                cursor = entries[-1].id
-                body = encode(entries)
+            if batch.frames:
+                cursor = batch.last_id
+                body = encode(batch)
                 if body:
                     await send({"type": "http.response.body", "body": body, "more_body": True})
             elif not batch.done:

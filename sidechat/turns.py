@@ -256,6 +256,8 @@ class Turns:
             append(DONE)
             log.finish()
             turn.finished_at = time.monotonic()
+            turn.parts[:] = [turn.text]
+            turn.task = None  # a finished turn keeps its events, not its task
             self._settle(turn, conversation)
 
     def _settle(self, turn: Turn, conversation: Conversation) -> None:
