@@ -35,6 +35,11 @@ def _neutral(text: str) -> str:
     return re.sub(r"#{3,}", "#", text)
 
 
+def _attr(text: str) -> str:
+    # Attribute values: no quote may end the attribute, no angle bracket may end the tag.
+    return _neutral(text).replace('"', "'").replace("<", "‹").replace(">", "›")
+
+
 def _sources(passages: Sequence[Passage]) -> list[Source]:
     seen: dict[str, Source] = {}
     for passage in passages:
@@ -58,7 +63,7 @@ async def ground(
         sources = _sources(closest)
         context = "No page of this website answers this question. Say that you don't know."
         if sources:
-            titles = "; ".join(f'"{s.title}"' for s in sources)
+            titles = "; ".join(f'"{_attr(s.title)}"' for s in sources)
             context += f" Suggest these pages instead: {titles}."
         return Grounding(sources, context, False)
     used: list[Passage] = []
@@ -68,14 +73,14 @@ async def ground(
         if passage.coverage == 0:
             continue
         where = passage.title + (f" › {passage.heading}" if passage.heading else "")
-        block = (
-            f'<page title="{_neutral(where)}" url="{passage.url}">\n'
-            f"{_neutral(passage.text)}\n</page>"
-        )
-        if len(block) > budget:
+        head = f'<page title="{_attr(where)}" url="{_attr(passage.url)}">\n'
+        text = _neutral(passage.text)
+        room = budget - len(head) - len("\n</page>")
+        if len(text) > room:
             if used:
                 break
-            block = block[:budget]
+            text = text[: max(room, 0)]  # the fence always closes, even around a cut passage
+        block = f"{head}{text}\n</page>"
         blocks.append(block)
         used.append(passage)
         budget -= len(block)

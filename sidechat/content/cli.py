@@ -48,6 +48,12 @@ def _is_url(source: str) -> bool:
     show_default=True,
     help="Requests in flight at once to a live site.",
 )
+@click.option(
+    "--user-agent",
+    default=None,
+    help="User-Agent for a live site (default: sidechat-ingest/VERSION); robots.txt rules "
+    "are matched against it.",
+)
 @click.option("--max-pages", type=click.IntRange(1), default=5000, show_default=True)
 @click.option(
     "--max-bytes",
@@ -63,6 +69,7 @@ def ingest(
     base_url: str,
     delay: float,
     concurrency: int,
+    user_agent: str | None,
     max_pages: int,
     max_bytes: int,
     quiet: bool,
@@ -76,10 +83,16 @@ def ingest(
     from sidechat.content.folders import read_folder
     from sidechat.content.index import write_index
     from sidechat.content.report import Report
-    from sidechat.content.web import Crawl, read_site
+    from sidechat.content.web import USER_AGENT, Crawl, read_site
 
     report = Report(echo=not quiet)
-    crawl = Crawl(delay=delay, concurrency=concurrency, max_pages=max_pages, max_bytes=max_bytes)
+    crawl = Crawl(
+        delay=delay,
+        concurrency=concurrency,
+        max_pages=max_pages,
+        max_bytes=max_bytes,
+        user_agent=user_agent or USER_AGENT,
+    )
     origins: set[str] = set()
     for source in sources:
         if not _is_url(source) and not Path(source).is_dir():
@@ -104,7 +117,7 @@ def ingest(
         write_index(index_path, progress, origins, report)
     except SidechatError as exc:
         raise click.ClickException(exc.message) from None
-    for note in report.notes:
+    for note in () if quiet else report.notes:
         click.echo(note, err=True)
     click.echo(f"{index_path}: {report.summary()}")
 

@@ -106,7 +106,7 @@ def _read_text(path: Path, report: Report, max_bytes: int) -> str | None:
 
 
 def _markdown_page(
-    text: str, path: Path, rel: PurePosixPath, origin: str, url: str, report: Report
+    text: str, path: Path, rel: PurePosixPath, origin: str, url: str, base_url: str, report: Report
 ) -> Page | None:
     try:
         post = frontmatter.loads(text)
@@ -119,8 +119,12 @@ def _markdown_page(
         return None
     title = _front_value(meta, "title") or first_heading(body) or _title_from(rel)
     explicit = _front_value(meta, "url", "permalink")
+    if explicit.startswith("/"):
+        explicit = base_url + explicit  # site-relative, like the URLs made from paths
     if not explicit and (slug := _front_value(meta, "slug")):
-        explicit = str(PurePosixPath(url).parent / slug) + "/"
+        # A slug replaces the last path segment; a leading "/" makes it site-relative.
+        parent = base_url if slug.startswith("/") else url.rstrip("/").rsplit("/", 1)[0]
+        explicit = f"{parent}/{slug.strip('/')}/"
     return Page(
         source=rel.as_posix(),
         origin=origin,
@@ -169,7 +173,7 @@ def read_folder(
             if text is None:
                 continue
             if suffix in MARKDOWN:
-                page = _markdown_page(text, path, rel, origin, url, report)
+                page = _markdown_page(text, path, rel, origin, url, base_url, report)
             else:
                 page = _html_page(text, path, rel, origin, url, report)
             if page is not None:

@@ -21,7 +21,7 @@ from sidechat.content.documents import Page
 from sidechat.content.extract import html_to_markdown
 from sidechat.content.report import Report
 
-__all__ = ["Crawl", "read_site"]
+__all__ = ["USER_AGENT", "Crawl", "read_site"]
 
 USER_AGENT = f"sidechat-ingest/{__version__} (+self-hosted site assistant)"
 _HTML_TYPES = {"text/html", "application/xhtml+xml"}
@@ -40,6 +40,7 @@ class Crawl:
 
 class _Fetcher:
     def __init__(self, session: aiohttp.ClientSession, crawl: Crawl, report: Report) -> None:
+        self.quiet = not report.echo
         self._session = session
         self._crawl = crawl
         self._report = report
@@ -165,12 +166,8 @@ async def _read_site(url: str, crawl: Crawl, report: Report) -> list[Page]:
         if body is None:
             return []
         if b"<urlset" in body[:2048] or b"<sitemapindex" in body[:2048]:
-            pages: list[Page] = []
-            for target in await _sitemap_urls(fetcher, url, body, crawl, report):
-                page = await fetcher.page(target, url)
-                if page is not None:
-                    pages.append(page)
-            return pages
+            targets = await _sitemap_urls(fetcher, url, body, crawl, report)
+            return await _fetch_pages(fetcher, url, [(target, "") for target in targets])
         feed = feedparser.parse(body)
         if not feed.entries:
             report.skip(url, "neither a sitemap nor an RSS/Atom feed")
@@ -182,6 +179,7 @@ async def _feed_pages(
     fetcher: _Fetcher, url: str, feed: feedparser.FeedParserDict, crawl: Crawl, report: Report
 ) -> list[Page]:
     pages: list[Page] = []
+    to_fetch: list[tuple[str, str]] = []
     seen: set[str] = set()
     for entry in feed.entries[: crawl.max_pages]:
         link = urljoin(url, entry.get("link", ""))
@@ -212,10 +210,27 @@ async def _feed_pages(
                 )
             )
             continue
-        page = await fetcher.page(link, url, entry.get("title", ""))
-        if page is not None:
-            pages.append(page)
-    return pages
+        to_fetch.append((link, entry.get("title", "")))
+    return pages + await _fetch_pages(fetcher, url, to_fetch)
+
+
+async def _fetch_pages(
+    fetcher: _Fetcher, origin: str, targets: list[tuple[str, str]]
+) -> list[Page]:
+    from tqdm import tqdm
+
+    # All scheduled at once; the fetcher's semaphore keeps --concurrency (default 1) in flight.
+    with tqdm(
+        total=len(targets), desc="fetch", unit=" pages", disable=fetcher.quiet or None, leave=False
+    ) as bar:
+
+        async def one(url: str, title: str) -> Page | None:
+            page = await fetcher.page(url, origin, title)
+            bar.update()
+            return page
+
+        found = await asyncio.gather(*(one(url, title) for url, title in targets))
+    return [page for page in found if page is not None]
 
 
 def read_site(url: str, *, crawl: Crawl, report: Report) -> list[Page]:

@@ -82,10 +82,24 @@ def test_layouts_titles_and_urls(
 
 
 def test_base_url_makes_absolute_urls(tmp_path: Path) -> None:
-    root = write(tmp_path / "site", {"posts/x.md": "# X\n\ntext"})
+    root = write(
+        tmp_path / "site",
+        {
+            "docusaurus.config.js": "",
+            "docs/x.md": "# X\n\ntext",
+            "docs/guide/y.md": "---\nslug: why\n---\n# Y\n\ntext",
+            "docs/guide/z.md": "---\nslug: /zed\n---\n# Z\n\ntext",
+            "docs/w.md": "---\nurl: /custom/w/\n---\n# W\n\ntext",
+        },
+    )
     index = tmp_path / "i.db"
     ingest(root, "--index", index, "--base-url", "https://blog.example/")
-    assert list(pages(index)) == ["https://blog.example/posts/x/"]
+    assert set(pages(index)) == {
+        "https://blog.example/docs/x/",
+        "https://blog.example/docs/guide/why/",
+        "https://blog.example/zed/",
+        "https://blog.example/custom/w/",
+    }
 
 
 def test_html_main_content_not_navigation(tmp_path: Path) -> None:

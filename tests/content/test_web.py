@@ -157,3 +157,34 @@ def test_not_a_feed_or_sitemap(site: Site, tmp_path: Path) -> None:
     site.served = {"/page": (200, "text/html", article("P", "things"))}
     result = ingest(f"{site.url}/page", "--index", tmp_path / "i.db", "--delay", "0")
     assert "neither a sitemap nor an RSS/Atom feed" in result.stderr
+
+
+def test_custom_user_agent_and_concurrency(site: Site, tmp_path: Path) -> None:
+    u = site.url
+    names = ["otters", "badgers", "kestrels", "herons", "owls", "voles"]
+    site.served = {
+        # Rules for our own agent apply to it; the catch-all group does not.
+        "/robots.txt": (
+            200,
+            "text/plain",
+            "User-agent: mybot\nDisallow: /voles/\n\nUser-agent: *\nDisallow: /\n",
+        ),
+        "/sitemap.xml": (200, "application/xml", sitemap([f"{u}/{n}/" for n in names])),
+        **{f"/{n}/": (200, "text/html", article(n.title(), f"{n} in the wild")) for n in names},
+    }
+    index = tmp_path / "i.db"
+    result = ingest(
+        f"{u}/sitemap.xml",
+        "--index",
+        index,
+        "--delay",
+        "0.05",
+        "--concurrency",
+        "3",
+        "--user-agent",
+        "mybot/1.0",
+    )
+    assert set(pages(index)) == {f"{u}/{n}/" for n in names if n != "voles"}
+    assert "/voles/: disallowed by robots.txt" in result.stderr
+    assert {agent for _, agent in site.requests} == {"mybot/1.0"}
+    assert 1 < site.max_in_flight <= 3
