@@ -34,8 +34,20 @@ def main() -> None:
         shutil.copytree(TIL, site / "b")
         index = Path(tmp) / "index.db"
         started = time.perf_counter()
-        subprocess.run([sys.executable, "-m", "sidechat", "ingest", str(site), "--index",
-                        str(index), "--quiet"], check=True, capture_output=True)
+        subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "sidechat",
+                "ingest",
+                str(site),
+                "--index",
+                str(index),
+                "--quiet",
+            ],
+            check=True,
+            capture_output=True,
+        )
         ingest_s = time.perf_counter() - started
         retriever = open_index(index)
         pages = retriever.page_count()
