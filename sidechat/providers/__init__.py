@@ -8,9 +8,11 @@ only) or the vendor's usual variable (`OPENAI_API_KEY`, `ANTHROPIC_API_KEY`).
 
 from __future__ import annotations
 
+import logging
 import os
 
 from sidechat.errors import ConfigError
+from sidechat.providers._http import is_loopback
 from sidechat.providers.base import (
     ChatRequest,
     Finish,
@@ -39,6 +41,13 @@ __all__ = [
     "parse_fallback",
 ]
 
+logger = logging.getLogger("sidechat.providers")
+
+
+def _check_url(url: str) -> None:
+    if not url.startswith(("http://", "https://")):
+        raise ConfigError(f"base URL {url!r} must start with http:// or https://")
+
 
 def _vendor_key(env_var: str | None) -> str | None:
     return os.environ.get(env_var) if env_var else None
@@ -63,10 +72,18 @@ def _make(
             raise ConfigError("--provider openai needs --base-url (e.g. https://api.openai.com/v1)")
         if not model:
             raise ConfigError("--provider openai needs --model")
+        _check_url(base_url)
+        key = api_key or _vendor_key(OpenAIProvider.key_env_var)
+        if not key and not is_loopback(base_url):
+            # Not an error: self-hosted servers (Ollama, vLLM...) on the LAN often need none.
+            logger.warning(
+                "no API key for %s (set SIDECHAT_API_KEY or OPENAI_API_KEY if it needs one)",
+                base_url,
+            )
         return OpenAIProvider(
             base_url=base_url,
             model=model,
-            api_key=api_key or _vendor_key(OpenAIProvider.key_env_var),
+            api_key=key,
             connect_timeout=settings.connect_timeout,
         )
     if kind == "anthropic":
@@ -79,6 +96,8 @@ def _make(
             raise ConfigError(
                 "--provider anthropic needs an API key: set SIDECHAT_API_KEY or ANTHROPIC_API_KEY"
             )
+        if base_url:
+            _check_url(base_url)
         return AnthropicProvider(
             model=model,
             api_key=key,

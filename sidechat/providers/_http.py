@@ -3,6 +3,11 @@ visitor-safe `ProviderError`s, and connection failures marked retryable."""
 
 from __future__ import annotations
 
+import contextlib
+import datetime
+import email.utils
+import ipaddress
+import urllib.parse
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
@@ -12,19 +17,35 @@ import orjson
 from sidechat.errors import ProviderError
 from sidechat.providers.base import Provider, StreamEvent
 
-__all__ = ["HTTPProvider", "raise_for_upstream_status"]
+__all__ = ["HTTPProvider", "is_loopback", "raise_for_upstream_status"]
+
+# How llama.cpp, OpenAI (and vLLM), and Anthropic say that a prompt is over the context size.
+_TOO_LONG = ("exceed_context_size", "context_length_exceeded", "prompt is too long")
 
 Reader = Callable[[aiohttp.ClientResponse], AsyncIterator[StreamEvent]]
 
 
 def _retry_after(headers: Any) -> float | None:
-    value = headers.get("Retry-After") if headers is not None else None
+    """Seconds from `Retry-After` (seconds or an HTTP date) or OpenAI's `retry-after-ms`."""
+    if headers is None:
+        return None
+    with contextlib.suppress(ValueError):
+        if millis := headers.get("retry-after-ms"):
+            return max(0.0, float(millis) / 1000)
+    value = headers.get("Retry-After")
     if not value:
         return None
     try:
         return max(0.0, float(value))
     except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
         return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=datetime.UTC)
+    return max(0.0, (when - datetime.datetime.now(datetime.UTC)).total_seconds())
 
 
 async def raise_for_upstream_status(response: aiohttp.ClientResponse, vendor: str) -> None:
@@ -42,6 +63,8 @@ async def raise_for_upstream_status(response: aiohttp.ClientResponse, vendor: st
         message = "The assistant is busy right now. Please try again in a moment."
     elif status >= 500:
         message = "The assistant's model service failed. Please try again in a moment."
+    elif any(marker in body for marker in _TOO_LONG):
+        message = "This conversation is too long for the assistant. Please start a new one."
     else:
         message = "The model service refused this request."
     raise ProviderError(
@@ -51,6 +74,16 @@ async def raise_for_upstream_status(response: aiohttp.ClientResponse, vendor: st
         upstream_status=status,
         retry_after=_retry_after(response.headers),
     )
+
+
+def is_loopback(url: str) -> bool:
+    host = urllib.parse.urlsplit(url).hostname or ""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 class HTTPProvider(Provider):

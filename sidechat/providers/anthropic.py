@@ -63,7 +63,10 @@ class AnthropicProvider(HTTPProvider):
             "model": self.model,
             "max_tokens": request.max_tokens,
             "stream": True,
-            "messages": [{"role": m.role, "content": m.content} for m in request.messages],
+            # The API refuses empty text blocks (e.g. an earlier answer that failed at once).
+            "messages": [
+                {"role": m.role, "content": m.content} for m in request.messages if m.content
+            ],
         }
         if request.system:
             body["system"] = request.system

@@ -78,5 +78,9 @@ class Provider(ABC):
         """True once the provider can serve turns (the embedded model has loaded)."""
         return True
 
+    async def wait_ready(self) -> None:
+        """Return once the provider can serve turns; raise `ProviderError` if it never will
+        (the embedded model failed to load). Not counted against the first-token timeout."""
+
     async def aclose(self) -> None:
         """Release what `start` acquired."""

@@ -19,7 +19,8 @@ import aiohttp
 
 from sidechat.errors import ConfigError, ProviderError
 from sidechat.providers._gguf import read_metadata_string
-from sidechat.providers._prompt import STOP, completion_prompt
+from sidechat.providers._native_log import route_native_stderr
+from sidechat.providers._prompt import STOP, completion_prompt, fit_to_context
 from sidechat.providers.base import ChatRequest, Finish, Provider, StreamEvent
 from sidechat.providers.openai import OpenAIProvider
 
@@ -56,6 +57,15 @@ async def _wait_healthy(url: str, limit: float = 120.0) -> None:
                 await asyncio.sleep(0.05)
 
 
+def _report_failure(task: asyncio.Task[None]) -> None:
+    # Said once, at start-up, rather than on every turn that finds the model missing.
+    if not task.cancelled() and (exc := task.exception()) is not None:
+        logger.error(
+            "embedded model failed to load: %r (--log-level debug shows llama.cpp's own log)",
+            exc,
+        )
+
+
 class LocalProvider(Provider):
     id: ClassVar[str] = "local"
     needs_key: ClassVar[bool] = False
@@ -66,7 +76,7 @@ class LocalProvider(Provider):
         *,
         model_path: Path | None = None,
         slots: int = 4,
-        context_per_slot: int = 4096,
+        context_per_slot: int = 8192,
         threads: int = 2,
         verbose: bool = False,
     ) -> None:
@@ -88,13 +98,16 @@ class LocalProvider(Provider):
     async def start(self) -> None:
         if self._loading is None:
             self._loading = asyncio.create_task(self._load(), name="sidechat-model-load")
+            self._loading.add_done_callback(_report_failure)
 
     async def _load(self) -> None:
         loop = asyncio.get_running_loop()
         started = loop.time()
+        if self._verbose:
+            route_native_stderr(logging.getLogger("sidechat.providers.llama"))
         path, port, chat = await asyncio.to_thread(self._load_blocking)
         mode: Literal["chat", "completion"] = "chat" if chat else "completion"
-        self._inner = OpenAIProvider(
+        inner = OpenAIProvider(
             base_url=f"http://127.0.0.1:{port}/v1",
             model=path.name,
             mode=mode,
@@ -103,8 +116,13 @@ class LocalProvider(Provider):
             # llama.cpp's server closes a connection after each stream; don't pool them.
             keepalive=False,
         )
-        await self._inner.start()
-        await _wait_healthy(f"http://127.0.0.1:{port}/health")
+        try:
+            await inner.start()
+            await _wait_healthy(f"http://127.0.0.1:{port}/health")
+        except BaseException:
+            await inner.aclose()
+            raise
+        self._inner = inner  # only now is the provider ready
         logger.info(
             "embedded model %s ready in %.1f s (%s mode, %d slots)",
             path.name,
@@ -130,7 +148,9 @@ class LocalProvider(Provider):
         port = _free_port()
         params.port = port
         params.hostnames = ["127.0.0.1"]
-        # llama.cpp logs straight to the process's stderr; stay silent unless debugging.
+        params.offline = True  # never fetch anything from a model hub
+        # llama.cpp logs straight to the process's stderr: silent unless debugging, and then
+        # routed into the logger.
         params.verbosity = 3 if self._verbose else 0
         if template:
             params.use_jinja = True
@@ -140,6 +160,9 @@ class LocalProvider(Provider):
     async def ready(self) -> bool:
         return self._inner is not None
 
+    async def wait_ready(self) -> None:
+        await self._wait_loaded()
+
     async def _wait_loaded(self) -> OpenAIProvider:
         if self._loading is None:
             await self.start()
@@ -147,7 +170,6 @@ class LocalProvider(Provider):
         try:
             await asyncio.shield(self._loading)
         except Exception as exc:
-            logger.error("embedded model failed to load: %r", exc)
             raise ProviderError(
                 "The assistant's built-in model could not be loaded.", detail=repr(exc)
             ) from exc
@@ -159,6 +181,7 @@ class LocalProvider(Provider):
         if request.temperature is None:
             # A tiny base model wanders at llama.cpp's default of 0.8; stay close to the text.
             request = dataclasses.replace(request, temperature=DEFAULT_TEMPERATURE)
+        request = fit_to_context(request, self._context)
         async for event in inner.stream(request):
             if type(event) is Finish:
                 # llama.cpp reports the file's full path; the file name is the model's name.

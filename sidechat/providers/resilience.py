@@ -59,6 +59,9 @@ class ResilientProvider(Provider):
     async def ready(self) -> bool:
         return await self.chain[0].ready()
 
+    async def wait_ready(self) -> None:
+        await self.chain[0].wait_ready()
+
     async def aclose(self) -> None:
         for provider in self.chain:
             await provider.aclose()
@@ -82,6 +85,7 @@ class ResilientProvider(Provider):
     async def _retrying(
         self, provider: Provider, request: ChatRequest
     ) -> AsyncIterator[StreamEvent]:
+        await provider.wait_ready()  # a model still loading is waited for, not timed out
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.policy.budget
         attempt = 0
@@ -96,12 +100,15 @@ class ResilientProvider(Provider):
             except ProviderError as exc:
                 if started:
                     raise _Started(exc) from exc
-                delay = self.policy.backoff(attempt, exc.retry_after)
-                if not exc.retryable or loop.time() + delay > deadline:
+                remaining = deadline - loop.time()
+                # The last wait is cut to what is left of the budget, so the budget is used up;
+                # but a Retry-After beyond it means the upstream will not be back in time.
+                if not exc.retryable or remaining <= 0 or (exc.retry_after or 0) > remaining:
                     logger.warning(
                         "provider %s failed (attempt %d): %s", provider.id, attempt + 1, exc.detail
                     )
                     raise
+                delay = min(self.policy.backoff(attempt, exc.retry_after), remaining)
                 logger.info(
                     "provider %s failed (attempt %d), retrying in %.2f s: %s",
                     provider.id,
@@ -114,8 +121,10 @@ class ResilientProvider(Provider):
 
     async def _timed(self, provider: Provider, request: ChatRequest) -> AsyncIterator[StreamEvent]:
         """The provider's stream under a time-to-first-token deadline, then an idle deadline.
-        The deadline is pushed back lazily (at most every eighth of the idle timeout), so the
-        per-token cost is one clock read."""
+        The deadline is pushed back lazily (at most every eighth of the idle timeout, so a stall
+        is caught between 1 and 9/8 idle timeouts after the last token): the per-token cost is
+        one clock read. The deadline cancels the consuming task, so a consumer must not block
+        between events (the turn runner only appends them to the turn's event log)."""
         policy = self.policy
         loop = asyncio.get_running_loop()
         idle = policy.idle_timeout
@@ -133,7 +142,7 @@ class ResilientProvider(Provider):
                         first = False
                     now = loop.time()
                     if now - pushed > slack:
-                        deadline.reschedule(now + idle)
+                        deadline.reschedule(now + idle + slack)
                         pushed = now
                     yield event
         except TimeoutError as exc:

@@ -31,7 +31,7 @@ class ThreadedApp:
             self._loop = loop
             app = web.Application()
             self.routes(app)
-            runner = web.AppRunner(app, handle_signals=False)
+            runner = web.AppRunner(app, handle_signals=False, handler_cancellation=True)
             loop.run_until_complete(runner.setup())
             site = web.TCPSite(runner, "127.0.0.1", 0)
             loop.run_until_complete(site.start())

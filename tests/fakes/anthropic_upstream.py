@@ -1,8 +1,9 @@
 """A fake Anthropic Messages API (streaming), a real HTTP server on 127.0.0.1.
 
 Scripted like the OpenAI fake, by `[[...]]` directives in the last user message: tokens=N,
-text="...", interval=S, fault=401|429|500|529|overloaded_event|drop_after|malformed,
-fault_at=N, retry_after=S, fail_times=N with key=NAME.
+text="...", ttft=S, interval=S, fault=400|404|too_long|429|500|529|drop_before|overloaded_event|
+drop_after|malformed|stall, fault_at=N, retry_after=S, fail_times=N with key=NAME. Any key
+other than `sk-ant-test` is refused with 401 `authentication_error`, as the real API does.
 """
 
 from __future__ import annotations
@@ -23,6 +24,27 @@ __all__ = ["FakeAnthropic"]
 
 def _event(kind: str, data: dict[str, Any]) -> bytes:
     return b"event: " + kind.encode() + b"\ndata: " + orjson.dumps({"type": kind, **data}) + b"\n\n"
+
+
+_HTTP_ERRORS = {
+    "400": ("invalid_request_error", "fake 400: max_tokens too large"),
+    "404": ("not_found_error", "fake 404: model: claude-nope"),
+    "too_long": ("invalid_request_error", "prompt is too long: 212345 tokens > 200000 maximum"),
+    "429": ("rate_limit_error", "fake 429: rate limited"),
+    "500": ("api_error", "fake 500: internal"),
+    "529": ("overloaded_error", "fake 529: overloaded"),
+}
+
+
+async def _sleep_while_connected(request: web.Request, seconds: float) -> None:
+    # aiohttp does not cancel a handler when its client goes away; a stalled handler must not
+    # outlive sidechat's timeout, or stopping the fake server waits for it.
+    deadline = asyncio.get_running_loop().time() + seconds
+    while request.transport is not None and not request.transport.is_closing():
+        remaining = deadline - asyncio.get_running_loop().time()
+        if remaining <= 0:
+            return
+        await asyncio.sleep(min(0.05, remaining))
 
 
 class FakeAnthropic(ThreadedApp):
@@ -61,10 +83,16 @@ class FakeAnthropic(ThreadedApp):
             self._attempts[d.get("key", "default")] += 1
             if self._attempts[d.get("key", "default")] > int(d["fail_times"]):
                 fault = ""
-        if fault in ("429", "500", "529"):
+        if fault in _HTTP_ERRORS:
             headers = {"retry-after": d["retry_after"]} if "retry_after" in d else {}
-            error = {"type": "error", "error": {"type": "overloaded_error", "message": "busy"}}
-            return web.json_response(error, status=int(fault), headers=headers)
+            kind, message = _HTTP_ERRORS[fault]
+            error = {"type": "error", "error": {"type": kind, "message": message}}
+            status = 400 if fault == "too_long" else int(fault)
+            return web.json_response(error, status=status, headers=headers)
+        if fault == "drop_before":
+            assert request.transport is not None
+            request.transport.close()
+            return web.Response()
         tokens = (
             re.findall(r"\S+\s*", d["text"])
             if "text" in d
@@ -95,6 +123,7 @@ class FakeAnthropic(ThreadedApp):
             )
         )
         await response.write(_event("ping", {}))
+        await _sleep_while_connected(request, float(d.get("ttft", "0")))
         interval = float(d.get("interval", "0"))
         for i, token in enumerate(tokens):
             if i == fault_at and fault == "overloaded_event":
@@ -106,6 +135,9 @@ class FakeAnthropic(ThreadedApp):
                 return response
             if i == fault_at and fault == "malformed":
                 await response.write(b"event: content_block_delta\ndata: {oops\n\n")
+                return response
+            if i == fault_at and fault == "stall":
+                await _sleep_while_connected(request, 3600)
                 return response
             if i == fault_at and fault == "drop_after":
                 assert request.transport is not None

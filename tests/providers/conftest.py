@@ -66,6 +66,25 @@ def anthropic_server(anthropic_upstream: FakeAnthropic) -> Iterator[SidechatProc
         "claude-test",
         "--retry-budget",
         "3",
+        "--idle-timeout",
+        "1",
+        "--first-token-timeout",
+        "2",
         env={"ANTHROPIC_API_KEY": "sk-ant-test"},
+    ) as proc:
+        yield proc
+
+
+@pytest.fixture(scope="session")
+def anthropic_bad_key(anthropic_upstream: FakeAnthropic) -> Iterator[SidechatProcess]:
+    """A wrong key given as SIDECHAT_API_KEY (which beats ANTHROPIC_API_KEY)."""
+    with start_sidechat(
+        "--provider",
+        "anthropic",
+        "--base-url",
+        anthropic_upstream.base_url,
+        "--model",
+        "claude-test",
+        env={"SIDECHAT_API_KEY": "sk-ant-wrong-0123456789", "ANTHROPIC_API_KEY": "sk-ant-test"},
     ) as proc:
         yield proc

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import time
 
 from tests._servers import SidechatProcess
 from tests.fakes.anthropic_upstream import FakeAnthropic
@@ -62,3 +63,58 @@ def test_missing_key_is_refused_at_start() -> None:
         env={"PATH": "/usr/bin:/bin", "HOME": "/tmp"},
     )
     assert result.returncode != 0 and "ANTHROPIC_API_KEY" in result.stderr
+
+
+async def test_drop_before_first_token_is_retried(
+    anthropic_server: SidechatProcess, anthropic_upstream: FakeAnthropic
+) -> None:
+    chunks, status, _ = await ask(
+        anthropic_server, "anth-6 [[fault=drop_before fail_times=1 key=a6]]"
+    )
+    assert text(chunks) == "tok0 tok1 tok2 tok3 tok4 " and status == "done"
+    assert len(anthropic_upstream.find("anth-6")) == 2
+
+
+async def test_429_honours_retry_after(
+    anthropic_server: SidechatProcess, anthropic_upstream: FakeAnthropic
+) -> None:
+    chunks, _, _ = await ask(
+        anthropic_server, "anth-7 [[fault=429 retry_after=1 fail_times=1 key=a7]]"
+    )
+    assert text(chunks).startswith("tok0")
+    first, second = anthropic_upstream.find("anth-7")
+    assert second.started - first.started >= 0.95
+
+
+async def test_stalls_time_out(anthropic_server: SidechatProcess) -> None:
+    started = time.monotonic()
+    chunks, status, content = await ask(anthropic_server, "anth-8 [[fault=stall fault_at=2]]")
+    assert "stopped responding" in error_of(chunks)
+    assert content == "tok0 tok1 " and status == "error"
+    assert time.monotonic() - started < 3, "idle timeout is 1 s"
+    chunks, _, _ = await ask(anthropic_server, "anth-9 [[ttft=5]]")
+    assert "stopped responding" in error_of(chunks)
+
+
+async def test_refusals_are_short_and_human_and_logged(
+    anthropic_server: SidechatProcess, anthropic_upstream: FakeAnthropic
+) -> None:
+    for fault in ("400", "404"):
+        chunks, _, _ = await ask(anthropic_server, f"anth-r{fault} [[fault={fault}]]")
+        message = error_of(chunks)
+        assert "fake" not in message and len(message) < 100
+        assert len(anthropic_upstream.find(f"anth-r{fault}")) == 1, "refusals are not retried"
+    assert "fake 404: model: claude-nope" in anthropic_server.log()
+
+
+async def test_bad_key(anthropic_bad_key: SidechatProcess) -> None:
+    chunks, status, _ = await ask(anthropic_bad_key, "anth-key")
+    assert "not configured correctly" in error_of(chunks) and status == "error"
+    log = anthropic_bad_key.log()
+    assert "HTTP 401" in log and "authentication_error" in log
+    assert "sk-ant-wrong" not in log, "keys never reach the log"
+
+
+async def test_prompt_too_long_says_so(anthropic_server: SidechatProcess) -> None:
+    chunks, _, _ = await ask(anthropic_server, "anth-long [[fault=too_long]]")
+    assert "too long" in error_of(chunks)

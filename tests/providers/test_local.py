@@ -14,8 +14,9 @@ import pytest
 
 from sidechat.providers._gguf import read_metadata_string
 from sidechat.providers.local import default_model_path
-from tests._servers import SidechatProcess, start_sidechat
-from tests.providers.test_faults import ask, text
+from tests._servers import SidechatProcess, free_port, start_sidechat
+from tests.providers._gguf_edit import with_metadata_string
+from tests.providers.test_faults import ask, error_of, text
 
 pytestmark = pytest.mark.model
 
@@ -83,3 +84,50 @@ def test_default_weights_come_from_the_package() -> None:
     assert path.stat().st_size > 100_000_000
     assert read_metadata_string(path, "general.architecture") == "gemma3"
     assert read_metadata_string(path, "tokenizer.chat_template") is None, "a base model"
+
+
+async def test_fallback_to_local_with_llama_log_routed_to_debug() -> None:
+    dead = f"http://127.0.0.1:{free_port()}/v1"
+    args = ("--provider", "openai", "--base-url", dead, "--model", "gone", "--retry-budget", "0.3")
+    with start_sidechat(*args, "--fallback", "local", "--log-level", "debug") as proc:
+        chunks, status, content = await ask(proc, "What is this site about?")
+        assert status == "done" and content.strip(), chunks
+        metadata = chunks[-1]["messageMetadata"]
+        assert isinstance(metadata, dict) and metadata["model"] == "gemma-3-270m-q4_k_m.gguf"
+        lines = proc.log().splitlines()
+    native = [line for line in lines if "srv " in line]
+    assert native, "llama.cpp's log is there at debug level"
+    assert all("DEBUG sidechat.providers.llama:" in line for line in native), native[:3]
+
+
+GEMMA_TEMPLATE = (
+    "{{ bos_token }}{% for message in messages %}<start_of_turn>"
+    "{{ 'model' if message['role'] == 'assistant' else 'user' }}\n"
+    "{{ message['content'] | trim }}<end_of_turn>\n{% endfor %}"
+    "{% if add_generation_prompt %}<start_of_turn>model\n{% endif %}"
+)
+
+
+async def test_model_path_with_a_chat_template_uses_chat_mode(tmp_path: Path) -> None:
+    path = with_metadata_string(
+        default_model_path(), tmp_path / "chat.gguf", "tokenizer.chat_template", GEMMA_TEMPLATE
+    )
+    assert read_metadata_string(path, "tokenizer.chat_template") == GEMMA_TEMPLATE
+    env = {"SIDECHAT_MAX_OUTPUT_TOKENS": "16"}
+    with start_sidechat("--model-path", str(path), env=env) as proc:
+        chunks, status, content = await ask(proc, "What is a blog?")
+        assert status == "done" and content.strip(), chunks
+        metadata = chunks[-1]["messageMetadata"]
+        assert isinstance(metadata, dict) and metadata["model"] == "chat.gguf"
+        assert "chat mode" in proc.log()
+
+
+async def test_a_model_that_fails_to_load_fails_turns_clearly(tmp_path: Path) -> None:
+    broken = tmp_path / "truncated.gguf"
+    with default_model_path().open("rb") as f:
+        broken.write_bytes(f.read(20_000_000))  # a GGUF header, then the file ends
+    with start_sidechat("--model-path", str(broken)) as proc:
+        chunks, status, _ = await ask(proc, "Hello?")
+        assert "built-in model could not be loaded" in error_of(chunks) and status == "error"
+        assert _status(proc.url + "/readyz") == 503
+        assert proc.log().count("embedded model failed to load") == 1
