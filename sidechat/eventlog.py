@@ -66,19 +66,24 @@ class MemoryEventLog(EventLog):
     __slots__ = ("_deltas", "_finished", "_frames", "_payloads", "_waiter")
 
     def __init__(self) -> None:
-        self._frames: list[bytes] = []
-        self._payloads: list[bytes] = []
-        self._deltas: list[str | None] = []
+        # Lists while the turn runs; tuples once it is finished, which the garbage collector
+        # stops tracking (they hold only bytes, str and None).
+        self._frames: list[bytes] | tuple[bytes, ...] = []
+        self._payloads: list[bytes] | tuple[bytes, ...] = []
+        self._deltas: list[str | None] | tuple[str | None, ...] = []
         self._finished = False
         self._waiter: asyncio.Event | None = None
 
     def append(self, payload: bytes, delta: str | None = None) -> int:
-        if self._finished:
+        frames, payloads, deltas = self._frames, self._payloads, self._deltas
+        if not (
+            isinstance(frames, list) and isinstance(payloads, list) and isinstance(deltas, list)
+        ):
             raise RuntimeError("append to a finished event log")
-        event_id = len(self._frames) + 1
-        self._frames.append(data_frame(event_id, payload))
-        self._payloads.append(payload)
-        self._deltas.append(delta)
+        event_id = len(frames) + 1
+        frames.append(data_frame(event_id, payload))
+        payloads.append(payload)
+        deltas.append(delta)
         # One shared Event per wake-up, created only when someone waits: no per-reader queues.
         waiter = self._waiter
         if waiter is not None:
@@ -87,6 +92,9 @@ class MemoryEventLog(EventLog):
         return event_id
 
     def finish(self) -> None:
+        self._frames = tuple(self._frames)
+        self._payloads = tuple(self._payloads)
+        self._deltas = tuple(self._deltas)
         self._finished = True
         self.wake()
 

@@ -47,7 +47,7 @@ class Turn:
     conversation_id: str
     log: EventLog
     status: TurnStatus = "streaming"
-    parts: list[str] = field(default_factory=list)
+    parts: list[str] | tuple[str, ...] = field(default_factory=list)
     task: asyncio.Task[None] | None = None
     cancel_requested: bool = False
     finished_at: float | None = None
@@ -195,7 +195,8 @@ class Turns:
         log = turn.log
         append = log.append
         delta = protocol.text_delta
-        parts = turn.parts
+        parts: list[str] = []
+        turn.parts = parts
         budget = self._settings.max_turn_chars
         started = False
         reason: FinishReason = "stop"
@@ -256,7 +257,7 @@ class Turns:
             append(DONE)
             log.finish()
             turn.finished_at = time.monotonic()
-            turn.parts[:] = [turn.text]
+            turn.parts = (turn.text,)  # a tuple of str: no longer tracked by the GC
             turn.task = None  # a finished turn keeps its events, not its task
             self._settle(turn, conversation)
 
