@@ -59,6 +59,7 @@ class Sidechat:
     conversations: Conversations
     turns: Turns
     widget_version: str
+    demo_page: str | None  # the demo's HTML, pointing at this widget version
 
     def cors(self, request: Request) -> dict[str, str]:
         origins = self.settings.cors_origins
@@ -240,14 +241,10 @@ async def widget(app: Sidechat, request: Request) -> ASGIApp:
 
 
 async def index(app: Sidechat, request: Request) -> ASGIApp:
-    path = STATIC / "index.html"
-    if not path.is_file():
+    if app.demo_page is None:
         return JSON({"status": "ok", "note": "no demo page is installed"})
-    html = path.read_text("utf-8").replace(
-        'src="/widget.js"', f'src="/widget.js?v={app.widget_version}"'
-    )
     return Response(
-        html,
+        app.demo_page,
         media_type="text/html",
         headers={
             "cache-control": "no-cache",
@@ -292,6 +289,15 @@ def _widget_version() -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()[:12] if path.is_file() else "dev"
 
 
+def _demo_page(widget_version: str) -> str | None:
+    path = STATIC / "index.html"
+    if not path.is_file():
+        return None
+    return path.read_text("utf-8").replace(
+        'src="/widget.js"', f'src="/widget.js?v={widget_version}"'
+    )
+
+
 def create_app(settings: Settings, provider: Provider | None = None) -> ASGIApp:
     provider = provider or build_provider(settings)
     retriever = None
@@ -301,7 +307,8 @@ def create_app(settings: Settings, provider: Provider | None = None) -> ASGIApp:
         retriever = open_index(settings.index)
     conversations = Conversations(settings.max_conversations)
     turns = Turns(settings, provider, retriever)
-    state = Sidechat(settings, provider, conversations, turns, _widget_version())
+    version = _widget_version()
+    state = Sidechat(settings, provider, conversations, turns, version, _demo_page(version))
 
     def route(
         path: str, handler: Callable[[Sidechat, Request], Awaitable[ASGIApp]], method: str = "GET"

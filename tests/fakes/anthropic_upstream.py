@@ -10,14 +10,12 @@ from __future__ import annotations
 
 import asyncio
 import re
-from collections import Counter
 from typing import Any
 
 import orjson
 from aiohttp import web
 
-from tests.fakes._threaded import ThreadedApp
-from tests.fakes.openai_upstream import RequestRecord, directives
+from tests.fakes.openai_upstream import RequestRecord, ScriptedUpstream, directives
 
 __all__ = ["FakeAnthropic"]
 
@@ -47,13 +45,8 @@ async def _sleep_while_connected(request: web.Request, seconds: float) -> None:
         await asyncio.sleep(min(0.05, remaining))
 
 
-class FakeAnthropic(ThreadedApp):
+class FakeAnthropic(ScriptedUpstream):
     name = "fake-anthropic"
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.requests: list[RequestRecord] = []
-        self._attempts: Counter[str] = Counter()
 
     @property
     def base_url(self) -> str:
@@ -78,11 +71,7 @@ class FakeAnthropic(ThreadedApp):
                 status=401,
             )
         d = directives(str(body["messages"][-1]["content"]))
-        fault = d.get("fault", "")
-        if fault and "fail_times" in d:
-            self._attempts[d.get("key", "default")] += 1
-            if self._attempts[d.get("key", "default")] > int(d["fail_times"]):
-                fault = ""
+        fault = self.fault_for(d)
         if fault in _HTTP_ERRORS:
             headers = {"retry-after": d["retry_after"]} if "retry_after" in d else {}
             kind, message = _HTTP_ERRORS[fault]

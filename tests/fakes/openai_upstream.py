@@ -31,7 +31,7 @@ from aiohttp import web
 
 from tests.fakes._threaded import ThreadedApp
 
-__all__ = ["FakeOpenAI", "RequestRecord", "directives"]
+__all__ = ["FakeOpenAI", "RequestRecord", "ScriptedUpstream", "directives"]
 
 _DIRECTIVES = re.compile(r"\[\[(.*?)\]\]", re.S)
 
@@ -78,13 +78,27 @@ def _chunk(content: str | None, finish: str | None = None, usage: bool = False) 
     return b"data: " + orjson.dumps(obj) + b"\n\n"
 
 
-class FakeOpenAI(ThreadedApp):
-    name = "fake-openai"
+class ScriptedUpstream(ThreadedApp):
+    """What the fake upstreams share: the requests they saw, and `fail_times` bookkeeping."""
 
     def __init__(self) -> None:
         super().__init__()
         self.requests: list[RequestRecord] = []
         self._attempts: Counter[str] = Counter()
+
+    def fault_for(self, d: dict[str, str]) -> str:
+        """The fault to apply: `fault=`, unless `fail_times=N` requests of this `key=` failed."""
+        fault = d.get("fault", "")
+        if fault and "fail_times" in d:
+            key = d.get("key", "default")
+            self._attempts[key] += 1
+            if self._attempts[key] > int(d["fail_times"]):
+                return ""
+        return fault
+
+
+class FakeOpenAI(ScriptedUpstream):
+    name = "fake-openai"
 
     @property
     def base_url(self) -> str:
@@ -104,12 +118,7 @@ class FakeOpenAI(ThreadedApp):
         record = RequestRecord(body, dict(request.headers))
         self.requests.append(record)
         d = directives(_last_text(body))
-        fault = d.get("fault", "")
-        if fault and "fail_times" in d:
-            key = d.get("key", "default")
-            self._attempts[key] += 1
-            if self._attempts[key] > int(d["fail_times"]):
-                fault = ""
+        fault = self.fault_for(d)
         retry_after = d.get("retry_after")
         status = {"500": 500, "429": 429, "401": 401, "404": 404, "400": 400}.get(fault)
         if status is not None:
