@@ -73,7 +73,9 @@ async def main_async(args: argparse.Namespace) -> None:
                 [
                     py_spy, "record", "--pid", str(system.proc.pid), "--rate", "250",
                     "--duration", str(int(args.duration + 3)), "--format", "raw",
-                    "--output", str(out / "stacks.txt"), "--nonblocking",
+                    "--output", str(out / "stacks.txt"),
+                    # native frames need py-spy to pause the process while it samples
+                    *(["--native"] if args.native else ["--nonblocking"]),
                 ],
                 stdout=subprocess.DEVNULL,
                 stderr=(out / "py-spy.log").open("wb"),
@@ -103,6 +105,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--prefill", type=int, default=0, help="finished turns to create first")
     parser.add_argument("--top", type=int, default=25)
     parser.add_argument("--no-spy", action="store_true")
+    parser.add_argument("--native", action="store_true", help="sample C frames too (py-spy)")
     parser.add_argument("--out", default=str(TMP / "profile"))
     args = parser.parse_args(argv)
     Path(args.out).mkdir(parents=True, exist_ok=True)

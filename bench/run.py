@@ -26,6 +26,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -282,6 +283,16 @@ async def sweep(
 
 
 def _passes(res: dict[str, Any]) -> bool:
+    """The level was carried: every token, the first one included, reached the client within
+    25 ms of the upstream (p99), with nothing lost. The first token's added delay is the time-
+    to-first-token overhead; without it a server that is slow to accept new streams would get
+    less load from the closed-loop generator and pass levels it did not really carry."""
+    ttft = res.get("ttft_overhead_ms_p99")
+    return _passes_later_tokens(res) and ttft is not None and ttft <= TARGET_P99_MS
+
+
+def _passes_later_tokens(res: dict[str, Any]) -> bool:
+    """The first definition: p99 added delay of the tokens after the first, nothing lost."""
     p99 = res["added_delay_ms"]["p99"]
     return bool(res["clean"]) and p99 is not None and p99 <= TARGET_P99_MS
 
@@ -332,12 +343,14 @@ async def measure_level(cfg: Config, system: System, up_port: int, level: int) -
     return out
 
 
-def capacity_of(levels: dict[int, dict[str, Any]]) -> int:
-    """The highest concurrency whose p99 added delay is within target and nothing was lost,
-    counting up from the lowest level until the first one that is not."""
+def capacity_of(
+    levels: dict[int, dict[str, Any]], passes: Callable[[dict[str, Any]], bool] = _passes
+) -> int:
+    """The highest concurrency that `passes`, counting up from the lowest level until the first
+    one that does not."""
     best = 0
     for level in sorted(levels):
-        if not _passes(levels[level]):
+        if not passes(levels[level]):
             break
         best = level
     return best
@@ -620,6 +633,11 @@ async def run_suite(cfg: Config) -> dict[str, Any]:
         result["sweep"] = {
             name: {str(lv): levels[lv] for lv in sorted(levels)}
             for name, levels in sweep_results.items()
+        }
+        result["capacity_later_tokens"] = {
+            name: capacity_of(levels, _passes_later_tokens)
+            for name, levels in sweep_results.items()
+            if levels
         }
         result["capacity"] = {
             name: capacity_of(levels) for name, levels in sweep_results.items() if levels

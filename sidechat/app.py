@@ -24,6 +24,7 @@ from sidechat._requests import parse_chat, parse_event_id, read_json
 from sidechat.conversations import Conversations
 from sidechat.errors import BadRequest, SidechatError
 from sidechat.eventlog import DONE
+from sidechat.heap import HeapKeeper
 from sidechat.providers import Provider, build_provider
 from sidechat.settings import Settings
 from sidechat.streaming import SeedFormat, TurnStream
@@ -309,6 +310,7 @@ def create_app(settings: Settings, provider: Provider | None = None) -> ASGIApp:
     turns = Turns(settings, provider, retriever)
     version = _widget_version()
     state = Sidechat(settings, provider, conversations, turns, version, _demo_page(version))
+    heap = HeapKeeper(busy=lambda: turns.generating > 0)
 
     def route(
         path: str, handler: Callable[[Sidechat, Request], Awaitable[ASGIApp]], method: str = "GET"
@@ -319,13 +321,15 @@ def create_app(settings: Settings, provider: Provider | None = None) -> ASGIApp:
     async def lifespan(_: object) -> AsyncIterator[None]:
         await provider.start()
         await turns.start_background()
-        # Everything loaded so far lives as long as the process: keep it out of the full
-        # collections that would otherwise pause every stream to re-scan it.
-        gc.collect()
-        gc.freeze()
+        # Each token allocates a few short-lived containers; collecting the youngest generation
+        # every 700 allocations (the default) spent ~6% of the CPU at 600 streams (py-spy).
+        gen0, gen1, gen2 = gc.get_threshold()
+        gc.set_threshold(max(gen0, 7_000), gen1, gen2)
+        heap.start()
         try:
             yield
         finally:
+            await heap.aclose()
             await turns.aclose()
             await provider.aclose()
 

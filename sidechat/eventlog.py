@@ -15,7 +15,7 @@ from __future__ import annotations
 import asyncio
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from sidechat.sse import data_frame
 
@@ -24,9 +24,9 @@ __all__ = ["DONE", "Batch", "EventLog", "MemoryEventLog"]
 DONE = b"[DONE]"
 
 
-@dataclass(frozen=True, slots=True)
-class Batch:
-    """Consecutive events `after + 1 ... after + len(frames)`."""
+class Batch(NamedTuple):
+    """Consecutive events `after + 1 ... after + len(frames)`. (A named tuple: one is made per
+    wake-up of every reader, and a tuple is the cheapest object to build.)"""
 
     after: int
     frames: Sequence[bytes]  # whole SSE frames, encoded once for every reader
@@ -63,7 +63,7 @@ class EventLog(ABC):
 
 
 class MemoryEventLog(EventLog):
-    __slots__ = ("_deltas", "_finished", "_frames", "_payloads", "_waiter")
+    __slots__ = ("_deltas", "_finished", "_frames", "_loop", "_payloads", "_waiters")
 
     def __init__(self) -> None:
         # Lists while the turn runs; tuples once it is finished, which the garbage collector
@@ -72,7 +72,10 @@ class MemoryEventLog(EventLog):
         self._payloads: list[bytes] | tuple[bytes, ...] = []
         self._deltas: list[str | None] | tuple[str | None, ...] = []
         self._finished = False
-        self._waiter: asyncio.Event | None = None
+        # A future per waiting reader, woken together. Not asyncio.Event: on Python 3.11 its
+        # wait() looks up the running loop, which costs a getpid() system call per wake-up.
+        self._waiters: list[asyncio.Future[None]] | tuple[()] = []
+        self._loop: asyncio.AbstractEventLoop | None = None
 
     def append(self, payload: bytes, delta: str | None = None) -> int:
         frames, payloads, deltas = self._frames, self._payloads, self._deltas
@@ -84,11 +87,8 @@ class MemoryEventLog(EventLog):
         frames.append(data_frame(event_id, payload))
         payloads.append(payload)
         deltas.append(delta)
-        # One shared Event per wake-up, created only when someone waits: no per-reader queues.
-        waiter = self._waiter
-        if waiter is not None:
-            self._waiter = None
-            waiter.set()
+        if self._waiters:
+            self.wake()
         return event_id
 
     def finish(self) -> None:
@@ -97,16 +97,20 @@ class MemoryEventLog(EventLog):
         self._deltas = tuple(self._deltas)
         self._finished = True
         self.wake()
+        self._waiters = ()  # nothing waits on a finished log; keep it free of GC-tracked parts
+        self._loop = None
 
     @property
     def finished(self) -> bool:
         return self._finished
 
     def wake(self) -> None:
-        waiter = self._waiter
-        if waiter is not None:
-            self._waiter = None
-            waiter.set()
+        waiters = self._waiters
+        if waiters:
+            self._waiters = []
+            for waiter in waiters:
+                if not waiter.done():
+                    waiter.set_result(None)
 
     def __len__(self) -> int:
         return len(self._frames)
@@ -114,15 +118,18 @@ class MemoryEventLog(EventLog):
     async def read(self, after: int, wait: float | None = 0) -> Batch:
         after = max(after, 0)
         if after >= len(self._frames) and not self._finished and (wait is None or wait > 0):
-            waiter = self._waiter
-            if waiter is None:
-                waiter = self._waiter = asyncio.Event()
+            loop = self._loop
+            if loop is None:
+                loop = self._loop = asyncio.get_running_loop()
+            waiter = loop.create_future()
+            assert isinstance(self._waiters, list)
+            self._waiters.append(waiter)
             if wait is None:
-                await waiter.wait()
+                await waiter
             else:
                 try:
                     async with asyncio.timeout(wait):
-                        await waiter.wait()
+                        await waiter
                 except TimeoutError:
                     pass
         frames = self._frames[after:]

@@ -8,6 +8,7 @@ that goes away changes nothing; `cancel` stops the task, which closes the upstre
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections import OrderedDict
@@ -25,6 +26,7 @@ from sidechat.providers.base import (
     FinishReason,
     Message,
     Provider,
+    StreamEvent,
     TextDelta,
     Usage,
 )
@@ -59,6 +61,10 @@ class Turn:
         return "".join(self.parts)
 
 
+class _Enough(Exception):
+    """The reply reached `max_turn_chars`: stop the upstream."""
+
+
 class Turns:
     """Starts, finds, cancels and eventually forgets turns."""
 
@@ -74,6 +80,11 @@ class Turns:
         self._turns: OrderedDict[str, Turn] = OrderedDict()
         self._active = 0
         self._heartbeat: asyncio.Task[None] | None = None
+
+    @property
+    def generating(self) -> int:
+        """Turns whose reply is being generated now."""
+        return self._active
 
     # -- lifecycle ------------------------------------------------------------------------
     async def start_background(self) -> None:
@@ -195,35 +206,43 @@ class Turns:
         log = turn.log
         append = log.append
         delta = protocol.text_delta
+        text_start = protocol.text_start
         parts: list[str] = []
         turn.parts = parts
         budget = self._settings.max_turn_chars
         started = False
         reason: FinishReason = "stop"
         metadata: dict[str, Any] = {}
+
+        # Called by the provider for each event as it arrives (for HTTP upstreams, straight
+        # from the socket's data callback): the per-token path of the whole server.
+        def on_event(event: StreamEvent) -> None:
+            nonlocal started, budget, reason
+            if type(event) is TextDelta:
+                text = event.text
+                if not started:
+                    append(text_start())
+                    started = True
+                append(delta(text), text)
+                parts.append(text)
+                budget -= len(text)
+                if budget <= 0:
+                    reason = "length"
+                    raise _Enough
+            elif type(event) is Usage:
+                metadata["usage"] = {
+                    "inputTokens": event.input_tokens,
+                    "outputTokens": event.output_tokens,
+                }
+            elif type(event) is Finish:
+                reason = event.reason
+                if event.model:
+                    metadata["model"] = event.model
+
         try:
             request = await self._ground(turn, request)
-            async for event in self._provider.stream(request):
-                if type(event) is TextDelta:
-                    text = event.text
-                    if not started:
-                        append(protocol.text_start())
-                        started = True
-                    append(delta(text), text)
-                    parts.append(text)
-                    budget -= len(text)
-                    if budget <= 0:
-                        reason = "length"
-                        break
-                elif type(event) is Usage:
-                    metadata["usage"] = {
-                        "inputTokens": event.input_tokens,
-                        "outputTokens": event.output_tokens,
-                    }
-                elif type(event) is Finish:
-                    reason = event.reason
-                    if event.model:
-                        metadata["model"] = event.model
+            with contextlib.suppress(_Enough):
+                await self._provider.push(request, on_event)
             if started:
                 append(protocol.text_end())
             append(protocol.finish(reason, metadata))

@@ -1,5 +1,6 @@
-"""What HTTP upstreams share: one pooled aiohttp session, upstream HTTP errors turned into
-visitor-safe `ProviderError`s, and connection failures marked retryable."""
+"""What HTTP upstreams share: pooled connections to the upstream (`_wire`), upstream HTTP
+errors turned into visitor-safe `ProviderError`s, broken connections marked retryable, and the
+push-to-stream plumbing."""
 
 from __future__ import annotations
 
@@ -8,31 +9,39 @@ import datetime
 import email.utils
 import ipaddress
 import urllib.parse
-from collections.abc import AsyncIterator, Callable
-from typing import Any
+from collections.abc import AsyncIterator, Callable, Mapping
+from typing import Any, Protocol
 
-import aiohttp
 import orjson
 
+from sidechat import __version__
 from sidechat.errors import ProviderError
-from sidechat.providers.base import Provider, StreamEvent
+from sidechat.providers._wire import Upstream, UpstreamResponse, WireError
+from sidechat.providers.base import ChatRequest, Provider, Sink, StreamEvent, stream_from_push
 
-__all__ = ["HTTPProvider", "is_loopback", "raise_for_upstream_status"]
+__all__ = ["Decoder", "HTTPProvider", "is_loopback", "raise_for_upstream_status"]
 
 # How llama.cpp, OpenAI (and vLLM), and Anthropic say that a prompt is over the context size.
 _TOO_LONG = ("exceed_context_size", "context_length_exceeded", "prompt is too long")
 
-Reader = Callable[[aiohttp.ClientResponse], AsyncIterator[StreamEvent]]
+
+class Decoder(Protocol):
+    """Turns an upstream's streamed body into events for a sink."""
+
+    def feed(self, chunk: bytes) -> bool:
+        """Decode a piece of the body, calling the sink; True once the stream is over."""
+
+    def end(self) -> None:
+        """The body ended: emit the closing events, or raise if the stream was cut short."""
 
 
-def _retry_after(headers: Any) -> float | None:
-    """Seconds from `Retry-After` (seconds or an HTTP date) or OpenAI's `retry-after-ms`."""
-    if headers is None:
-        return None
+def _retry_after(headers: Mapping[str, str]) -> float | None:
+    """Seconds from `Retry-After` (seconds or an HTTP date) or OpenAI's `retry-after-ms`.
+    `headers` has lower-case names."""
     with contextlib.suppress(ValueError):
         if millis := headers.get("retry-after-ms"):
             return max(0.0, float(millis) / 1000)
-    value = headers.get("Retry-After")
+    value = headers.get("retry-after")
     if not value:
         return None
     try:
@@ -48,11 +57,11 @@ def _retry_after(headers: Any) -> float | None:
     return max(0.0, (when - datetime.datetime.now(datetime.UTC)).total_seconds())
 
 
-async def raise_for_upstream_status(response: aiohttp.ClientResponse, vendor: str) -> None:
+async def raise_for_upstream_status(response: UpstreamResponse, vendor: str) -> None:
     """Turn an upstream HTTP error into a `ProviderError` with a visitor-safe message."""
     if response.status < 400:
         return
-    body = (await response.content.read(2048)).decode("utf-8", "replace")
+    body = (await response.read(2048)).decode("utf-8", "replace")
     detail = f"{vendor} answered HTTP {response.status}: {body}"
     status = response.status
     if status in (401, 403):
@@ -87,42 +96,71 @@ def is_loopback(url: str) -> bool:
 
 
 class HTTPProvider(Provider):
-    """A provider that POSTs a JSON body and reads an SSE response with `reader`."""
+    """A provider that POSTs a JSON body and decodes the streamed response with a `Decoder`.
+    Subclasses implement `push`; `stream` is derived from it."""
 
     vendor = "The model API"
 
-    def __init__(self, *, connect_timeout: float = 10.0, keepalive: bool = True) -> None:
+    def __init__(
+        self, base_url: str, *, connect_timeout: float = 10.0, keepalive: bool = True
+    ) -> None:
+        self.base_url = base_url.rstrip("/")
         self._connect_timeout = connect_timeout
         self._keepalive = keepalive
-        self._session: aiohttp.ClientSession | None = None
+        self._upstream: Upstream | None = None
+        self._path_prefix = urllib.parse.urlsplit(self.base_url).path
 
     async def start(self) -> None:
-        if self._session is None:
-            connector = aiohttp.TCPConnector(
-                limit=0, ttl_dns_cache=300, force_close=not self._keepalive
+        if self._upstream is None:
+            self._upstream = Upstream(
+                self.base_url,
+                connect_timeout=self._connect_timeout,
+                keepalive=self._keepalive,
+                user_agent=f"sidechat/{__version__}",
             )
-            timeout = aiohttp.ClientTimeout(total=None, sock_connect=self._connect_timeout)
-            self._session = aiohttp.ClientSession(connector=connector, timeout=timeout)
 
     async def aclose(self) -> None:
-        if self._session is not None:
-            await self._session.close()
-            self._session = None
+        if self._upstream is not None:
+            self._upstream.close()
+            self._upstream = None
 
-    async def _post_stream(
-        self, url: str, body: dict[str, Any], headers: dict[str, str], reader: Reader
-    ) -> AsyncIterator[StreamEvent]:
-        if self._session is None:
+    def stream(self, request: ChatRequest) -> AsyncIterator[StreamEvent]:
+        return stream_from_push(self.push, request)
+
+    async def _post(
+        self,
+        path: str,
+        body: dict[str, Any],
+        headers: dict[str, str],
+        decoder: Callable[[Sink], Decoder],
+        sink: Sink,
+    ) -> None:
+        """POST `body` to `path` under the base URL and push the decoded stream to `sink`."""
+        if self._upstream is None:
             await self.start()
-        assert self._session is not None
+        assert self._upstream is not None
+        url = f"{self.base_url}/{path}"
         try:
-            async with self._session.post(url, data=orjson.dumps(body), headers=headers) as r:
-                await raise_for_upstream_status(r, self.vendor)
-                async for event in reader(r):
-                    yield event
-        except aiohttp.ClientError as exc:
+            response = await self._upstream.post(
+                f"{self._path_prefix}/{path}", orjson.dumps(body), headers
+            )
+        except WireError as exc:
             raise ProviderError(
                 "The assistant could not reach its model service. Please try again.",
-                detail=f"{url}: {exc!r}",
+                detail=f"{url}: {exc}",
                 retryable=True,
             ) from exc
+        try:
+            await raise_for_upstream_status(response, self.vendor)
+            reader = decoder(sink)
+            try:
+                await response.pump(reader.feed)
+            except WireError as exc:
+                raise ProviderError(
+                    "The connection to the assistant's model service broke mid-answer.",
+                    detail=f"{url}: {exc}",
+                    retryable=True,
+                ) from exc
+            reader.end()
+        finally:
+            response.close()

@@ -2,17 +2,15 @@
 `content_block_delta` text deltas, `message_delta` (stop reason, output tokens), `ping`, and
 mid-stream `error` events.
 
-Like the OpenAI-compatible provider this reads the stream with aiohttp and the shared
-incremental SSE parser rather than the vendor SDK (httpx underneath), to keep the per-token
-path lean; the wire format is the documented one.
+Like the OpenAI-compatible provider this reads the stream with sidechat's lean upstream client
+and the shared incremental SSE parser rather than the vendor SDK (httpx underneath), to keep the
+per-token path lean; the wire format is the documented one.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from typing import Any, ClassVar
 
-import aiohttp
 import orjson
 
 from sidechat.errors import ProviderError
@@ -21,7 +19,7 @@ from sidechat.providers.base import (
     ChatRequest,
     Finish,
     FinishReason,
-    StreamEvent,
+    Sink,
     TextDelta,
     Usage,
 )
@@ -53,10 +51,10 @@ class AnthropicProvider(HTTPProvider):
         base_url: str = "https://api.anthropic.com",
         connect_timeout: float = 10.0,
     ) -> None:
-        self.base_url = base_url.rstrip("/").removesuffix("/v1")
         self.model = model
         self._api_key = api_key
-        super().__init__(connect_timeout=connect_timeout)
+        base = base_url.rstrip("/").removesuffix("/v1")
+        super().__init__(base, connect_timeout=connect_timeout)
 
     def _body(self, request: ChatRequest) -> dict[str, Any]:
         body: dict[str, Any] = {
@@ -76,48 +74,61 @@ class AnthropicProvider(HTTPProvider):
             body["stop_sequences"] = list(request.stop)
         return body
 
-    async def stream(self, request: ChatRequest) -> AsyncIterator[StreamEvent]:
+    async def push(self, request: ChatRequest, sink: Sink) -> None:
         headers = {
             "content-type": "application/json",
             "accept": "text/event-stream",
             "anthropic-version": API_VERSION,
             "x-api-key": self._api_key or "",
         }
-        events = self._post_stream(
-            f"{self.base_url}/v1/messages", self._body(request), headers, _read_events
-        )
-        async for event in events:
-            yield event
+        await self._post("v1/messages", self._body(request), headers, _EventDecoder, sink)
 
 
-async def _read_events(response: aiohttp.ClientResponse) -> AsyncIterator[StreamEvent]:
-    parser = SSEParser()
-    model: str | None = None
-    input_tokens: int | None = None
-    output_tokens: int | None = None
-    reason: FinishReason = "stop"
-    async for chunk in response.content.iter_any():
-        for event in parser.feed(chunk):
+class _EventDecoder:
+    __slots__ = (
+        "_ended",
+        "_input_tokens",
+        "_model",
+        "_output_tokens",
+        "_parser",
+        "_reason",
+        "_sink",
+    )
+
+    def __init__(self, sink: Sink) -> None:
+        self._sink = sink
+        self._parser = SSEParser()
+        self._model: str | None = None
+        self._input_tokens: int | None = None
+        self._output_tokens: int | None = None
+        self._reason: FinishReason = "stop"
+        self._ended = False
+
+    def feed(self, chunk: bytes) -> bool:
+        sink = self._sink
+        for event in self._parser.feed(chunk):
             try:
                 obj = orjson.loads(event.data)
                 kind = obj["type"]
                 if kind == "content_block_delta":
                     delta = obj["delta"]
                     if delta.get("type") == "text_delta" and delta["text"]:
-                        yield TextDelta(delta["text"])
+                        sink(TextDelta(delta["text"]))
                 elif kind == "message_start":
                     message = obj["message"]
-                    model = message.get("model")
-                    input_tokens = (message.get("usage") or {}).get("input_tokens")
+                    self._model = message.get("model")
+                    self._input_tokens = (message.get("usage") or {}).get("input_tokens")
                 elif kind == "message_delta":
                     stop = (obj.get("delta") or {}).get("stop_reason")
                     if stop:
-                        reason = _STOP_REASONS.get(stop, "other")
-                    output_tokens = (obj.get("usage") or {}).get("output_tokens", output_tokens)
+                        self._reason = _STOP_REASONS.get(stop, "other")
+                    usage = obj.get("usage") or {}
+                    self._output_tokens = usage.get("output_tokens", self._output_tokens)
                 elif kind == "message_stop":
-                    yield Usage(input_tokens, output_tokens)
-                    yield Finish(reason, model)
-                    return
+                    self._ended = True
+                    sink(Usage(self._input_tokens, self._output_tokens))
+                    sink(Finish(self._reason, self._model))
+                    return True
                 elif kind == "error":
                     error = obj.get("error") or {}
                     overloaded = error.get("type") in ("overloaded_error", "api_error")
@@ -133,8 +144,12 @@ async def _read_events(response: aiohttp.ClientResponse) -> AsyncIterator[Stream
                     "The assistant's model service sent a garbled reply.",
                     detail=f"malformed anthropic event {event.data[:200]!r}: {exc!r}",
                 ) from exc
-    raise ProviderError(
-        "The connection to the assistant's model service broke mid-answer.",
-        detail="anthropic stream ended without message_stop",
-        retryable=True,
-    )
+        return False
+
+    def end(self) -> None:
+        if not self._ended:
+            raise ProviderError(
+                "The connection to the assistant's model service broke mid-answer.",
+                detail="anthropic stream ended without message_stop",
+                retryable=True,
+            )

@@ -1,9 +1,16 @@
-"""The provider contract: one async-generator method that turns a chat into stream events."""
+"""The provider contract: one async-generator method that turns a chat into stream events.
+
+`push` is the same stream delivered to a callback. Its default drives `stream`; the HTTP
+providers override it to call the sink straight from the network callback (no task switch and
+no generator hand-off per token), and implement `stream` on top of it with `stream_from_push`.
+"""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from abc import ABC, abstractmethod
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import ClassVar, Literal
 
@@ -13,9 +20,11 @@ __all__ = [
     "FinishReason",
     "Message",
     "Provider",
+    "Sink",
     "StreamEvent",
     "TextDelta",
     "Usage",
+    "stream_from_push",
 ]
 
 FinishReason = Literal["stop", "length", "content-filter", "tool-calls", "error", "other"]
@@ -57,6 +66,7 @@ class Finish:
 
 
 StreamEvent = TextDelta | Usage | Finish
+Sink = Callable[[StreamEvent], None]
 
 
 class Provider(ABC):
@@ -71,6 +81,14 @@ class Provider(ABC):
     @abstractmethod
     def stream(self, request: ChatRequest) -> AsyncIterator[StreamEvent]: ...
 
+    async def push(self, request: ChatRequest, sink: Sink) -> None:
+        """Call `sink` with each event of `stream(request)` as it comes; return at the end.
+        An exception raised by `sink` stops the stream (and closes the upstream request) and
+        propagates. Cancelling the caller closes the upstream request too."""
+        async with contextlib.aclosing(self.stream(request)) as events:  # type: ignore[type-var]
+            async for event in events:
+                sink(event)
+
     async def start(self) -> None:
         """Acquire resources (sessions, models). Called once before the first turn."""
 
@@ -84,3 +102,20 @@ class Provider(ABC):
 
     async def aclose(self) -> None:
         """Release what `start` acquired."""
+
+
+async def stream_from_push(
+    push: Callable[[ChatRequest, Sink], Awaitable[None]], request: ChatRequest
+) -> AsyncIterator[StreamEvent]:
+    """`stream` for a provider whose native form is `push`: a task pushes into a queue."""
+    queue: asyncio.Queue[StreamEvent | None] = asyncio.Queue()
+    task = asyncio.ensure_future(push(request, queue.put_nowait))
+    task.add_done_callback(lambda _: queue.put_nowait(None))
+    try:
+        while (event := await queue.get()) is not None:
+            yield event
+        await task  # its exception, if any
+    finally:
+        if not task.done():
+            task.cancel()
+            await asyncio.wait((task,))

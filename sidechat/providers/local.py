@@ -21,7 +21,14 @@ from sidechat.errors import ConfigError, ProviderError
 from sidechat.providers._gguf import read_metadata_string
 from sidechat.providers._native_log import route_native_stderr
 from sidechat.providers._prompt import STOP, completion_prompt, fit_to_context
-from sidechat.providers.base import ChatRequest, Finish, Provider, StreamEvent
+from sidechat.providers.base import (
+    ChatRequest,
+    Finish,
+    Provider,
+    Sink,
+    StreamEvent,
+    stream_from_push,
+)
 from sidechat.providers.openai import OpenAIProvider
 
 __all__ = ["LocalProvider", "default_model_path"]
@@ -176,17 +183,23 @@ class LocalProvider(Provider):
         assert self._inner is not None
         return self._inner
 
-    async def stream(self, request: ChatRequest) -> AsyncIterator[StreamEvent]:
+    def stream(self, request: ChatRequest) -> AsyncIterator[StreamEvent]:
+        return stream_from_push(self.push, request)
+
+    async def push(self, request: ChatRequest, sink: Sink) -> None:
         inner = await self._wait_loaded()
         if request.temperature is None:
             # A tiny base model wanders at llama.cpp's default of 0.8; stay close to the text.
             request = dataclasses.replace(request, temperature=DEFAULT_TEMPERATURE)
         request = fit_to_context(request, self._context)
-        async for event in inner.stream(request):
+
+        def named(event: StreamEvent) -> None:
             if type(event) is Finish:
                 # llama.cpp reports the file's full path; the file name is the model's name.
                 event = Finish(event.reason, inner.model)
-            yield event
+            sink(event)
+
+        await inner.push(request, named)
 
     async def aclose(self) -> None:
         if self._loading is not None and not self._loading.done():

@@ -1,17 +1,16 @@
 """Any OpenAI-compatible chat-completions API, streamed (OpenAI, Ollama, vLLM, llama.cpp
 server, LM Studio, OpenRouter, Groq...).
 
-aiohttp rather than the official SDK: the SDK sits on httpx, whose line iterator measured several
-times slower per token on this product's hot path (see shared notes/performance.md); here each
-network read is fed straight to the incremental SSE parser.
+Not the official SDK: it sits on httpx, whose line iterator measured several times slower per
+token on this product's hot path (see shared notes/performance.md). Here each network read is fed
+straight to the incremental SSE parser, inside the connection's data callback (`_wire`).
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from typing import Any, ClassVar, Literal
 
-import aiohttp
 import orjson
 
 from sidechat.errors import ProviderError
@@ -20,7 +19,7 @@ from sidechat.providers.base import (
     ChatRequest,
     Finish,
     FinishReason,
-    StreamEvent,
+    Sink,
     TextDelta,
     Usage,
 )
@@ -57,13 +56,12 @@ class OpenAIProvider(HTTPProvider):
     ) -> None:
         """`mode="completion"` talks to `/completions` with `prompt(request)` as the text, for
         base models; the stream is parsed by the same code either way."""
-        self.base_url = base_url.rstrip("/")
         self.model = model
         self.mode = mode
         self._prompt = prompt
         self._stop = stop
         self._api_key = api_key
-        super().__init__(connect_timeout=connect_timeout, keepalive=keepalive)
+        super().__init__(base_url, connect_timeout=connect_timeout, keepalive=keepalive)
 
     def _headers(self) -> dict[str, str]:
         headers = {"Content-Type": "application/json", "Accept": "text/event-stream"}
@@ -94,25 +92,32 @@ class OpenAIProvider(HTTPProvider):
             body["stop"] = stop
         return body
 
-    async def stream(self, request: ChatRequest) -> AsyncIterator[StreamEvent]:
+    async def push(self, request: ChatRequest, sink: Sink) -> None:
         path = "completions" if self.mode == "completion" else "chat/completions"
-        events = self._post_stream(
-            f"{self.base_url}/{path}", self._body(request), self._headers(), _read_chunks
-        )
-        async for event in events:
-            yield event
+        await self._post(path, self._body(request), self._headers(), _ChunkDecoder, sink)
 
 
-async def _read_chunks(response: aiohttp.ClientResponse) -> AsyncIterator[StreamEvent]:
-    parser = SSEParser()
-    finish: FinishReason | None = None
-    model: str | None = None
-    usage: Usage | None = None
-    async for chunk in response.content.iter_any():
-        for event in parser.feed(chunk):
+class _ChunkDecoder:
+    """OpenAI's `data: {chunk}` events, ended by `data: [DONE]` (or by a finish_reason and the
+    end of the body, as some compatible servers do)."""
+
+    __slots__ = ("_ended", "_finish", "_model", "_parser", "_sink", "_usage")
+
+    def __init__(self, sink: Sink) -> None:
+        self._sink = sink
+        self._parser = SSEParser()
+        self._finish: FinishReason | None = None
+        self._model: str | None = None
+        self._usage: Usage | None = None
+        self._ended = False
+
+    def feed(self, chunk: bytes) -> bool:
+        sink = self._sink
+        for event in self._parser.feed(chunk):
             data = event.data
             if data == "[DONE]":
-                break
+                self._close()
+                return True
             try:
                 obj = orjson.loads(data)
                 if "error" in obj:
@@ -120,35 +125,43 @@ async def _read_chunks(response: aiohttp.ClientResponse) -> AsyncIterator[Stream
                         "The assistant's model service failed mid-answer.",
                         detail=f"upstream error event: {data[:500]}",
                     )
-                model = obj.get("model") or model
+                self._model = obj.get("model") or self._model
                 raw_usage = obj.get("usage")
                 if raw_usage:
-                    usage = Usage(
+                    self._usage = Usage(
                         raw_usage.get("prompt_tokens"), raw_usage.get("completion_tokens")
                     )
                 for choice in obj.get("choices") or ():
                     delta = choice.get("delta")
                     text = delta.get("content") if delta is not None else choice.get("text")
                     if text:
-                        yield TextDelta(text)
+                        sink(TextDelta(text))
                     reason = choice.get("finish_reason")
                     if reason:
-                        finish = _FINISH_REASONS.get(reason, "other")
+                        self._finish = _FINISH_REASONS.get(reason, "other")
             except (orjson.JSONDecodeError, AttributeError, TypeError) as exc:
                 raise ProviderError(
                     "The assistant's model service sent a garbled reply.",
                     detail=f"malformed upstream chunk {data[:200]!r}: {exc}",
                 ) from exc
-        else:
-            continue
-        break
-    else:
-        if finish is None:
+        return False
+
+    def end(self) -> None:
+        if self._ended:  # [DONE] came
+            return
+        if self._finish is None:
             raise ProviderError(
                 "The connection to the assistant's model service broke mid-answer.",
                 detail="upstream stream ended without [DONE] or a finish_reason",
                 retryable=True,
             )
-    if usage is not None:
-        yield usage
-    yield Finish(finish or "stop", model)
+        self._close()
+
+    def _close(self) -> None:
+        if self._ended:
+            return
+        self._ended = True
+        sink = self._sink
+        if self._usage is not None:
+            sink(self._usage)
+        sink(Finish(self._finish or "stop", self._model))

@@ -16,7 +16,14 @@ from dataclasses import dataclass
 from typing import ClassVar
 
 from sidechat.errors import ProviderError
-from sidechat.providers.base import ChatRequest, Provider, StreamEvent, TextDelta
+from sidechat.providers.base import (
+    ChatRequest,
+    Provider,
+    Sink,
+    StreamEvent,
+    TextDelta,
+    stream_from_push,
+)
 
 __all__ = ["ResilientProvider", "RetryPolicy"]
 
@@ -66,14 +73,16 @@ class ResilientProvider(Provider):
         for provider in self.chain:
             await provider.aclose()
 
-    async def stream(self, request: ChatRequest) -> AsyncIterator[StreamEvent]:
+    def stream(self, request: ChatRequest) -> AsyncIterator[StreamEvent]:
+        return stream_from_push(self.push, request)
+
+    async def push(self, request: ChatRequest, sink: Sink) -> None:
         error: ProviderError | None = None
         for index, provider in enumerate(self.chain):
             if index:
                 logger.warning("falling back to provider %s", provider.id)
             try:
-                async for event in self._retrying(provider, request):
-                    yield event
+                await self._retrying(provider, request, sink)
                 return
             except _Started as exc:
                 raise exc.error from None
@@ -82,24 +91,16 @@ class ResilientProvider(Provider):
         assert error is not None
         raise error
 
-    async def _retrying(
-        self, provider: Provider, request: ChatRequest
-    ) -> AsyncIterator[StreamEvent]:
+    async def _retrying(self, provider: Provider, request: ChatRequest, sink: Sink) -> None:
         await provider.wait_ready()  # a model still loading is waited for, not timed out
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.policy.budget
         attempt = 0
         while True:
-            started = False
             try:
-                async for event in self._timed(provider, request):
-                    if not started and type(event) is TextDelta:
-                        started = True
-                    yield event
+                await self._timed(provider, request, sink)
                 return
             except ProviderError as exc:
-                if started:
-                    raise _Started(exc) from exc
                 remaining = deadline - loop.time()
                 # The last wait is cut to what is left of the budget, so the budget is used up;
                 # but a Retry-After beyond it means the upstream will not be back in time.
@@ -119,38 +120,45 @@ class ResilientProvider(Provider):
                 await asyncio.sleep(delay)
                 attempt += 1
 
-    async def _timed(self, provider: Provider, request: ChatRequest) -> AsyncIterator[StreamEvent]:
+    async def _timed(self, provider: Provider, request: ChatRequest, sink: Sink) -> None:
         """The provider's stream under a time-to-first-token deadline, then an idle deadline.
         The deadline is pushed back lazily (at most every eighth of the idle timeout, so a stall
         is caught between 1 and 9/8 idle timeouts after the last token): the per-token cost is
-        one clock read. The deadline cancels the consuming task, so a consumer must not block
-        between events (the turn runner only appends them to the turn's event log)."""
+        one clock read. A failure after the first token raises `_Started`: it is not retried."""
         policy = self.policy
         loop = asyncio.get_running_loop()
         idle = policy.idle_timeout
         slack = idle / 8
-        stream = provider.stream(request)
         first = True
         pushed = 0.0
         try:
             async with asyncio.timeout(policy.first_token_timeout) as deadline:
-                async for event in stream:
+
+                def timed(event: StreamEvent) -> None:
+                    nonlocal first, pushed
                     if first:
                         if type(event) is not TextDelta:
-                            yield event
-                            continue
+                            sink(event)
+                            return
                         first = False
                     now = loop.time()
                     if now - pushed > slack:
                         deadline.reschedule(now + idle + slack)
                         pushed = now
-                    yield event
+                    sink(event)
+
+                await provider.push(request, timed)
         except TimeoutError as exc:
             waited = "the first token" if first else "the next token"
-            raise ProviderError(
+            error = ProviderError(
                 "The assistant's model stopped responding. Please try again.",
                 detail=f"{provider.id}: timed out waiting for {waited}",
                 retryable=False,
-            ) from exc
-        finally:
-            await stream.aclose()  # type: ignore[attr-defined]
+            )
+            if first:
+                raise error from exc
+            raise _Started(error) from exc
+        except ProviderError as exc:
+            if first:
+                raise
+            raise _Started(exc) from exc

@@ -1,0 +1,309 @@
+"""A lean streaming HTTP/1.1 client for model upstreams.
+
+Why not aiohttp on this path: per token, aiohttp wakes the reading task through its
+StreamReader and the reply then climbs a chain of async generators; at hundreds of streams that
+hand-off was the largest cost sidechat added (BENCHMARKS.md). Here the response is parsed by
+httptools inside the protocol's `data_received` and each body chunk goes to a callback on the
+spot, so a token travels from the socket to the turn's event log with no task switch. It does
+what model APIs need and no more: a POST with a body, TLS, keep-alive pooling, a connect
+timeout, and chunked, sized or close-delimited responses.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ssl
+import time
+import urllib.parse
+from collections import deque
+from collections.abc import Callable, Mapping
+from typing import cast
+
+import httptools
+
+__all__ = ["BodySink", "Upstream", "UpstreamResponse", "WireError"]
+
+# Gets each piece of the response body as it arrives; returns True to stop reading early.
+BodySink = Callable[[bytes], bool]
+
+_IDLE_SECONDS = 15.0  # how long a pooled connection may sit unused
+_MAX_IDLE = 1024  # pooled connections per upstream
+
+
+class WireError(Exception):
+    """The connection could not be made, broke, or carried something that is not HTTP."""
+
+
+class _Connection(asyncio.Protocol):
+    """One TCP (or TLS) connection carrying one request at a time."""
+
+    def __init__(self) -> None:
+        self.transport: asyncio.Transport | None = None
+        self.closed = False
+        self.idle_since = 0.0
+        self._reset()
+
+    def _reset(self) -> None:
+        self._parser = httptools.HttpResponseParser(self)
+        self.status = 0
+        self.headers: dict[str, str] = {}
+        self.received = False  # any byte of the response so far
+        self.complete = False
+        self.keep_alive = False
+        self._framed = False  # chunked or sized: the end is in the body, not the close
+        self._body: list[bytes] = []
+        self._sink: BodySink | None = None
+        self._stopped = False  # the consumer has what it wants, or the request failed
+        self._failed = False
+        loop = asyncio.get_running_loop()
+        self.head: asyncio.Future[None] = loop.create_future()
+        self.done: asyncio.Future[None] = loop.create_future()
+
+    # -- asyncio.Protocol ---------------------------------------------------------------
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = cast(asyncio.Transport, transport)
+
+    def data_received(self, data: bytes) -> None:
+        if self._stopped or self.complete:
+            return
+        self.received = True
+        try:
+            self._parser.feed_data(data)
+        except httptools.HttpParserError as exc:
+            self._fail(WireError(f"malformed HTTP response: {exc}"))
+            return
+        body = self._body
+        sink = self._sink
+        if body and sink is not None:
+            self._body = []
+            try:
+                self._stopped = sink(body[0] if len(body) == 1 else b"".join(body))
+            except Exception as exc:  # the consumer's error ends the request
+                self._fail(exc)
+                return
+        if self._stopped or (self.complete and sink is not None):
+            self._finish()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closed = True
+        if self.head.done() and not self._framed and not self.done.done():
+            # A close-delimited body ends with the connection.
+            self.complete = True
+            if self._sink is not None:
+                self._finish()
+            return
+        reason = f"connection lost: {exc!r}" if exc else "the upstream closed the connection"
+        self._fail(WireError(reason))
+
+    # -- httptools callbacks --------------------------------------------------------------
+    def on_header(self, name: bytes, value: bytes) -> None:
+        key = name.decode("latin-1").lower()
+        text = value.decode("latin-1")
+        self.headers[key] = f"{self.headers[key]}, {text}" if key in self.headers else text
+
+    def on_headers_complete(self) -> None:
+        self.status = self._parser.get_status_code()
+        self.keep_alive = self._parser.should_keep_alive()
+        headers = self.headers
+        self._framed = "content-length" in headers or "chunked" in headers.get(
+            "transfer-encoding", ""
+        )
+        if not self.head.done():
+            self.head.set_result(None)
+
+    def on_body(self, body: bytes) -> None:
+        self._body.append(body)
+
+    def on_message_complete(self) -> None:
+        self.complete = True
+
+    # -- the request's side -------------------------------------------------------------
+    def set_sink(self, sink: BodySink) -> None:
+        self._sink = sink
+        if self._body:
+            body, self._body = self._body, []
+            try:
+                self._stopped = sink(b"".join(body))
+            except Exception as exc:
+                self._fail(exc)
+                return
+        if self._stopped or self.complete:
+            self._finish()
+        elif self.closed and not self.done.done():
+            self._fail(WireError("the upstream closed the connection"))
+
+    def _finish(self) -> None:
+        if not self.done.done():
+            self.done.set_result(None)
+
+    def _fail(self, exc: BaseException) -> None:
+        self._failed = True
+        self.closed = True
+        if self.transport is not None:
+            self.transport.close()
+        for future in (self.head, self.done):
+            if not future.done():
+                future.set_exception(exc)
+                future.exception()  # retrieved here: the request side may never look
+        self._stopped = True
+
+    def reusable(self) -> bool:
+        return self.complete and self.keep_alive and not self._failed and not self.closed
+
+    def recycle(self) -> None:
+        self._reset()
+        self.idle_since = time.monotonic()
+
+    def close(self) -> None:
+        self.closed = True
+        if self.transport is not None:
+            self.transport.close()
+
+
+class UpstreamResponse:
+    """A response whose head has arrived; read its body with `pump` or `read`, then `close`."""
+
+    def __init__(self, connection: _Connection, release: Callable[[_Connection], None]) -> None:
+        self._connection = connection
+        self._release = release
+        self.status = connection.status
+        self.headers: Mapping[str, str] = connection.headers
+
+    async def pump(self, sink: BodySink) -> None:
+        """Hand the body to `sink` as it arrives, until it ends or `sink` returns True. Raises
+        `WireError` when the connection breaks first, or what `sink` raised."""
+        connection = self._connection
+        connection.set_sink(sink)
+        await connection.done
+
+    async def read(self, limit: int) -> bytes:
+        """Up to `limit` bytes of the body (for error messages)."""
+        parts: list[bytes] = []
+        size = 0
+
+        def collect(chunk: bytes) -> bool:
+            nonlocal size
+            parts.append(chunk)
+            size += len(chunk)
+            return size >= limit
+
+        with contextlib.suppress(WireError):
+            await self.pump(collect)
+        return b"".join(parts)[:limit]
+
+    def close(self) -> None:
+        """Give the connection back to the pool if the response was read to its end; close it
+        otherwise (a request stopped midway cannot be resumed on the same connection)."""
+        connection = self._connection
+        if connection.reusable():
+            self._release(connection)
+        else:
+            connection.close()
+
+
+class Upstream:
+    """Connections to one base URL, pooled when the server keeps them alive."""
+
+    def __init__(
+        self,
+        base_url: str,
+        *,
+        connect_timeout: float = 10.0,
+        keepalive: bool = True,
+        user_agent: str = "sidechat",
+    ) -> None:
+        parts = urllib.parse.urlsplit(base_url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError(f"not an http(s) URL: {base_url!r}")
+        self._tls = parts.scheme == "https"
+        self._host = parts.hostname
+        self._port = parts.port or (443 if self._tls else 80)
+        default_port = self._port == (443 if self._tls else 80)
+        host = f"[{self._host}]" if ":" in self._host else self._host
+        self._host_header = host if default_port else f"{host}:{self._port}"
+        self._ssl: ssl.SSLContext | None = ssl.create_default_context() if self._tls else None
+        self._connect_timeout = connect_timeout
+        self._keepalive = keepalive
+        self._user_agent = user_agent
+        self._idle: deque[_Connection] = deque()
+
+    async def post(self, path: str, body: bytes, headers: Mapping[str, str]) -> UpstreamResponse:
+        """Send the request and wait for the response's head."""
+        head = self._head(path, body, headers)
+        while True:
+            connection = self._pooled()
+            reused = connection is not None
+            if connection is None:
+                connection = await self._connect()
+            assert connection.transport is not None
+            connection.transport.write(head)
+            try:
+                await connection.head
+            except WireError:
+                # A pooled connection the server had already closed: try a fresh one, once.
+                if reused and not connection.received:
+                    continue
+                raise
+            except BaseException:
+                connection.close()
+                raise
+            return UpstreamResponse(connection, self._put_back)
+
+    def _head(self, path: str, body: bytes, headers: Mapping[str, str]) -> bytes:
+        lines = [
+            f"POST {path} HTTP/1.1",
+            f"Host: {self._host_header}",
+            f"User-Agent: {self._user_agent}",
+            "Accept-Encoding: identity",
+            f"Content-Length: {len(body)}",
+        ]
+        if not self._keepalive:
+            lines.append("Connection: close")
+        for name, value in headers.items():
+            if any(c in name or c in value for c in "\r\n\0"):
+                raise ValueError(f"HTTP header {name!r} holds a line break")
+            lines.append(f"{name}: {value}")
+        return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body
+
+    def _pooled(self) -> _Connection | None:
+        idle = self._idle
+        horizon = time.monotonic() - _IDLE_SECONDS
+        while idle:
+            connection = idle.pop()  # the most recently used is the likeliest still open
+            if not connection.closed and connection.idle_since > horizon:
+                return connection
+            connection.close()
+        return None
+
+    def _put_back(self, connection: _Connection) -> None:
+        if not self._keepalive or len(self._idle) >= _MAX_IDLE:
+            connection.close()
+            return
+        connection.recycle()
+        idle = self._idle
+        horizon = connection.idle_since - _IDLE_SECONDS
+        while idle and (idle[0].closed or idle[0].idle_since < horizon):
+            idle.popleft().close()
+        idle.append(connection)
+
+    async def _connect(self) -> _Connection:
+        loop = asyncio.get_running_loop()
+        try:
+            async with asyncio.timeout(self._connect_timeout):
+                _, connection = await loop.create_connection(
+                    _Connection,
+                    self._host,
+                    self._port,
+                    ssl=self._ssl,
+                    server_hostname=self._host if self._tls else None,
+                )
+        except TimeoutError as exc:
+            raise WireError(f"connecting to {self._host}:{self._port} timed out") from exc
+        except OSError as exc:
+            raise WireError(f"cannot connect to {self._host}:{self._port}: {exc}") from exc
+        return connection
+
+    def close(self) -> None:
+        while self._idle:
+            self._idle.pop().close()
