@@ -310,7 +310,8 @@ def create_app(settings: Settings, provider: Provider | None = None) -> ASGIApp:
     turns = Turns(settings, provider, retriever)
     version = _widget_version()
     state = Sidechat(settings, provider, conversations, turns, version, _demo_page(version))
-    heap = HeapKeeper(busy=lambda: turns.generating > 0)
+    # Quiet for two seconds: a burst that has just ended is likely followed by more of it.
+    heap = HeapKeeper(busy=lambda: turns.quiet_for() < 2.0)
 
     def route(
         path: str, handler: Callable[[Sidechat, Request], Awaitable[ASGIApp]], method: str = "GET"

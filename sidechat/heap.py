@@ -7,8 +7,8 @@ does; with thousands of turns kept for resume it was the whole p99 tail at 500+ 
 moves everything tracked so far to a generation the collector never walks, in constant time;
 objects there are still freed by reference counting, so evicted turns go away as before. What
 freezing would keep forever is garbage in reference cycles, so the heap is thawed and fully
-collected once in a while: as soon as no turn is being generated (a pause nobody sees), and at
-the latest every `full_every` seconds.
+collected once in a while: when the server has been quiet for a moment (a pause nobody sees),
+and at the latest every `full_every` seconds.
 """
 
 from __future__ import annotations

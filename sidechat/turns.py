@@ -79,12 +79,19 @@ class Turns:
         self._retriever = retriever
         self._turns: OrderedDict[str, Turn] = OrderedDict()
         self._active = 0
+        self._last_activity = time.monotonic()
         self._heartbeat: asyncio.Task[None] | None = None
 
     @property
     def generating(self) -> int:
         """Turns whose reply is being generated now."""
         return self._active
+
+    def quiet_for(self) -> float:
+        """Seconds since a turn last started or ended; 0 while any is being generated."""
+        if self._active:
+            return 0.0
+        return time.monotonic() - self._last_activity
 
     # -- lifecycle ------------------------------------------------------------------------
     async def start_background(self) -> None:
@@ -169,6 +176,7 @@ class Turns:
         )
         turn.task = asyncio.create_task(self._run(turn, conversation, request))
         self._active += 1
+        self._last_activity = time.monotonic()
         return turn
 
     def cancel(self, turn_id: str) -> Turn:
@@ -273,6 +281,7 @@ class Turns:
             turn.status = "error"
         finally:
             self._active -= 1
+            self._last_activity = time.monotonic()
             append(DONE)
             log.finish()
             turn.finished_at = time.monotonic()
