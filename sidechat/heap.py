@@ -42,6 +42,10 @@ class HeapKeeper:
         self._task: asyncio.Task[None] | None = None
 
     def start(self) -> None:
+        # Each token allocates a few short-lived containers; collecting the youngest generation
+        # every 700 allocations (the default) spent ~6% of the CPU at 600 streams (py-spy).
+        gen0, gen1, gen2 = gc.get_threshold()
+        gc.set_threshold(max(gen0, 7_000), gen1, gen2)
         gc.collect()
         gc.freeze()  # what start-up loaded lives as long as the process
         self._last_full = time.monotonic()

@@ -82,11 +82,6 @@ class Turns:
         self._last_activity = time.monotonic()
         self._heartbeat: asyncio.Task[None] | None = None
 
-    @property
-    def generating(self) -> int:
-        """Turns whose reply is being generated now."""
-        return self._active
-
     def quiet_for(self) -> float:
         """Seconds since a turn last started or ended; 0 while any is being generated."""
         if self._active:

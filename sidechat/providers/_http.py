@@ -9,7 +9,7 @@ import datetime
 import email.utils
 import ipaddress
 import urllib.parse
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import Callable, Mapping
 from typing import Any, Protocol
 
 import orjson
@@ -17,12 +17,32 @@ import orjson
 from sidechat import __version__
 from sidechat.errors import ProviderError
 from sidechat.providers._wire import Upstream, UpstreamResponse, WireError
-from sidechat.providers.base import ChatRequest, Provider, Sink, StreamEvent, stream_from_push
+from sidechat.providers.base import PushProvider, Sink
 
-__all__ = ["Decoder", "HTTPProvider", "is_loopback", "raise_for_upstream_status"]
+__all__ = [
+    "Decoder",
+    "HTTPProvider",
+    "broken_stream",
+    "garbled_reply",
+    "is_loopback",
+    "raise_for_upstream_status",
+]
 
 # How llama.cpp, OpenAI (and vLLM), and Anthropic say that a prompt is over the context size.
 _TOO_LONG = ("exceed_context_size", "context_length_exceeded", "prompt is too long")
+
+
+def garbled_reply(detail: str) -> ProviderError:
+    return ProviderError("The assistant's model service sent a garbled reply.", detail=detail)
+
+
+def broken_stream(detail: str) -> ProviderError:
+    """The stream ended before its end marker: a dropped connection, worth retrying."""
+    return ProviderError(
+        "The connection to the assistant's model service broke mid-answer.",
+        detail=detail,
+        retryable=True,
+    )
 
 
 class Decoder(Protocol):
@@ -95,7 +115,7 @@ def is_loopback(url: str) -> bool:
         return False
 
 
-class HTTPProvider(Provider):
+class HTTPProvider(PushProvider):
     """A provider that POSTs a JSON body and decodes the streamed response with a `Decoder`.
     Subclasses implement `push`; `stream` is derived from it."""
 
@@ -123,9 +143,6 @@ class HTTPProvider(Provider):
         if self._upstream is not None:
             self._upstream.close()
             self._upstream = None
-
-    def stream(self, request: ChatRequest) -> AsyncIterator[StreamEvent]:
-        return stream_from_push(self.push, request)
 
     async def _post(
         self,
@@ -156,11 +173,7 @@ class HTTPProvider(Provider):
             try:
                 await response.pump(reader.feed)
             except WireError as exc:
-                raise ProviderError(
-                    "The connection to the assistant's model service broke mid-answer.",
-                    detail=f"{url}: {exc}",
-                    retryable=True,
-                ) from exc
+                raise broken_stream(f"{url}: {exc}") from exc
             reader.end()
         finally:
             response.close()

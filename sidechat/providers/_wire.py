@@ -73,17 +73,8 @@ class _Connection(asyncio.Protocol):
         except httptools.HttpParserError as exc:
             self._fail(WireError(f"malformed HTTP response: {exc}"))
             return
-        body = self._body
-        sink = self._sink
-        if body and sink is not None:
-            self._body = []
-            try:
-                self._stopped = sink(body[0] if len(body) == 1 else b"".join(body))
-            except Exception as exc:  # the consumer's error ends the request
-                self._fail(exc)
-                return
-        if self._stopped or (self.complete and sink is not None):
-            self._finish()
+        if self._sink is not None:
+            self._deliver(self._sink)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
@@ -121,17 +112,22 @@ class _Connection(asyncio.Protocol):
     # -- the request's side -------------------------------------------------------------
     def set_sink(self, sink: BodySink) -> None:
         self._sink = sink
-        if self._body:
-            body, self._body = self._body, []
+        self._deliver(sink)
+        if self.closed and not self.done.done():
+            self._fail(WireError("the upstream closed the connection"))
+
+    def _deliver(self, sink: BodySink) -> None:
+        """Hand the body received so far to `sink`; finish when it or the response ends."""
+        body = self._body
+        if body:
+            self._body = []
             try:
-                self._stopped = sink(b"".join(body))
-            except Exception as exc:
+                self._stopped = sink(body[0] if len(body) == 1 else b"".join(body))
+            except Exception as exc:  # the consumer's error ends the request
                 self._fail(exc)
                 return
         if self._stopped or self.complete:
             self._finish()
-        elif self.closed and not self.done.done():
-            self._fail(WireError("the upstream closed the connection"))
 
     def _finish(self) -> None:
         if not self.done.done():

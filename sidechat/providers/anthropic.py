@@ -14,7 +14,7 @@ from typing import Any, ClassVar
 import orjson
 
 from sidechat.errors import ProviderError
-from sidechat.providers._http import HTTPProvider
+from sidechat.providers._http import HTTPProvider, broken_stream, garbled_reply
 from sidechat.providers.base import (
     ChatRequest,
     Finish,
@@ -140,16 +140,10 @@ class _EventDecoder:
                         retryable=overloaded,
                     )
             except (orjson.JSONDecodeError, KeyError, TypeError, AttributeError) as exc:
-                raise ProviderError(
-                    "The assistant's model service sent a garbled reply.",
-                    detail=f"malformed anthropic event {event.data[:200]!r}: {exc!r}",
-                ) from exc
+                detail = f"malformed anthropic event {event.data[:200]!r}: {exc!r}"
+                raise garbled_reply(detail) from exc
         return False
 
     def end(self) -> None:
         if not self._ended:
-            raise ProviderError(
-                "The connection to the assistant's model service broke mid-answer.",
-                detail="anthropic stream ended without message_stop",
-                retryable=True,
-            )
+            raise broken_stream("anthropic stream ended without message_stop")

@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from abc import ABC, abstractmethod
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import ClassVar, Literal
 
@@ -20,11 +20,11 @@ __all__ = [
     "FinishReason",
     "Message",
     "Provider",
+    "PushProvider",
     "Sink",
     "StreamEvent",
     "TextDelta",
     "Usage",
-    "stream_from_push",
 ]
 
 FinishReason = Literal["stop", "length", "content-filter", "tool-calls", "error", "other"]
@@ -104,18 +104,22 @@ class Provider(ABC):
         """Release what `start` acquired."""
 
 
-async def stream_from_push(
-    push: Callable[[ChatRequest, Sink], Awaitable[None]], request: ChatRequest
-) -> AsyncIterator[StreamEvent]:
-    """`stream` for a provider whose native form is `push`: a task pushes into a queue."""
-    queue: asyncio.Queue[StreamEvent | None] = asyncio.Queue()
-    task = asyncio.ensure_future(push(request, queue.put_nowait))
-    task.add_done_callback(lambda _: queue.put_nowait(None))
-    try:
-        while (event := await queue.get()) is not None:
-            yield event
-        await task  # its exception, if any
-    finally:
-        if not task.done():
-            task.cancel()
-            await asyncio.wait((task,))
+class PushProvider(Provider):
+    """A provider whose native form is `push`; `stream` is derived from it (a task pushes into
+    a queue the generator drains)."""
+
+    @abstractmethod
+    async def push(self, request: ChatRequest, sink: Sink) -> None: ...
+
+    async def stream(self, request: ChatRequest) -> AsyncIterator[StreamEvent]:
+        queue: asyncio.Queue[StreamEvent | None] = asyncio.Queue()
+        task = asyncio.ensure_future(self.push(request, queue.put_nowait))
+        task.add_done_callback(lambda _: queue.put_nowait(None))
+        try:
+            while (event := await queue.get()) is not None:
+                yield event
+            await task  # its exception, if any
+        finally:
+            if not task.done():
+                task.cancel()
+                await asyncio.wait((task,))

@@ -11,7 +11,6 @@ import asyncio
 import dataclasses
 import logging
 import socket
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
@@ -24,10 +23,9 @@ from sidechat.providers._prompt import STOP, completion_prompt, fit_to_context
 from sidechat.providers.base import (
     ChatRequest,
     Finish,
-    Provider,
+    PushProvider,
     Sink,
     StreamEvent,
-    stream_from_push,
 )
 from sidechat.providers.openai import OpenAIProvider
 
@@ -73,7 +71,7 @@ def _report_failure(task: asyncio.Task[None]) -> None:
         )
 
 
-class LocalProvider(Provider):
+class LocalProvider(PushProvider):
     id: ClassVar[str] = "local"
     needs_key: ClassVar[bool] = False
     key_env_var: ClassVar[str | None] = None
@@ -182,9 +180,6 @@ class LocalProvider(Provider):
             ) from exc
         assert self._inner is not None
         return self._inner
-
-    def stream(self, request: ChatRequest) -> AsyncIterator[StreamEvent]:
-        return stream_from_push(self.push, request)
 
     async def push(self, request: ChatRequest, sink: Sink) -> None:
         inner = await self._wait_loaded()

@@ -14,7 +14,7 @@ from typing import Any, ClassVar, Literal
 import orjson
 
 from sidechat.errors import ProviderError
-from sidechat.providers._http import HTTPProvider
+from sidechat.providers._http import HTTPProvider, broken_stream, garbled_reply
 from sidechat.providers.base import (
     ChatRequest,
     Finish,
@@ -140,28 +140,18 @@ class _ChunkDecoder:
                     if reason:
                         self._finish = _FINISH_REASONS.get(reason, "other")
             except (orjson.JSONDecodeError, AttributeError, TypeError) as exc:
-                raise ProviderError(
-                    "The assistant's model service sent a garbled reply.",
-                    detail=f"malformed upstream chunk {data[:200]!r}: {exc}",
-                ) from exc
+                raise garbled_reply(f"malformed upstream chunk {data[:200]!r}: {exc}") from exc
         return False
 
     def end(self) -> None:
-        if self._ended:  # [DONE] came
-            return
-        if self._finish is None:
-            raise ProviderError(
-                "The connection to the assistant's model service broke mid-answer.",
-                detail="upstream stream ended without [DONE] or a finish_reason",
-                retryable=True,
-            )
+        if not self._ended and self._finish is None:
+            raise broken_stream("upstream stream ended without [DONE] or a finish_reason")
         self._close()
 
     def _close(self) -> None:
         if self._ended:
             return
         self._ended = True
-        sink = self._sink
         if self._usage is not None:
-            sink(self._usage)
-        sink(Finish(self._finish or "stop", self._model))
+            self._sink(self._usage)
+        self._sink(Finish(self._finish or "stop", self._model))

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import ClassVar
 
@@ -19,10 +19,10 @@ from sidechat.errors import ProviderError
 from sidechat.providers.base import (
     ChatRequest,
     Provider,
+    PushProvider,
     Sink,
     StreamEvent,
     TextDelta,
-    stream_from_push,
 )
 
 __all__ = ["ResilientProvider", "RetryPolicy"]
@@ -50,7 +50,7 @@ class _Started(Exception):
         self.error = error
 
 
-class ResilientProvider(Provider):
+class ResilientProvider(PushProvider):
     id: ClassVar[str] = "resilient"
 
     def __init__(self, chain: Sequence[Provider], policy: RetryPolicy) -> None:
@@ -72,9 +72,6 @@ class ResilientProvider(Provider):
     async def aclose(self) -> None:
         for provider in self.chain:
             await provider.aclose()
-
-    def stream(self, request: ChatRequest) -> AsyncIterator[StreamEvent]:
-        return stream_from_push(self.push, request)
 
     async def push(self, request: ChatRequest, sink: Sink) -> None:
         error: ProviderError | None = None
