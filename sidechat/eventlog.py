@@ -14,14 +14,18 @@ from __future__ import annotations
 
 import asyncio
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import NamedTuple
 
 from sidechat.sse import data_frame
 
-__all__ = ["DONE", "Batch", "EventLog", "MemoryEventLog"]
+__all__ = ["DONE", "Batch", "EventLog", "Listener", "MemoryEventLog"]
 
 DONE = b"[DONE]"
+
+# Called synchronously with (event id, its SSE frame) right after each append, and with (0, None)
+# on `wake`. It must not raise: it runs inside the generation's network callback.
+Listener = Callable[[int, bytes | None], None]
 
 
 class Batch(NamedTuple):
@@ -61,9 +65,17 @@ class EventLog(ABC):
     def wake(self) -> None:
         """Release waiting readers with whatever there is (used for heartbeats)."""
 
+    def subscribe(self, listener: Listener) -> bool:
+        """Have `listener` called on every append from now on (a reader that has caught up
+        writes each frame as it is made, with no task switch). False when the log cannot."""
+        return False
+
+    def unsubscribe(self, listener: Listener) -> None:
+        """Stop calling `listener`; nothing if it was not subscribed."""
+
 
 class MemoryEventLog(EventLog):
-    __slots__ = ("_deltas", "_finished", "_frames", "_loop", "_payloads", "_waiters")
+    __slots__ = ("_deltas", "_finished", "_frames", "_listeners", "_loop", "_payloads", "_waiters")
 
     def __init__(self) -> None:
         # Lists while the turn runs; tuples once it is finished, which the garbage collector
@@ -76,6 +88,8 @@ class MemoryEventLog(EventLog):
         # wait() looks up the running loop, which costs a getpid() system call per wake-up.
         self._waiters: list[asyncio.Future[None]] | tuple[()] = []
         self._loop: asyncio.AbstractEventLoop | None = None
+        # Copied on change, so a listener may unsubscribe while being called.
+        self._listeners: tuple[Listener, ...] = ()
 
     def append(self, payload: bytes, delta: str | None = None) -> int:
         frames, payloads, deltas = self._frames, self._payloads, self._deltas
@@ -84,11 +98,14 @@ class MemoryEventLog(EventLog):
         ):
             raise RuntimeError("append to a finished event log")
         event_id = len(frames) + 1
-        frames.append(data_frame(event_id, payload))
+        frame = data_frame(event_id, payload)
+        frames.append(frame)
         payloads.append(payload)
         deltas.append(delta)
         if self._waiters:
-            self.wake()
+            self._release()
+        for listener in self._listeners:
+            listener(event_id, frame)
         return event_id
 
     def finish(self) -> None:
@@ -98,6 +115,7 @@ class MemoryEventLog(EventLog):
         self._finished = True
         self.wake()
         self._waiters = ()  # nothing waits on a finished log; keep it free of GC-tracked parts
+        self._listeners = ()
         self._loop = None
 
     @property
@@ -105,6 +123,21 @@ class MemoryEventLog(EventLog):
         return self._finished
 
     def wake(self) -> None:
+        self._release()
+        for listener in self._listeners:
+            listener(0, None)
+
+    def subscribe(self, listener: Listener) -> bool:
+        if self._finished:
+            return False
+        self._listeners = (*self._listeners, listener)
+        return True
+
+    def unsubscribe(self, listener: Listener) -> None:
+        if listener in self._listeners:
+            self._listeners = tuple(x for x in self._listeners if x != listener)
+
+    def _release(self) -> None:
         waiters = self._waiters
         if waiters:
             self._waiters = []

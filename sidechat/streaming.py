@@ -1,18 +1,23 @@
 """ASGI responses that replay and follow a turn's event log over SSE.
 
 Two tasks race: the pump (replay, follow, heartbeat) and the disconnect watcher; the first to
-finish cancels the other. Frames a reader fell behind on go out joined in one write.
+finish cancels the other. Frames a reader fell behind on go out joined in one write. A reader of
+the UI protocol that has caught up subscribes to the log and writes each new frame from inside
+`append` (no task wake-up per token); it goes back to its task when a write has to wait for the
+socket, on a heartbeat, and when the turn ends.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
+from types import CoroutineType
 
 import orjson
 from starlette.types import Receive, Scope, Send
 
 from sidechat import protocol
+from sidechat._eager import Suspended, start_now
 from sidechat.eventlog import DONE, Batch, EventLog
 
 __all__ = ["SSE_HEADERS", "SeedFormat", "TurnStream"]
@@ -67,6 +72,14 @@ class TurnStream:
         base = SSE_HEADERS if ui_protocol else SSE_HEADERS[:3]
         self._headers = [*base, *headers]
         self._encode = encode
+        # Following live (see `_follow`): what the listener shares with the pump.
+        self._listener = self._on_event
+        self._send: Send | None = None
+        self._wakeup: asyncio.Future[None] | None = None
+        self._cursor = after
+        self._suspended: Awaitable[None] | None = None
+        self._failure: Exception | None = None
+        self._heartbeat = False
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         await send({"type": "http.response.start", "status": 200, "headers": self._headers})
@@ -86,19 +99,79 @@ class TurnStream:
     async def _pump(self, send: Send) -> None:
         log = self._log
         encode = self._encode
-        cursor = self._after
+        live = encode is _ui_frames  # frames go out as stored, so `append` can write them
+        ping_due = False
         while True:
-            batch = await log.read(cursor, None)
+            batch = await log.read(self._cursor, 0 if live else None)
             if batch.frames:
-                cursor = batch.last_id
+                self._cursor = batch.last_id
                 body = encode(batch)
                 if body:
                     await send({"type": "http.response.body", "body": body, "more_body": True})
-            elif not batch.done:
-                await send({"type": "http.response.body", "body": _PING, "more_body": True})
             if batch.done:
                 await send({"type": "http.response.body", "body": b"", "more_body": False})
                 return
+            if batch.frames:
+                ping_due = False
+                continue  # more may have come while that write waited
+            if ping_due or not live:
+                # Woken by a heartbeat with nothing new: a comment keeps proxies from timing out.
+                await send({"type": "http.response.body", "body": _PING, "more_body": True})
+                ping_due = False
+                if not live:
+                    continue
+            ping_due = await self._follow(send)
+
+    async def _follow(self, send: Send) -> bool:
+        """Write frames from the log's appends until this task is needed again; True when it
+        was woken by a heartbeat."""
+        self._send = send
+        self._heartbeat = False
+        wakeup = self._wakeup = asyncio.get_running_loop().create_future()
+        if not self._log.subscribe(self._listener):
+            return False
+        try:
+            await wakeup
+        finally:
+            self._log.unsubscribe(self._listener)
+            self._wakeup = None
+            suspended, self._suspended = self._suspended, None
+            if isinstance(suspended, Suspended) and wakeup.cancelled():
+                suspended.close()
+        if suspended is not None:
+            await suspended  # a write that had to wait for the socket: finish it first
+        if self._failure is not None:
+            failure, self._failure = self._failure, None
+            raise failure
+        return self._heartbeat
+
+    def _on_event(self, event_id: int, frame: bytes | None) -> None:
+        """The log's listener: runs inside `append`, so it must not raise."""
+        send = self._send
+        if self._wakeup is None or self._wakeup.done() or send is None:
+            return
+        if frame is None:
+            self._heartbeat = True
+            self._stop_following()
+            return
+        self._cursor = event_id
+        try:
+            sending = send({"type": "http.response.body", "body": frame, "more_body": True})
+            if type(sending) is CoroutineType:
+                self._suspended = start_now(sending)
+            else:  # a server whose `send` is not a coroutine: the task awaits it
+                self._suspended = sending
+        except Exception as exc:  # handed to the reader's task, not to the generation
+            self._failure = exc
+            self._stop_following()
+            return
+        if self._suspended is not None:
+            self._stop_following()
+
+    def _stop_following(self) -> None:
+        self._log.unsubscribe(self._listener)
+        if self._wakeup is not None and not self._wakeup.done():
+            self._wakeup.set_result(None)
 
 
 async def _disconnected(receive: Receive) -> None:

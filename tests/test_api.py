@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import re
+import socket
 
 import aiohttp
 import orjson
 import pytest
 
-from tests._servers import SidechatProcess, read_events, ui_events
+from tests._servers import SidechatProcess, read_events, start_sidechat, ui_events
 from tests.fakes.openai_upstream import FakeOpenAI
 
 SSE = {"Accept": "text/event-stream"}
@@ -239,6 +240,44 @@ async def test_slow_reader_does_not_block_generation(
             events = await read_events(fast)
         assert len(deltas(ui_events(events))) == 3000
         assert upstream.find("stalled-reader-5")[0].finished
+
+
+def test_live_reader_that_stops_reading_gets_everything_in_order(upstream: FakeOpenAI) -> None:
+    # The reader catches up and follows live (frames written from the log's appends); then it
+    # stops reading while ~7 MB of tokens keep coming, more than loopback's socket buffers
+    # hold, so the server's writes must wait for the socket before it reads again.
+    tokens = 100_000
+    args = ["--provider", "openai", "--base-url", upstream.base_url, "--model", "m"]
+    env = {"SIDECHAT_MAX_TURN_CHARS": "10000000"}
+    with start_sidechat(*args, env=env) as server:
+        asyncio.run(_read_after_a_stall(server, upstream, tokens))
+
+
+async def _read_after_a_stall(server: SidechatProcess, upstream: FakeOpenAI, tokens: int) -> None:
+    host, port = server.url.removeprefix("http://").split(":")
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # no kernel autotuning
+    sock.connect((host, int(port)))
+    sock.setblocking(False)
+    reader, writer = await asyncio.open_connection(sock=sock, limit=1024)
+    body = orjson.dumps({"message": f"live-flow-control [[tokens={tokens}]]"})
+    writer.write(
+        b"POST /api/chat HTTP/1.1\r\nHost: x\r\nAccept: text/event-stream\r\n"
+        b"Content-Type: application/json\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body)
+    )
+    received = await reader.readuntil(b"tok1 ")  # following live now
+    await asyncio.sleep(3.0)  # not reading
+    chunks = [received]
+    async with asyncio.timeout(60):
+        while not chunks[-1].endswith(b"0\r\n\r\n"):
+            chunks.append(await reader.read(1 << 20))
+    writer.close()
+    text = b"".join(chunks).decode()
+    ids = [int(x) for x in re.findall(r"^id: (\d+)$", text, re.M)]
+    assert ids == list(range(1, len(ids) + 1)), "every event once, in order"
+    found = re.findall(r'"delta":"tok(\d+) "', text)
+    assert [int(x) for x in found] == list(range(tokens))
+    assert text.count("data: [DONE]") == 1
 
 
 async def test_ai_sdk_body_and_resume(server: SidechatProcess, http: aiohttp.ClientSession) -> None:

@@ -55,3 +55,23 @@ def test_a_long_log_adds_no_objects_for_the_garbage_collector() -> None:
         log.append(b'{"type":"text-delta","delta":"x"}', f"tok{i}")
     gc.collect()
     assert len(gc.get_objects()) - before < 50
+
+
+async def test_listeners_get_each_append_and_wakes_until_they_leave() -> None:
+    log = MemoryEventLog()
+    seen: list[tuple[int, bytes | None]] = []
+
+    def listener(event_id: int, frame: bytes | None) -> None:
+        seen.append((event_id, frame))
+        if event_id == 2:
+            log.unsubscribe(listener)  # leaving from inside the call is allowed
+
+    log.append(b"before")
+    assert log.subscribe(listener)
+    log.wake()
+    log.append(b"x")
+    log.append(b"y")
+    log.append(b"z")
+    assert seen == [(0, None), (2, b"id: 2\ndata: x\n\n")]
+    log.finish()
+    assert not log.subscribe(listener), "nothing more will come"
