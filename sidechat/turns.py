@@ -78,13 +78,13 @@ class Turns:
         self._provider = provider
         self._retriever = retriever
         self._turns: OrderedDict[str, Turn] = OrderedDict()
-        self._active = 0
+        self._generating: dict[str, Turn] = {}
         self._last_activity = time.monotonic()
         self._heartbeat: asyncio.Task[None] | None = None
 
     def quiet_for(self) -> float:
         """Seconds since a turn last started or ended; 0 while any is being generated."""
-        if self._active:
+        if self._generating:
             return 0.0
         return time.monotonic() - self._last_activity
 
@@ -105,22 +105,28 @@ class Turns:
         # and forget finished turns past their time to live.
         while True:
             await asyncio.sleep(self._settings.heartbeat)
-            for turn in self._turns.values():
-                if not turn.log.finished:
-                    turn.log.wake()
+            for turn in self._generating.values():
+                turn.log.wake()
             self._evict()
 
     def _evict(self) -> None:
+        """Forget finished turns past their time to live, and the oldest ones beyond
+        `max_turns`. Turns are kept in the order they started, so the scan stops at the first
+        finished turn that is still wanted: a call costs what it evicts (plus any turns still
+        generating ahead of it), not a pass over every kept turn."""
         now = time.monotonic()
         ttl = self._settings.turn_ttl
         excess = len(self._turns) - self._settings.max_turns
-        for turn_id in list(self._turns):
-            turn = self._turns[turn_id]
+        stale: list[str] = []
+        for turn_id, turn in self._turns.items():
             if turn.finished_at is None:
                 continue
-            if excess > 0 or now - turn.finished_at > ttl:
-                del self._turns[turn_id]
-                excess -= 1
+            if excess <= 0 and now - turn.finished_at <= ttl:
+                break
+            stale.append(turn_id)
+            excess -= 1
+        for turn_id in stale:
+            del self._turns[turn_id]
 
     # -- turns ----------------------------------------------------------------------------
     def get(self, turn_id: str) -> Turn:
@@ -143,7 +149,7 @@ class Turns:
         """Record the user's message and start generating the reply. `history` overrides the
         stored one (the AI SDK client sends its own)."""
         settings = self._settings
-        if self._active >= settings.max_active_turns:
+        if len(self._generating) >= settings.max_active_turns:
             raise Busy("The assistant is answering too many questions at once. Try again soon.")
         if history is None:
             history = conversation.history(
@@ -170,7 +176,7 @@ class Turns:
             temperature=settings.temperature,
         )
         turn.task = asyncio.create_task(self._run(turn, conversation, request))
-        self._active += 1
+        self._generating[turn.id] = turn
         self._last_activity = time.monotonic()
         return turn
 
@@ -275,7 +281,7 @@ class Turns:
             append(protocol.finish("error"))
             turn.status = "error"
         finally:
-            self._active -= 1
+            del self._generating[turn.id]
             self._last_activity = time.monotonic()
             append(DONE)
             log.finish()

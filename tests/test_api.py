@@ -392,3 +392,31 @@ async def test_cors_preflight(server: SidechatProcess, http: aiohttp.ClientSessi
         assert r.status == 204
         assert r.headers["Access-Control-Allow-Origin"] == "*"
         assert "POST" in r.headers["Access-Control-Allow-Methods"]
+
+
+def test_finished_turns_are_forgotten_beyond_max_turns_and_after_their_ttl(
+    upstream: FakeOpenAI,
+) -> None:
+    args = ["--provider", "openai", "--base-url", upstream.base_url, "--model", "m"]
+    env = {"SIDECHAT_MAX_TURNS": "3", "SIDECHAT_TURN_TTL": "1.5", "SIDECHAT_HEARTBEAT": "0.2"}
+    with start_sidechat(*args, env=env) as server:
+        asyncio.run(_eviction(server))
+
+
+async def _eviction(server: SidechatProcess) -> None:
+    async with aiohttp.ClientSession() as http:
+
+        async def status(turn_id: str) -> int:
+            async with http.get(f"{server.url}/api/turns/{turn_id}/events?wait=0") as r:
+                return r.status
+
+        turns = []
+        for i in range(5):
+            async with http.post(
+                f"{server.url}/api/chat", headers=SSE, json={"message": f"evict-{i}"}
+            ) as r:
+                await r.read()  # the whole turn
+                turns.append(r.headers["X-Turn-Id"])
+        assert [await status(t) for t in turns] == [404, 404, 200, 200, 200], "oldest go first"
+        await asyncio.sleep(2.0)
+        assert [await status(t) for t in turns[2:]] == [404, 404, 404], "and expire"
