@@ -13,6 +13,7 @@ collector must track would make its full collections (and so the per-token delay
 from __future__ import annotations
 
 import asyncio
+import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from typing import NamedTuple
@@ -22,6 +23,7 @@ from sidechat.sse import data_frame
 __all__ = ["DONE", "Batch", "EventLog", "Listener", "MemoryEventLog"]
 
 DONE = b"[DONE]"
+_monotonic = time.monotonic
 
 # Called synchronously with (event id, its SSE frame) right after each append, and with (0, None)
 # on `wake`. It must not raise: it runs inside the generation's network callback.
@@ -56,6 +58,11 @@ class EventLog(ABC):
     @abstractmethod
     def finished(self) -> bool: ...
 
+    @property
+    @abstractmethod
+    def last_append(self) -> float:
+        """`time.monotonic()` of the latest append (or of the log's creation)."""
+
     @abstractmethod
     async def read(self, after: int, wait: float | None = 0) -> Batch:
         """Events with id > `after`. With nothing new, wait up to `wait` seconds (None: until
@@ -75,7 +82,16 @@ class EventLog(ABC):
 
 
 class MemoryEventLog(EventLog):
-    __slots__ = ("_deltas", "_finished", "_frames", "_listeners", "_loop", "_payloads", "_waiters")
+    __slots__ = (
+        "_deltas",
+        "_finished",
+        "_frames",
+        "_last_append",
+        "_listeners",
+        "_loop",
+        "_payloads",
+        "_waiters",
+    )
 
     def __init__(self) -> None:
         # Lists while the turn runs; tuples once it is finished, which the garbage collector
@@ -90,6 +106,7 @@ class MemoryEventLog(EventLog):
         self._loop: asyncio.AbstractEventLoop | None = None
         # Copied on change, so a listener may unsubscribe while being called.
         self._listeners: tuple[Listener, ...] = ()
+        self._last_append = time.monotonic()
 
     def append(self, payload: bytes, delta: str | None = None) -> int:
         frames, payloads, deltas = self._frames, self._payloads, self._deltas
@@ -99,6 +116,7 @@ class MemoryEventLog(EventLog):
             raise RuntimeError("append to a finished event log")
         event_id = len(frames) + 1
         frame = data_frame(event_id, payload)
+        self._last_append = _monotonic()
         frames.append(frame)
         payloads.append(payload)
         deltas.append(delta)
@@ -121,6 +139,10 @@ class MemoryEventLog(EventLog):
     @property
     def finished(self) -> bool:
         return self._finished
+
+    @property
+    def last_append(self) -> float:
+        return self._last_append
 
     def wake(self) -> None:
         self._release()

@@ -101,12 +101,17 @@ class Turns:
         await asyncio.gather(*tasks, return_exceptions=True)
 
     async def _tick(self) -> None:
-        # One timer for every waiting reader: wake them so they can send a heartbeat comment,
-        # and forget finished turns past their time to live.
+        # One timer for every reader: wake the readers of turns that have been silent for half
+        # a heartbeat, so they send a comment (no stream stays silent for a whole heartbeat,
+        # and streams that are sending tokens are left alone); forget finished turns past their
+        # time to live.
+        half = self._settings.heartbeat / 2
         while True:
-            await asyncio.sleep(self._settings.heartbeat)
+            await asyncio.sleep(half)
+            quiet = time.monotonic() - half
             for turn in self._generating.values():
-                turn.log.wake()
+                if turn.log.last_append <= quiet:
+                    turn.log.wake()
             self._evict()
 
     def _evict(self) -> None:
