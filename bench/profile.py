@@ -29,8 +29,8 @@ def top_functions(stacks: Path, limit: int = 25) -> str:
     incl_counts: Counter[str] = Counter()
     for line in stacks.read_text(errors="replace").splitlines():
         stack, _, count_text = line.rpartition(" ")
-        if not stack:
-            continue
+        if not stack or not count_text.isdigit():
+            continue  # a line py-spy wrapped (frame names may hold spaces and newlines)
         count = int(count_text)
         total += count
         frames = stack.split(";")

@@ -96,6 +96,8 @@ SYSTEM_LABELS = {
     # An experiment, not a product configuration: see bench/experiments/gc_freeze/.
     "sidechat-gcfreeze": ("sidechat + gc.freeze() each second (experiment)", "ui"),
     "express": ("Express seed", "seed"),
+    # An experiment: the least work any Python proxy can do (bench/experiments/floor_proxy.py).
+    "floor": ("floor: raw uvloop proxy (experiment)", "seed"),
     "naive": ("naive FastAPI+httpx", "seed"),
     "direct": ("upstream direct (floor)", "plain"),
 }
@@ -172,9 +174,10 @@ def start_system(system: System, upstream_port: int, log_dir: Path) -> None:
             cwd=TMP / "express-seed",
             health=None,
         )
-    elif system.name == "naive":
+    elif system.name in ("naive", "floor"):
         env = {"UPSTREAM": f"{base}/stream", "PORT": str(port)}
-        argv = [PY, "-m", "bench.peers.naive_fastapi"]
+        module = {"naive": "bench.peers.naive_fastapi", "floor": "bench.experiments.floor_proxy"}
+        argv = [PY, "-m", module[system.name]]
         system.proc = Proc(
             system.name, argv, port=port, log_dir=log_dir, env=env, cwd=ROOT, health=None
         )

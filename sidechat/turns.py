@@ -220,7 +220,6 @@ class Turns:
         log = turn.log
         append = log.append
         delta = protocol.text_delta
-        text_start = protocol.text_start
         parts: list[str] = []
         turn.parts = parts
         budget = self._settings.max_turn_chars
@@ -234,10 +233,11 @@ class Turns:
             nonlocal started, budget, reason
             if type(event) is TextDelta:
                 text = event.text
-                if not started:
-                    append(text_start())
+                if started:
+                    append(delta(text), text)
+                else:  # the text part opens with its first delta: one write to live readers
+                    log.extend(((protocol.text_start(), None), (delta(text), text)))
                     started = True
-                append(delta(text), text)
                 parts.append(text)
                 budget -= len(text)
                 if budget <= 0:
@@ -253,42 +253,39 @@ class Turns:
                 if event.model:
                     metadata["model"] = event.model
 
+        # The turn's last events, appended together with DONE (one write to live readers).
+        tail: list[bytes] = []
         try:
             request = await self._ground(turn, request)
             with contextlib.suppress(_Enough):
                 await self._provider.push(request, on_event)
-            if started:
-                append(protocol.text_end())
-            append(protocol.finish(reason, metadata))
+            tail.append(protocol.finish(reason, metadata))
             turn.status = "done"
         except asyncio.CancelledError:
-            if started:
-                append(protocol.text_end())
             if not turn.cancel_requested:
                 # Shutdown, not a visitor's cancel: record it, then let cancellation proceed.
-                append(protocol.error("The server restarted while answering. Please retry."))
+                tail.append(protocol.error("The server restarted while answering. Please retry."))
                 turn.status = "error"
                 raise
-            append(protocol.abort())
+            tail.append(protocol.abort())
             turn.status = "aborted"
         except ProviderError as exc:
             logger.warning("turn %s failed: %s", turn.id, exc.detail)
-            if started:
-                append(protocol.text_end())
-            append(protocol.error(exc.message))
-            append(protocol.finish("error"))
+            tail += (protocol.error(exc.message), protocol.finish("error"))
             turn.status = "error"
         except Exception:
             logger.exception("turn %s crashed", turn.id)
-            if started:
-                append(protocol.text_end())
-            append(protocol.error("Something went wrong while answering. Please retry."))
-            append(protocol.finish("error"))
+            tail += (
+                protocol.error("Something went wrong while answering. Please retry."),
+                protocol.finish("error"),
+            )
             turn.status = "error"
         finally:
             del self._generating[turn.id]
             self._last_activity = time.monotonic()
-            append(DONE)
+            if started:
+                tail.insert(0, protocol.text_end())
+            log.extend([*((payload, None) for payload in tail), (DONE, None)])
             log.finish()
             turn.finished_at = time.monotonic()
             turn.parts = (turn.text,)  # a tuple of str: no longer tracked by the GC

@@ -75,3 +75,20 @@ async def test_listeners_get_each_append_and_wakes_until_they_leave() -> None:
     assert seen == [(0, None), (2, b"id: 2\ndata: x\n\n")]
     log.finish()
     assert not log.subscribe(listener), "nothing more will come"
+
+
+async def test_extend_appends_in_order_and_tells_listeners_and_readers_once() -> None:
+    log = MemoryEventLog()
+    log.append(b"a")
+    seen: list[tuple[int, bytes | None]] = []
+    assert log.subscribe(lambda event_id, frame: seen.append((event_id, frame)))
+    reader = asyncio.create_task(log.read(1, None))
+    await asyncio.sleep(0)
+    assert log.extend([(b"b", None), (b"c", "c")]) == 3
+    assert seen == [(3, b"id: 2\ndata: b\n\nid: 3\ndata: c\n\n")]
+    batch = await reader
+    assert list(batch.payloads) == [b"b", b"c"] and list(batch.deltas) == [None, "c"]
+    assert log.extend([]) == 3 and len(seen) == 1, "nothing added, nobody told"
+    log.finish()
+    with pytest.raises(RuntimeError):
+        log.extend([(b"late", None)])

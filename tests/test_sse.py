@@ -58,3 +58,27 @@ def test_parser_keeps_a_line_split_across_reads() -> None:
     assert parser.feed(b'data: {"tok') == []
     assert parser.feed(b'en": "x"}\n') == []
     assert parser.feed(b"\n") == [ParsedEvent('{"token": "x"}')]
+
+
+def test_whole_event_reads_agree_with_the_line_parser() -> None:
+    # A read holding exactly one single-line `data:` event takes a shortcut; it must give what
+    # the line-by-line parser gives, fields sent in earlier reads (event, id, retry) included.
+    reads = [
+        b"data: one\n\n",
+        b"event: custom\nid: 7\n",
+        b"data: two\n\n",
+        b"retry: 5\n",
+        b"data: three\n\n",
+        b"data: \xc3\xa9\n\n",
+        b"data: crlf\r\n\r\n",
+        b"data: [DONE]\n\n",
+    ]
+    fast = SSEParser()
+    got = [event for read in reads for event in fast.feed(read)]
+    slow = SSEParser()
+    stream = b"".join(reads)
+    expected = [event for i in range(len(stream)) for event in slow.feed(stream[i : i + 1])]
+    assert got == expected
+    assert [e.data for e in got] == ["one", "two", "three", "é", "crlf", "[DONE]"]
+    assert got[1] == ParsedEvent("two", "custom", "7")
+    assert got[2] == ParsedEvent("three", "message", "7", 5)
