@@ -1,7 +1,7 @@
 """ASGI responses that replay and follow a turn's event log over SSE.
 
-Two tasks race: the pump (replay, follow, heartbeat) and the disconnect watcher; the first to
-finish cancels the other. Frames a reader fell behind on go out joined in one write. A reader of
+The pump (replay, follow, heartbeat) runs in the response's task; a watcher task waits for the
+disconnect and cancels it. Frames a reader fell behind on go out joined in one write. A reader of
 the UI protocol that has caught up subscribes to the log and writes each new frame from inside
 `append` (no task wake-up per token); it goes back to its task when a write has to wait for the
 socket, on a heartbeat, and when the turn ends.
@@ -82,20 +82,34 @@ class TurnStream:
         self._failure: Exception | None = None
         self._heartbeat = False
         self._complete = False
+        self._task: asyncio.Task[None] | None = None  # the response's task, while pumping
+        self._gone = False
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         await send({"type": "http.response.start", "status": 200, "headers": self._headers})
-        pump = asyncio.ensure_future(self._pump(send))
-        watcher = asyncio.ensure_future(_disconnected(receive))
+        # The pump runs in this task; a watcher task cancels it when the visitor goes away.
+        task = asyncio.current_task()
+        assert task is not None
+        self._task = task
+        watcher = task.get_loop().create_task(_disconnected(receive))
+        watcher.add_done_callback(self._on_disconnect)
         try:
-            await asyncio.wait((pump, watcher), return_when=asyncio.FIRST_COMPLETED)
+            await self._pump(send)
+        except asyncio.CancelledError:
+            # Ours (the visitor left) is absorbed; anyone else's goes on.
+            if not self._gone or task.uncancel() > 0:
+                raise
+        except OSError:
+            pass  # the connection broke under a write: the visitor has gone
         finally:
-            pump.cancel()
+            self._task = None
+            watcher.remove_done_callback(self._on_disconnect)
             watcher.cancel()
-        if pump.done() and not pump.cancelled():
-            exc = pump.exception()
-            if exc is not None and not isinstance(exc, OSError):
-                raise exc
+
+    def _on_disconnect(self, watcher: asyncio.Task[None]) -> None:
+        if self._task is not None and not watcher.cancelled():
+            self._gone = True
+            self._task.cancel()
 
     async def _pump(self, send: Send) -> None:
         log = self._log

@@ -68,3 +68,27 @@ async def test_a_reader_resuming_past_the_end_gets_the_prelude_at_once() -> None
     log.finish()
     await asyncio.wait_for(reader, 2.0)
     assert client.bodies()[1:] == [(b"id: 2\ndata: [DONE]\n\n", False)]
+
+
+async def test_a_reader_whose_visitor_leaves_stops_and_unsubscribes() -> None:
+    log = MemoryEventLog()
+    log.append(b'{"type":"start"}')
+    client = _Client()
+    reader = asyncio.create_task(TurnStream(log)({"type": "http"}, client.receive, client.send))
+    await _settle()
+    assert log._listeners, "caught up: following the log"
+    client._gone.set()
+    await asyncio.wait_for(reader, 2.0)  # returns, without raising
+    assert not log._listeners
+    log.append(b'{"d":"late"}', "late")
+    assert len(client.bodies()) == 1, "nothing written after the visitor left"
+
+
+async def test_cancelling_a_reader_from_outside_still_cancels_it() -> None:
+    log = MemoryEventLog()
+    client = _Client()
+    reader = asyncio.create_task(TurnStream(log)({"type": "http"}, client.receive, client.send))
+    await _settle()
+    reader.cancel()
+    done, _ = await asyncio.wait({reader}, timeout=2.0)
+    assert done and reader.cancelled()
