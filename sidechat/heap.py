@@ -9,6 +9,14 @@ objects there are still freed by reference counting, so evicted turns go away as
 freezing would keep forever is garbage in reference cycles, so the heap is thawed and fully
 collected once in a while: when the server has been quiet for a moment (a pause nobody sees),
 and at the latest every `full_every` seconds.
+
+While turns are being generated the youngest generation is also collected on a timer (every
+`young_every` seconds). On Python 3.11 the collector's trigger counts allocations minus
+deallocations of *any* tracked object, so when many old objects die (turns ending) a young
+collection comes late: measured at 500 streams, a quarter of them walked 25-27k young objects
+instead of 7k and took 3.5-7.5 ms instead of 0.06 ms, and the middle generation's took up to
+25 ms. Collected every 10 ms, the young objects are few and still in the CPU cache: 0.04-0.35 ms
+each, for about the same total time.
 """
 
 from __future__ import annotations
@@ -32,9 +40,12 @@ class HeapKeeper:
         freeze_every: float = 1.0,
         full_every: float = 600.0,
         idle_full_after: float = 30.0,
+        young_every: float = 0.01,
     ) -> None:
         """`busy()` says whether a pause now would delay a stream."""
         self._busy = busy
+        self._young_every = young_every
+        self._young: asyncio.TimerHandle | None = None
         self._freeze_every = freeze_every
         self._full_every = full_every
         self._idle_full_after = idle_full_after
@@ -52,20 +63,33 @@ class HeapKeeper:
         self._task = asyncio.create_task(self._run(), name="sidechat-heap")
 
     async def aclose(self) -> None:
+        if self._young is not None:
+            self._young.cancel()
+            self._young = None
         if self._task is not None:
             self._task.cancel()
             await asyncio.wait((self._task,))
             self._task = None
 
     async def _run(self) -> None:
+        loop = asyncio.get_running_loop()
         while True:
             await asyncio.sleep(self._freeze_every)
+            if self._young is None and self._busy():
+                self._young = loop.call_later(self._young_every, self._collect_young, loop)
             since = time.monotonic() - self._last_full
             due = since >= self._full_every
             if due or (since >= self._idle_full_after and not self._busy()):
                 self.full_collection()
             else:
                 gc.freeze()
+
+    def _collect_young(self, loop: asyncio.AbstractEventLoop) -> None:
+        gc.collect(0)
+        # An idle server is left alone; the next turn restarts the timer within a second.
+        self._young = None
+        if self._busy():
+            self._young = loop.call_later(self._young_every, self._collect_young, loop)
 
     def full_collection(self) -> int:
         """Thaw, collect everything, freeze again; returns the unreachable objects found."""

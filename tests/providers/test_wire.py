@@ -4,12 +4,10 @@ that answers each request with scripted bytes."""
 from __future__ import annotations
 
 import asyncio
-import gc
 from collections.abc import AsyncIterator, Callable
 
 import pytest
 
-from sidechat.heap import HeapKeeper
 from sidechat.providers._wire import Upstream, WireError
 
 # A reply is a list of (delay in seconds, bytes to write); None closes the connection.
@@ -229,27 +227,3 @@ async def test_header_injection_and_bad_urls_are_refused(upstream_for) -> None: 
         with pytest.raises(ValueError, match="line break"):
             await upstream.post("/", b"", {"x-key": "a\r\nInjected: 1"})
         assert server.requests == []
-
-
-async def test_heap_keeper_freezes_and_collects_cycles() -> None:
-    busy = True
-    keeper = HeapKeeper(lambda: busy, freeze_every=0.01, idle_full_after=0.05)
-    keeper.start()
-    try:
-        await asyncio.sleep(0.03)
-        assert gc.get_freeze_count() > 0, "the heap is frozen periodically while busy"
-
-        class Node:
-            other: object = None
-
-        a, b = Node(), Node()
-        a.other, b.other = b, a
-        del a, b
-        gc.freeze()  # the cycle is now in the frozen generation, out of normal collections
-        assert keeper.full_collection() >= 2, "a full collection thaws the heap and finds it"
-        busy = False
-        await asyncio.sleep(0.1)  # idle: a full collection happens by itself
-        assert gc.get_freeze_count() > 0
-    finally:
-        await keeper.aclose()
-        gc.unfreeze()
