@@ -80,6 +80,7 @@ def serve(config: Path | None, **options: Any) -> None:
     """Start the HTTP server."""
     import uvicorn
 
+    from sidechat._listen import listening_sockets
     from sidechat.app import create_app
     from sidechat.settings import load_settings
 
@@ -96,26 +97,35 @@ def serve(config: Path | None, **options: Any) -> None:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
     try:
+        sockets = listening_sockets(settings.host, settings.port)
+    except OSError as exc:
+        raise click.ClickException(
+            f"cannot listen on {settings.host}:{settings.port}: {exc.strerror or exc}"
+        ) from None
+    try:
         app = create_app(settings)
     except SidechatError as exc:
         raise click.ClickException(exc.message) from None
+    port = sockets[0].getsockname()[1]  # the one chosen, when asked for port 0
     click.echo(
-        f"sidechat {__version__} on http://{settings.host}:{settings.port}/ "
-        f"(provider: {settings.provider})",
+        f"sidechat {__version__} on http://{settings.host}:{port}/ (provider: {settings.provider})",
         err=True,
     )
-    uvicorn.run(
-        app,
-        host=settings.host,
-        port=settings.port,
-        loop="uvloop" if sys.platform != "win32" else "asyncio",
-        http="httptools",
-        lifespan="on",
-        access_log=False,
-        log_level=settings.log_level,
-        backlog=4096,
-        timeout_graceful_shutdown=3,
+    server = uvicorn.Server(
+        uvicorn.Config(
+            app,
+            host=settings.host,
+            port=settings.port,
+            loop="uvloop" if sys.platform != "win32" else "asyncio",
+            http="httptools",
+            lifespan="on",
+            access_log=False,
+            log_level=settings.log_level,
+            backlog=4096,
+            timeout_graceful_shutdown=3,
+        )
     )
+    server.run(sockets=sockets)
 
 
 def _register_optional() -> None:

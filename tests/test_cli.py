@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -38,6 +39,17 @@ def test_bad_configuration_is_refused(args: list[str], message: str) -> None:
     result = serve(*args)
     assert result.returncode != 0
     assert message in result.stderr
+
+
+def test_a_port_in_use_is_refused_with_a_clear_message() -> None:
+    with socket.socket() as other:
+        other.bind(("127.0.0.1", 0))
+        other.listen()
+        port = other.getsockname()[1]
+        result = serve("--provider", "openai", "--base-url", "http://127.0.0.1:9/v1",
+                       "--model", "m", "--port", str(port))  # fmt: skip
+    assert result.returncode != 0
+    assert f"cannot listen on 127.0.0.1:{port}: Address already in use" in result.stderr
 
 
 def test_config_file_env_and_flags(tmp_path: Path, upstream: FakeOpenAI) -> None:
