@@ -15,6 +15,8 @@ from sidechat.errors import SidechatError
 
 __all__ = ["cli", "main"]
 
+_BACKLOG = 4096  # connections the kernel queues per listening socket before they are accepted
+
 
 @click.group()
 @click.version_option(__version__, prog_name="sidechat")
@@ -97,7 +99,7 @@ def serve(config: Path | None, **options: Any) -> None:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
     try:
-        sockets = listening_sockets(settings.host, settings.port)
+        sockets = listening_sockets(settings.host, settings.port, backlog=_BACKLOG)
     except OSError as exc:
         raise click.ClickException(
             f"cannot listen on {settings.host}:{settings.port}: {exc.strerror or exc}"
@@ -121,7 +123,7 @@ def serve(config: Path | None, **options: Any) -> None:
             lifespan="on",
             access_log=False,
             log_level=settings.log_level,
-            backlog=4096,
+            backlog=_BACKLOG,
             timeout_graceful_shutdown=3,
         )
     )

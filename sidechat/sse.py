@@ -90,11 +90,7 @@ class SSEParser:
             and b"\r" not in chunk
         ):
             # The common case on the token path: one whole single-line `data:` event per read.
-            event = ParsedEvent(chunk[6:-2].decode("utf-8", "replace"), self._event or "message")
-            event = event if self._id is None and self._retry is None else self._stamped(event)
-            self._event = ""
-            self._retry = None
-            return [event]
+            return [self._dispatch(chunk[6:-2].decode("utf-8", "replace"))]
         buffer = self._buffer + chunk if self._buffer else chunk
         lines = buffer.splitlines(keepends=True)
         if not lines:
@@ -106,11 +102,7 @@ class SSEParser:
             line = raw.rstrip(b"\r\n").decode("utf-8", "replace")
             if not line:
                 if self._data:
-                    events.append(
-                        ParsedEvent(
-                            "\n".join(self._data), self._event or "message", self._id, self._retry
-                        )
-                    )
+                    events.append(self._dispatch("\n".join(self._data)))
                 self._data = []
                 self._event = ""
                 self._retry = None
@@ -118,8 +110,13 @@ class SSEParser:
             self._field(line)
         return events
 
-    def _stamped(self, event: ParsedEvent) -> ParsedEvent:
-        return ParsedEvent(event.data, event.event, self._id, self._retry)
+    def _dispatch(self, data: str) -> ParsedEvent:
+        """The event the fields so far make with `data`; `event` and `retry` start over (the
+        last event id stays, as the spec says)."""
+        event = ParsedEvent(data, self._event or "message", self._id, self._retry)
+        self._event = ""
+        self._retry = None
+        return event
 
     def _field(self, line: str) -> None:
         if line[0] == ":":

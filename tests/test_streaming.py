@@ -30,12 +30,19 @@ async def _settle() -> None:
         await asyncio.sleep(0)
 
 
+async def _reader(log: MemoryEventLog, after: int = 0) -> tuple[_Client, asyncio.Task[None]]:
+    """A TurnStream on `log` for a client that stays, run until it waits."""
+    client = _Client()
+    stream = TurnStream(log, after=after)
+    reader = asyncio.create_task(stream({"type": "http"}, client.receive, client.send))
+    await _settle()
+    return client, reader
+
+
 async def test_live_reader_writes_the_start_batches_and_the_end_in_few_writes() -> None:
     log = MemoryEventLog()
     log.append(b'{"type":"start"}')
-    client = _Client()
-    reader = asyncio.create_task(TurnStream(log)({"type": "http"}, client.receive, client.send))
-    await _settle()
+    client, reader = await _reader(log)
     assert client.sent[0]["type"] == "http.response.start"
     # The prelude and what the log held go out together.
     prelude = b": sidechat\nretry: 1000\n\n"
@@ -58,11 +65,7 @@ async def test_live_reader_writes_the_start_batches_and_the_end_in_few_writes() 
 async def test_a_reader_resuming_past_the_end_gets_the_prelude_at_once() -> None:
     log = MemoryEventLog()
     log.append(b'{"type":"start"}')
-    client = _Client()
-    reader = asyncio.create_task(
-        TurnStream(log, after=1)({"type": "http"}, client.receive, client.send)
-    )
-    await _settle()
+    client, reader = await _reader(log, after=1)
     assert client.bodies() == [(b": sidechat\nretry: 1000\n\n", True)]
     log.extend([(DONE, None)])
     log.finish()
@@ -73,9 +76,7 @@ async def test_a_reader_resuming_past_the_end_gets_the_prelude_at_once() -> None
 async def test_a_reader_whose_visitor_leaves_stops_and_unsubscribes() -> None:
     log = MemoryEventLog()
     log.append(b'{"type":"start"}')
-    client = _Client()
-    reader = asyncio.create_task(TurnStream(log)({"type": "http"}, client.receive, client.send))
-    await _settle()
+    client, reader = await _reader(log)
     assert log._listeners, "caught up: following the log"
     client._gone.set()
     await asyncio.wait_for(reader, 2.0)  # returns, without raising
@@ -86,9 +87,7 @@ async def test_a_reader_whose_visitor_leaves_stops_and_unsubscribes() -> None:
 
 async def test_cancelling_a_reader_from_outside_still_cancels_it() -> None:
     log = MemoryEventLog()
-    client = _Client()
-    reader = asyncio.create_task(TurnStream(log)({"type": "http"}, client.receive, client.send))
-    await _settle()
+    _, reader = await _reader(log)
     reader.cancel()
     done, _ = await asyncio.wait({reader}, timeout=2.0)
     assert done and reader.cancelled()

@@ -1,8 +1,9 @@
 """The provider contract: one async-generator method that turns a chat into stream events.
 
-`push` is the same stream delivered to a callback. Its default drives `stream`; the HTTP
-providers override it to call the sink straight from the network callback (no task switch and
-no generator hand-off per token), and implement `stream` on top of it with `stream_from_push`.
+`push` is the same stream delivered to a callback. Its default drives `stream`; providers whose
+native form is `push` (the HTTP ones call the sink straight from the network callback: no task
+switch and no generator hand-off per token) derive from `PushProvider`, which builds `stream` on
+top of it.
 """
 
 from __future__ import annotations
