@@ -18,9 +18,9 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from typing import NamedTuple
 
-from sidechat.sse import data_frame
+from sidechat.sse import DATA_FRAME
 
-__all__ = ["DONE", "Batch", "EventLog", "Listener", "MemoryEventLog"]
+__all__ = ["DONE", "Batch", "EventLog", "Listener", "MemoryEventLog", "payload_of"]
 
 DONE = b"[DONE]"
 _monotonic = time.monotonic
@@ -37,13 +37,23 @@ class Batch(NamedTuple):
 
     after: int
     frames: Sequence[bytes]  # whole SSE frames, encoded once for every reader
-    payloads: Sequence[bytes]  # each event's compact JSON, or DONE
     deltas: Sequence[str | None]  # a text-delta's text, for readers of the seed's format
     done: bool  # the log is finished and the reader has everything
 
     @property
     def last_id(self) -> int:
         return self.after + len(self.frames)
+
+    @property
+    def payloads(self) -> list[bytes]:
+        """Each event's compact JSON (or DONE), cut from its frame: few readers need them, so
+        the log does not keep a second copy of every event."""
+        return [payload_of(frame) for frame in self.frames]
+
+
+def payload_of(frame: bytes) -> bytes:
+    """The payload of a frame made from `DATA_FRAME` (`id: N`, then one `data:` line)."""
+    return frame[frame.index(b"\n") + 7 : -2]
 
 
 class EventLog(ABC):
@@ -95,19 +105,22 @@ class MemoryEventLog(EventLog):
         "_deltas",
         "_finished",
         "_frames",
+        "_growing",
         "_last_append",
         "_listeners",
         "_loop",
-        "_payloads",
         "_waiters",
     )
 
     def __init__(self) -> None:
-        # Lists while the turn runs; tuples once it is finished, which the garbage collector
-        # stops tracking (they hold only bytes, str and None).
-        self._frames: list[bytes] | tuple[bytes, ...] = []
-        self._payloads: list[bytes] | tuple[bytes, ...] = []
-        self._deltas: list[str | None] | tuple[str | None, ...] = []
+        frames: list[bytes] = []
+        deltas: list[str | None] = []
+        # The lists appended to while the turn runs (None once it is finished)...
+        self._growing: tuple[list[bytes], list[str | None]] | None = (frames, deltas)
+        # ...and what readers read: those lists, then tuples of them, which the garbage
+        # collector stops tracking (they hold only bytes, str and None).
+        self._frames: Sequence[bytes] = frames
+        self._deltas: Sequence[str | None] = deltas
         self._finished = False
         # A future per waiting reader, woken together. Not asyncio.Event: on Python 3.11 its
         # wait() looks up the running loop, which costs a getpid() system call per wake-up.
@@ -118,16 +131,14 @@ class MemoryEventLog(EventLog):
         self._last_append = time.monotonic()
 
     def append(self, payload: bytes, delta: str | None = None) -> int:
-        frames, payloads, deltas = self._frames, self._payloads, self._deltas
-        if not (
-            isinstance(frames, list) and isinstance(payloads, list) and isinstance(deltas, list)
-        ):
+        growing = self._growing
+        if growing is None:
             raise RuntimeError("append to a finished event log")
+        frames, deltas = growing
         event_id = len(frames) + 1
-        frame = data_frame(event_id, payload)
+        frame = DATA_FRAME % (event_id, payload)
         self._last_append = _monotonic()
         frames.append(frame)
-        payloads.append(payload)
         deltas.append(delta)
         if self._waiters:
             self._release()
@@ -136,15 +147,13 @@ class MemoryEventLog(EventLog):
         return event_id
 
     def extend(self, events: Sequence[tuple[bytes, str | None]]) -> int:
-        frames, payloads, deltas = self._frames, self._payloads, self._deltas
-        if not (
-            isinstance(frames, list) and isinstance(payloads, list) and isinstance(deltas, list)
-        ):
+        growing = self._growing
+        if growing is None:
             raise RuntimeError("append to a finished event log")
+        frames, deltas = growing
         first = len(frames)
         for payload, delta in events:
-            frames.append(data_frame(len(frames) + 1, payload))
-            payloads.append(payload)
+            frames.append(DATA_FRAME % (len(frames) + 1, payload))
             deltas.append(delta)
         event_id = len(frames)
         if event_id == first:
@@ -159,8 +168,8 @@ class MemoryEventLog(EventLog):
         return event_id
 
     def finish(self) -> None:
+        self._growing = None
         self._frames = tuple(self._frames)
-        self._payloads = tuple(self._payloads)
         self._deltas = tuple(self._deltas)
         self._finished = True
         self.wake()
@@ -221,4 +230,4 @@ class MemoryEventLog(EventLog):
                     pass
         frames = self._frames[after:]
         done = self._finished and after + len(frames) >= len(self._frames)
-        return Batch(after, frames, self._payloads[after:], self._deltas[after:], done)
+        return Batch(after, frames, self._deltas[after:], done)

@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import NamedTuple
 
-__all__ = ["Comment", "Event", "ParsedEvent", "SSEParser", "data_frame"]
+__all__ = ["DATA_FRAME", "Comment", "Event", "ParsedEvent", "SSEParser", "data_frame"]
 
 
 def _field_lines(name: bytes, value: str) -> bytes:
@@ -53,10 +53,13 @@ class Comment:
         return _field_lines(b"", self.text) + b"\n"
 
 
+# The hot-path frame: one `id` + one `data` line, `% (event_id, payload)`; the payload must hold
+# no line breaks (compact JSON never does).
+DATA_FRAME = b"id: %d\ndata: %s\n\n"
+
+
 def data_frame(event_id: int, payload: bytes) -> bytes:
-    """The hot-path encoder: one `id` + one `data` line. `payload` must hold no line breaks
-    (compact JSON never does)."""
-    return b"id: %d\ndata: %s\n\n" % (event_id, payload)
+    return DATA_FRAME % (event_id, payload)
 
 
 class ParsedEvent(NamedTuple):
@@ -80,17 +83,26 @@ class SSEParser:
         self._id: str | None = None
         self._retry: int | None = None
 
-    def feed(self, chunk: bytes) -> list[ParsedEvent]:
+    def whole_data(self, chunk: bytes) -> bytes | None:
+        """The common case on the token path, for a caller that needs only the data: when
+        `chunk` is one whole single-line `data:` event, the parser holding nothing, that
+        event's data (UTF-8 bytes) with the parser's state as `feed` would leave it; None
+        otherwise (then `feed` the chunk as usual)."""
         if (
-            not self._buffer
-            and not self._data
-            and chunk.startswith(b"data: ")
-            and chunk.endswith(b"\n\n")
-            and chunk.count(b"\n") == 2
+            chunk.startswith(b"data: ")
+            and chunk.find(b"\n") == len(chunk) - 2  # one line, then a blank one...
+            and chunk[-1] == 0x0A  # ...ended by LF
             and b"\r" not in chunk
+            and not (self._buffer or self._data or self._event)
+            and self._retry is None
         ):
-            # The common case on the token path: one whole single-line `data:` event per read.
-            return [self._dispatch(chunk[6:-2].decode("utf-8", "replace"))]
+            return chunk[6:-2]
+        return None
+
+    def feed(self, chunk: bytes) -> list[ParsedEvent]:
+        data = self.whole_data(chunk)
+        if data is not None:
+            return [ParsedEvent(data.decode("utf-8", "replace"), "message", self._id)]
         buffer = self._buffer + chunk if self._buffer else chunk
         lines = buffer.splitlines(keepends=True)
         if not lines:

@@ -82,3 +82,28 @@ def test_whole_event_reads_agree_with_the_line_parser() -> None:
     assert [e.data for e in got] == ["one", "two", "three", "é", "crlf", "[DONE]"]
     assert got[1] == ParsedEvent("two", "custom", "7")
     assert got[2] == ParsedEvent("three", "message", "7", 5)
+
+
+def test_whole_data_is_only_the_common_case() -> None:
+    parser = SSEParser()
+    assert parser.whole_data(b'data: {"a":1}\n\n') == b'{"a":1}'
+    assert parser.whole_data(b"data: \xc3\xa9\n\n") == b"\xc3\xa9"  # bytes: the caller decodes
+    # Anything else is left to `feed`: CRLF, two lines, two events, a comment, other fields.
+    for chunk in (
+        b"data: a\r\n\r\n",
+        b"data: a\ndata: b\n\n",
+        b"data: a\n\ndata: b\n\n",
+        b": ping\n\n",
+        b"id: 3\ndata: a\n\n",
+        b"data: a\n",
+    ):
+        assert parser.whole_data(chunk) is None, chunk
+    # ...and so is a whole event when earlier reads left fields or half a line behind.
+    for earlier in (b"event: custom\n", b"retry: 5\n", b"data: half"):
+        held = SSEParser()
+        assert held.feed(earlier) == []
+        assert held.whole_data(b"data: x\n\n") is None, earlier
+    # The id an earlier event set stays the last event id, as with `feed`.
+    parser.feed(b"id: 9\ndata: first\n\n")
+    assert parser.whole_data(b"data: next\n\n") == b"next"
+    assert parser.feed(b"data: after\n\n") == [ParsedEvent("after", "message", "9")]

@@ -38,6 +38,25 @@ class WireError(Exception):
 class _Connection(asyncio.Protocol):
     """One TCP (or TLS) connection carrying one request at a time."""
 
+    __slots__ = (
+        "_body",
+        "_failed",
+        "_framed",
+        "_parser",
+        "_sink",
+        "_stopped",
+        "closed",
+        "complete",
+        "done",
+        "head",
+        "headers",
+        "idle_since",
+        "keep_alive",
+        "received",
+        "status",
+        "transport",
+    )
+
     def __init__(self) -> None:
         self.transport: asyncio.Transport | None = None
         self.closed = False

@@ -49,8 +49,9 @@ class ChatRequest:
     stop: Sequence[str] = field(default_factory=tuple)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class TextDelta:
+    # Not frozen: one is built per token, and a frozen dataclass's __init__ costs twice as much.
     text: str
 
 

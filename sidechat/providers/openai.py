@@ -112,35 +112,40 @@ class _ChunkDecoder:
         self._ended = False
 
     def feed(self, chunk: bytes) -> bool:
-        sink = self._sink
-        for event in self._parser.feed(chunk):
-            data = event.data
-            if data == "[DONE]":
-                self._close()
-                return True
-            try:
-                obj = orjson.loads(data)
-                if "error" in obj:
-                    raise ProviderError(
-                        "The assistant's model service failed mid-answer.",
-                        detail=f"upstream error event: {data[:500]}",
-                    )
-                self._model = obj.get("model") or self._model
-                raw_usage = obj.get("usage")
-                if raw_usage:
-                    self._usage = Usage(
-                        raw_usage.get("prompt_tokens"), raw_usage.get("completion_tokens")
-                    )
-                for choice in obj.get("choices") or ():
-                    delta = choice.get("delta")
-                    text = delta.get("content") if delta is not None else choice.get("text")
-                    if text:
-                        sink(TextDelta(text))
-                    reason = choice.get("finish_reason")
-                    if reason:
-                        self._finish = _FINISH_REASONS.get(reason, "other")
-            except (orjson.JSONDecodeError, AttributeError, TypeError) as exc:
-                raise garbled_reply(f"malformed upstream chunk {data[:200]!r}: {exc}") from exc
+        parser = self._parser
+        data = parser.whole_data(chunk)  # nearly every read on the token path
+        if data is not None:
+            return self._event(data)
+        return any(self._event(event.data) for event in parser.feed(chunk))
+
+    def _event(self, data: bytes | str) -> bool:
+        """One event's data; True once the stream is over."""
+        if data == b"[DONE]" or data == "[DONE]":
+            self._close()
+            return True
+        try:
+            obj = orjson.loads(data)
+            choices = obj.get("choices")
+            if "error" in obj:
+                raise ProviderError(
+                    "The assistant's model service failed mid-answer.",
+                    detail=f"upstream error event: {data[:500]!r}",
+                )
+            if model := obj.get("model"):
+                self._model = model
+            if raw_usage := obj.get("usage"):
+                self._usage = Usage(
+                    raw_usage.get("prompt_tokens"), raw_usage.get("completion_tokens")
+                )
+            for choice in choices or ():
+                delta = choice.get("delta")
+                text = delta.get("content") if delta is not None else choice.get("text")
+                if text:
+                    self._sink(TextDelta(text))
+                if reason := choice.get("finish_reason"):
+                    self._finish = _FINISH_REASONS.get(reason, "other")
+        except (orjson.JSONDecodeError, AttributeError, TypeError) as exc:
+            raise garbled_reply(f"malformed upstream chunk {data[:200]!r}: {exc}") from exc
         return False
 
     def end(self) -> None:
