@@ -71,7 +71,7 @@ class _Connection(asyncio.Protocol):
         self.complete = False
         self.keep_alive = False
         self._framed = False  # chunked or sized: the end is in the body, not the close
-        self._body: list[bytes] = []
+        self._body = b""  # received, not yet handed on (one piece per read, nearly always)
         self._sink: BodySink | None = None
         self._stopped = False  # the consumer has what it wants, or the request failed
         self._failed = False
@@ -123,7 +123,7 @@ class _Connection(asyncio.Protocol):
             self.head.set_result(None)
 
     def on_body(self, body: bytes) -> None:
-        self._body.append(body)
+        self._body = self._body + body if self._body else body
 
     def on_message_complete(self) -> None:
         self.complete = True
@@ -139,9 +139,9 @@ class _Connection(asyncio.Protocol):
         """Hand the body received so far to `sink`; finish when it or the response ends."""
         body = self._body
         if body:
-            self._body = []
+            self._body = b""
             try:
-                self._stopped = sink(body[0] if len(body) == 1 else b"".join(body))
+                self._stopped = sink(body)
             except Exception as exc:  # the consumer's error ends the request
                 self._fail(exc)
                 return
