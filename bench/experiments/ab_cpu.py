@@ -1,0 +1,113 @@
+"""CPU per token of two sidechat checkouts under the same load at the same time.
+
+On a shared 2-core machine the speed of a core drifts by up to ~1.7x within minutes, so runs one
+after the other compare the machine more than the code. Here both versions run side by side,
+each with its own load generator, on one fake upstream, in rounds; what is compared is the
+user and system CPU each server process spent per token it streamed.
+
+    git worktree add /tmp/base <commit>
+    python -m bench.experiments.ab_cpu /tmp/base . -c 150 -d 5 --rounds 4
+    python -m bench.experiments.ab_cpu /tmp/base . -c 25 --tokens 2 --ttft 5 --interval 5  # turns
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from bench.procs import Proc, free_port, stop_all
+
+ROOT = Path(__file__).resolve().parent.parent.parent
+_TICK = os.sysconf("SC_CLK_TCK")
+
+
+def _cpu(pid: int) -> tuple[float, float]:
+    """User and system CPU seconds of a process."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return int(fields[11]) / _TICK, int(fields[12]) / _TICK
+
+
+def _loadgen(
+    port: int, args: argparse.Namespace, streams: int, seconds: float
+) -> subprocess.Popen[str]:
+    argv = [sys.executable, "-m", "bench.loadgen", "--url", f"http://127.0.0.1:{port}"]
+    argv += ["-c", str(streams), "-d", str(seconds), "--tokens", str(args.tokens)]
+    argv += ["--ttft", str(args.ttft), "--interval", str(args.interval)]
+    return subprocess.Popen(argv, stdout=subprocess.PIPE, text=True, cwd=ROOT)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("a", type=Path, help="checkout A (its sidechat/ is what runs)")
+    parser.add_argument("b", type=Path, help="checkout B")
+    parser.add_argument("-c", "--concurrency", type=int, default=150, help="streams per server")
+    parser.add_argument("-d", "--duration", type=float, default=5.0, help="seconds per round")
+    parser.add_argument("--rounds", type=int, default=4)
+    parser.add_argument("--tokens", type=int, default=64)
+    parser.add_argument("--ttft", type=float, default=200.0)
+    parser.add_argument("--interval", type=float, default=20.0)
+    args = parser.parse_args(argv)
+    logs = ROOT / "bench" / "results" / "tmp" / "ab_cpu"
+    up_port = free_port()
+    upstream = Proc(
+        "upstream",
+        [sys.executable, "-m", "bench.upstream", "--port", str(up_port)],
+        port=up_port,
+        log_dir=logs,
+        cwd=ROOT,
+    )
+    try:
+        upstream.wait_ready()
+        servers: dict[str, tuple[Proc, int]] = {}
+        for name, checkout in (("A", args.a), ("B", args.b)):
+            port = free_port()
+            serve = [sys.executable, "-m", "sidechat", "serve", "--provider", "openai"]
+            serve += ["--base-url", f"http://127.0.0.1:{up_port}/v1", "--model", "fake"]
+            serve += ["--port", str(port), "--log-level", "warning"]
+            # `python -m` puts the working directory first on sys.path: the checkout's package.
+            servers[name] = (
+                Proc(name, serve, port=port, log_dir=logs, cwd=checkout.resolve()),
+                port,
+            )
+        for proc, port in servers.values():
+            proc.wait_ready(60.0)
+            _loadgen(port, args, 10, 1.0).communicate()  # warm up
+        totals = {name: [0, 0.0, 0.0] for name in servers}
+        for _ in range(args.rounds):
+            before = {name: _cpu(proc.pid) for name, (proc, _) in servers.items()}
+            runs = {
+                name: _loadgen(port, args, args.concurrency, args.duration)
+                for name, (_, port) in servers.items()
+            }
+            results = {name: json.loads(run.communicate()[0]) for name, run in runs.items()}
+            line = []
+            for name, (proc, _) in servers.items():
+                user, system = _cpu(proc.pid)
+                tokens = results[name]["tokens"]
+                spent = (user - before[name][0], system - before[name][1])
+                total = totals[name]
+                total[0] += tokens
+                total[1] += spent[0]
+                total[2] += spent[1]
+                user_us, system_us = (spent[0] / tokens * 1e6, spent[1] / tokens * 1e6)
+                p99 = results[name]["added_delay_ms"]["p99"]
+                line.append(
+                    f"{name}: user {user_us:5.1f} sys {system_us:5.1f} µs/token, p99 added {p99} ms"
+                )
+            print(" | ".join(line), flush=True)
+        per = {name: (t[1] / t[0] * 1e6, t[2] / t[0] * 1e6) for name, t in totals.items()}
+        ratio = per["B"][0] / per["A"][0]
+        print(
+            f"all rounds: user µs/token A {per['A'][0]:.1f}, B {per['B'][0]:.1f} (B/A {ratio:.3f});"
+            f" system A {per['A'][1]:.1f}, B {per['B'][1]:.1f}"
+        )
+    finally:
+        stop_all()
+
+
+if __name__ == "__main__":
+    main()
