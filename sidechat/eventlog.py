@@ -5,9 +5,11 @@ that a durable or multi-replica implementation (e.g. Redis Streams) can sit behi
 never waits for readers: a slow reader falls behind and later takes everything it missed in one
 batch, so it can neither block generation nor make memory grow beyond the turn itself.
 
-The memory implementation keeps three parallel lists of bytes and strings rather than an object
-per event: a server holds thousands of finished turns for resume, and objects the garbage
-collector must track would make its full collections (and so the per-token delay) grow with them.
+The memory implementation keeps two parallel lists (each event's SSE frame, and its text if it is
+a text delta) rather than an object per event: a server holds thousands of finished turns for
+resume, and objects the garbage collector must track would make its full collections (and so the
+per-token delay) grow with them. An event's JSON payload is not kept twice: it is cut from its
+frame for the few readers that want it (`Batch.payloads`).
 """
 
 from __future__ import annotations
