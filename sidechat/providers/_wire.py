@@ -71,7 +71,7 @@ class _Connection(asyncio.Protocol):
         self.complete = False
         self.keep_alive = False
         self._framed = False  # chunked or sized: the end is in the body, not the close
-        self._body = b""  # received, not yet handed on (one piece per read, nearly always)
+        self._body = b""  # received before the request side set its sink
         self._sink: BodySink | None = None
         self._stopped = False  # the consumer has what it wants, or the request failed
         self._failed = False
@@ -92,8 +92,8 @@ class _Connection(asyncio.Protocol):
         except httptools.HttpParserError as exc:
             self._fail(WireError(f"malformed HTTP response: {exc}"))
             return
-        if self._sink is not None:
-            self._deliver(self._sink)
+        if self._sink is not None and (self._stopped or self.complete):
+            self._finish()
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
@@ -123,7 +123,16 @@ class _Connection(asyncio.Protocol):
             self.head.set_result(None)
 
     def on_body(self, body: bytes) -> None:
-        self._body = self._body + body if self._body else body
+        sink = self._sink
+        if sink is None:  # the request side has not asked for the body yet: keep it
+            self._body = self._body + body if self._body else body
+        elif not self._stopped:
+            # Each chunk goes on from inside the parser: no buffer, and one whole upstream
+            # event per call even when a read holds several.
+            try:
+                self._stopped = sink(body)
+            except Exception as exc:  # the consumer's error ends the request
+                self._fail(exc)
 
     def on_message_complete(self) -> None:
         self.complete = True
