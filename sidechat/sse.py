@@ -114,21 +114,17 @@ class SSEParser:
             line = raw.rstrip(b"\r\n").decode("utf-8", "replace")
             if not line:
                 if self._data:
-                    events.append(self._dispatch("\n".join(self._data)))
+                    events.append(
+                        ParsedEvent(
+                            "\n".join(self._data), self._event or "message", self._id, self._retry
+                        )
+                    )
                 self._data = []
                 self._event = ""
                 self._retry = None
                 continue
             self._field(line)
         return events
-
-    def _dispatch(self, data: str) -> ParsedEvent:
-        """The event the fields so far make with `data`; `event` and `retry` start over (the
-        last event id stays, as the spec says)."""
-        event = ParsedEvent(data, self._event or "message", self._id, self._retry)
-        self._event = ""
-        self._retry = None
-        return event
 
     def _field(self, line: str) -> None:
         if line[0] == ":":

@@ -285,7 +285,8 @@ class Turns:
             self._last_activity = time.monotonic()
             if started:
                 tail.insert(0, protocol.text_end())
-            log.extend([*((payload, None) for payload in tail), (DONE, None)])
+            tail.append(DONE)
+            log.extend([(payload, None) for payload in tail])
             log.finish()
             turn.finished_at = time.monotonic()
             turn.parts = (turn.text,)  # a tuple of str: no longer tracked by the GC

@@ -140,22 +140,13 @@ class _Connection(asyncio.Protocol):
     # -- the request's side -------------------------------------------------------------
     def set_sink(self, sink: BodySink) -> None:
         self._sink = sink
-        self._deliver(sink)
-        if self.closed and not self.done.done():
-            self._fail(WireError("the upstream closed the connection"))
-
-    def _deliver(self, sink: BodySink) -> None:
-        """Hand the body received so far to `sink`; finish when it or the response ends."""
-        body = self._body
+        body, self._body = self._body, b""
         if body:
-            self._body = b""
-            try:
-                self._stopped = sink(body)
-            except Exception as exc:  # the consumer's error ends the request
-                self._fail(exc)
-                return
+            self.on_body(body)  # what arrived before the request side asked for it
         if self._stopped or self.complete:
             self._finish()
+        if self.closed and not self.done.done():
+            self._fail(WireError("the upstream closed the connection"))
 
     def _finish(self) -> None:
         if not self.done.done():
