@@ -99,10 +99,30 @@ class SSEParser:
             return chunk[6:-2]
         return None
 
+    def whole_datas(self, chunk: bytes) -> list[bytes] | None:
+        """Like `whole_data`, for a chunk of one or more whole single-line `data:` events: a
+        read that holds several (a stream's last events, or a reader that fell behind) costs
+        what one does per event, not a pass of the line parser."""
+        if (
+            chunk.startswith(b"data: ")
+            and chunk.endswith(b"\n\n")
+            and b"\r" not in chunk
+            and not (self._buffer or self._data or self._event)
+            and self._retry is None
+        ):
+            events = chunk[:-2].split(b"\n\n")
+            for event in events:
+                if not event.startswith(b"data: ") or b"\n" in event:
+                    return None  # a blank line too many, a comment, another field: `feed`
+            return [event[6:] for event in events]
+        return None
+
     def feed(self, chunk: bytes) -> list[ParsedEvent]:
-        data = self.whole_data(chunk)
-        if data is not None:
-            return [ParsedEvent(data.decode("utf-8", "replace"), "message", self._id)]
+        datas = self.whole_datas(chunk)
+        if datas is not None:
+            return [
+                ParsedEvent(data.decode("utf-8", "replace"), "message", self._id) for data in datas
+            ]
         buffer = self._buffer + chunk if self._buffer else chunk
         lines = buffer.splitlines(keepends=True)
         if not lines:

@@ -107,3 +107,36 @@ def test_whole_data_is_only_the_common_case() -> None:
     parser.feed(b"id: 9\ndata: first\n\n")
     assert parser.whole_data(b"data: next\n\n") == b"next"
     assert parser.feed(b"data: after\n\n") == [ParsedEvent("after", "message", "9")]
+
+
+def test_whole_datas_takes_several_whole_events_and_agrees_with_the_line_parser() -> None:
+    parser = SSEParser()
+    assert parser.whole_datas(b'data: a\n\ndata: {"b":2}\n\ndata: [DONE]\n\n') == [
+        b"a",
+        b'{"b":2}',
+        b"[DONE]",
+    ]
+    assert parser.whole_datas(b"data: one\n\n") == [b"one"]
+    # Any other shape goes to the line parser: an extra blank line, a comment or another field
+    # between events, a multi-line event, CRLF, an unfinished last event.
+    for chunk in (
+        b"data: a\n\n\ndata: b\n\n",
+        b"data: a\n\n: ping\n\ndata: b\n\n",
+        b"data: a\n\nid: 4\ndata: b\n\n",
+        b"data: a\n\ndata: b\ndata: c\n\n",
+        b"data: a\r\n\r\ndata: b\r\n\r\n",
+        b"data: a\n\ndata: b\n",
+        b"data: a\n\ndata: b",
+    ):
+        assert parser.whole_datas(chunk) is None, chunk
+    held = SSEParser()
+    assert held.feed(b"event: custom\n") == []
+    assert held.whole_datas(b"data: x\n\ndata: y\n\n") is None
+    # Through `feed`, the fast path gives exactly what the line parser gives, byte by byte.
+    stream = b"id: 7\n\ndata: a\n\ndata: \xc3\xa9\n\ndata: [DONE]\n\n"
+    fast, slow = SSEParser(), SSEParser()
+    head = b"id: 7\n\n"
+    got = fast.feed(head) + fast.feed(stream[len(head) :])
+    expected = [event for i in range(len(stream)) for event in slow.feed(stream[i : i + 1])]
+    assert got == expected
+    assert [(e.data, e.id) for e in got] == [("a", "7"), ("é", "7"), ("[DONE]", "7")]

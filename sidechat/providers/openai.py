@@ -116,6 +116,9 @@ class _ChunkDecoder:
         data = parser.whole_data(chunk)  # nearly every read on the token path
         if data is not None:
             return self._event(data)
+        datas = parser.whole_datas(chunk)
+        if datas is not None:
+            return any(self._event(data) for data in datas)
         return any(self._event(event.data) for event in parser.feed(chunk))
 
     def _event(self, data: bytes | str) -> bool:
