@@ -74,3 +74,39 @@ def test_floor_proxy_streams_every_token(tmp_path: Path) -> None:
     for level in levels.values():
         assert level["turns_ok"] == level["turns"] > 0
         assert level["lost"] == level["dup"] == 0
+
+
+def test_token_path_reports_every_stage_and_the_writes_happen() -> None:
+    out = _run("bench.experiments.token_path", "-n", "3000", "--opcodes")
+    costs = [float(x) for x in re.findall(r"([\d.]+) µs per token", out)]
+    assert len(costs) == 6, out
+    assert all(cost > 0 for cost in costs), out
+    opcodes = re.search(r"bytecodes per token \(whole path\): (\d+)", out)
+    assert opcodes and int(opcodes[1]) > 50, out
+
+
+def test_token_path_pipeline_writes_one_chunk_per_token() -> None:
+    # The measured pipeline is the real path: every token reaches the reader as one HTTP chunk
+    # holding its SSE frame, in order.
+    import asyncio
+
+    from bench.experiments import token_path
+
+    written: list[bytes] = []
+
+    async def go() -> None:
+        loop = asyncio.get_running_loop()
+        connection = token_path.pipeline(len(token_path.STAGES) - 1, loop)
+        original = token_path._Discard.write
+        token_path._Discard.write = lambda self, data: written.append(data)  # type: ignore[method-assign]
+        try:
+            for i in range(5):
+                connection.data_received(token_path.chunk(i))
+        finally:
+            token_path._Discard.write = original  # type: ignore[method-assign]
+
+    asyncio.run(go())
+    assert len(written) == 5, written
+    for i, data in enumerate(written):
+        assert f"tok{i}@".encode() in data and b'"type":"text-delta"' in data
+        assert data.endswith(b"\n\n\r\n")
