@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
 from sidechat import protocol
+from sidechat._eager import eager_task
 from sidechat.conversations import Conversation, StoredMessage, new_id
 from sidechat.errors import Busy, NotFound, ProviderError
 from sidechat.eventlog import DONE, EventLog, MemoryEventLog
@@ -180,9 +181,13 @@ class Turns:
             max_tokens=settings.max_output_tokens,
             temperature=settings.temperature,
         )
-        turn.task = asyncio.create_task(self._run(turn, conversation, request))
         self._generating[turn.id] = turn
         self._last_activity = time.monotonic()
+        # Eager: the task's first step (up to writing the upstream request) runs now, in the
+        # request's pass, not after the event loop's next round of socket callbacks.
+        task = eager_task(self._run(turn, conversation, request), name=f"turn-{turn.id}")
+        if turn.finished_at is None:  # a turn that ended in its first step keeps no task
+            turn.task = task
         return turn
 
     def cancel(self, turn_id: str) -> Turn:
