@@ -95,8 +95,10 @@ def main(argv: list[str] | None = None) -> None:
                 total[2] += spent[1]
                 user_us, system_us = (spent[0] / tokens * 1e6, spent[1] / tokens * 1e6)
                 p99 = results[name]["added_delay_ms"]["p99"]
+                ttft = results[name]["ttft_ms"]
                 line.append(
-                    f"{name}: user {user_us:5.1f} sys {system_us:5.1f} µs/token, p99 added {p99} ms"
+                    f"{name}: user {user_us:5.1f} sys {system_us:5.1f} µs/token,"
+                    f" p99 added {p99} ms, TTFT p50/p99 {ttft['p50']}/{ttft['p99']} ms"
                 )
             print(" | ".join(line), flush=True)
         per = {name: (t[1] / t[0] * 1e6, t[2] / t[0] * 1e6) for name, t in totals.items()}
