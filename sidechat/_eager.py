@@ -122,13 +122,18 @@ class _Resumed(Coroutine[Any, Any, Any]):
 
     def throw(self, typ: Any, val: Any = None, tb: Any = None) -> Any:
         self._started = True
-        kind = self._outcome[0]
+        kind, outcome = self._outcome
         self._outcome = ("pending", None)
         if kind in ("returned", "raised"):
             # Finished in its first step: nothing is waiting that could take the exception.
             if val is None:
                 raise typ
             raise val
+        cancelled = isinstance(typ, asyncio.CancelledError) or typ is asyncio.CancelledError
+        if kind == "yielded" and cancelled and asyncio.isfuture(outcome):
+            # Cancelled before the task waited on it: what the coroutine awaits is cancelled
+            # too, as `Task.cancel` does with the future a task waits on.
+            outcome.cancel()
         if val is None and tb is None:
             return self._coro.throw(typ)
         return self._coro.throw(typ, val, tb)

@@ -143,4 +143,5 @@ async def test_cancelling_an_eager_task_before_it_ran_again_reaches_the_coroutin
     task.cancel()  # before the task's own first step: the coroutine still gets it
     with pytest.raises(asyncio.CancelledError):
         await task
-    assert steps == ["cancelled", "cleaned"] and task.cancelled()
+    # ...and what it awaited is cancelled, as a task's cancel does with the future it waits on.
+    assert steps == ["cancelled", "cleaned"] and task.cancelled() and gate.cancelled()
