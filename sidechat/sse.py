@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import NamedTuple
 
-__all__ = ["DATA_FRAME", "Comment", "Event", "ParsedEvent", "SSEParser", "data_frame"]
+__all__ = ["DATA_FRAME", "Comment", "Event", "ParsedEvent", "SSEParser"]
 
 
 def _field_lines(name: bytes, value: str) -> bytes:
@@ -56,10 +56,6 @@ class Comment:
 # The hot-path frame: one `id` + one `data` line, `% (event_id, payload)`; the payload must hold
 # no line breaks (compact JSON never does).
 DATA_FRAME = b"id: %d\ndata: %s\n\n"
-
-
-def data_frame(event_id: int, payload: bytes) -> bytes:
-    return DATA_FRAME % (event_id, payload)
 
 
 class ParsedEvent(NamedTuple):

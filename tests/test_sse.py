@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from sidechat.sse import Comment, Event, ParsedEvent, SSEParser, data_frame
+from sidechat.sse import DATA_FRAME, Comment, Event, ParsedEvent, SSEParser
 
 
 def test_event_encodes_exact_bytes() -> None:
@@ -24,7 +24,7 @@ def test_comment_and_data_frame() -> None:
     assert Comment().encode() == b":\n\n"
     assert Comment("ping").encode() == b": ping\n\n"
     assert Comment("a\nb").encode() == b": a\n: b\n\n"
-    assert data_frame(12, b'{"a":1}') == b'id: 12\ndata: {"a":1}\n\n'
+    assert DATA_FRAME % (12, b'{"a":1}') == b'id: 12\ndata: {"a":1}\n\n'
 
 
 STREAM = (
