@@ -122,6 +122,9 @@ def serve(config: Path | None, **options: Any) -> None:
             http="httptools",
             lifespan="on",
             access_log=False,
+            # sidechat reads neither the client's address nor the scheme, so uvicorn's
+            # X-Forwarded-* middleware would only be a layer every request climbs.
+            proxy_headers=False,
             log_level=settings.log_level,
             backlog=_BACKLOG,
             timeout_graceful_shutdown=3,

@@ -155,7 +155,7 @@ class TurnStream:
             if batch.done:
                 await send({"type": "http.response.body", "body": body, "more_body": False})
                 return
-            if body:
+            if body and not self._write_direct(body):
                 await send({"type": "http.response.body", "body": body, "more_body": True})
             if batch.frames:
                 ping_due = False
@@ -175,7 +175,9 @@ class TurnStream:
         was woken by a heartbeat."""
         self._send = send
         self._heartbeat = False
-        wakeup = self._wakeup = asyncio.get_running_loop().create_future()
+        assert self._task is not None
+        # The task's loop: asyncio.get_running_loop() costs a getpid() call on Python 3.11.
+        wakeup = self._wakeup = self._task.get_loop().create_future()
         if not self._log.subscribe(self._listener):
             return False
         try:
@@ -206,6 +208,7 @@ class TurnStream:
         # DONE is the log's last event: end the response in the same write.
         last = frame.endswith(_DONE_FRAME_END)
         direct = self._direct
+        # `_write_direct`, inlined: this is every token's path.
         if (
             direct is not None
             and not last
@@ -228,6 +231,15 @@ class TurnStream:
             self._complete = True
         if self._suspended is not None or last:
             self._stop_following()
+
+    def _write_direct(self, body: bytes) -> bool:
+        """Write a body part (never the last) straight to uvicorn's transport as one chunk, when
+        uvicorn itself would write it at once (see `_uvicorn_transport`); False otherwise."""
+        direct = self._direct
+        if direct is None or direct.is_closing() or direct.get_write_buffer_size():
+            return False
+        direct.write(b"%x\r\n%s\r\n" % (len(body), body))
+        return True
 
     def _stop_following(self) -> None:
         self._log.unsubscribe(self._listener)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import re
 import ssl
 import time
 import urllib.parse
@@ -29,6 +30,7 @@ BodySink = Callable[[bytes], bool]
 
 _IDLE_SECONDS = 15.0  # how long a pooled connection may sit unused
 _MAX_IDLE = 1024  # pooled connections per upstream
+_BREAK = re.compile("[\r\n\0]")  # what may not appear in a header name or value
 
 
 class WireError(Exception):
@@ -52,6 +54,7 @@ class _Connection(asyncio.Protocol):
         "headers",
         "idle_since",
         "keep_alive",
+        "loop",
         "received",
         "status",
         "transport",
@@ -59,6 +62,9 @@ class _Connection(asyncio.Protocol):
 
     def __init__(self) -> None:
         self.transport: asyncio.Transport | None = None
+        # Kept: on Python 3.11 each get_running_loop() costs a getpid() system call, and the
+        # connection makes two futures per request it carries.
+        self.loop = asyncio.get_running_loop()
         self.closed = False
         self.idle_since = 0.0
         self._reset()
@@ -75,9 +81,8 @@ class _Connection(asyncio.Protocol):
         self._sink: BodySink | None = None
         self._stopped = False  # the consumer has what it wants, or the request failed
         self._failed = False
-        loop = asyncio.get_running_loop()
-        self.head: asyncio.Future[None] = loop.create_future()
-        self.done: asyncio.Future[None] = loop.create_future()
+        self.head: asyncio.Future[None] = self.loop.create_future()
+        self.done: asyncio.Future[None] = self.loop.create_future()
 
     # -- asyncio.Protocol ---------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -276,7 +281,7 @@ class Upstream:
         if not self._keepalive:
             lines.append("Connection: close")
         for name, value in headers.items():
-            if any(c in name or c in value for c in "\r\n\0"):
+            if _BREAK.search(name) or _BREAK.search(value):
                 raise ValueError(f"HTTP header {name!r} holds a line break")
             lines.append(f"{name}: {value}")
         return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body
