@@ -469,6 +469,7 @@ def plot(result: dict[str, Any], path: Path) -> str | None:
     styles = {
         "sidechat-gcfreeze": "o:",
         "sidechat-seed": "d--",
+        "sidechat-anthropic": "P--",
         "sidechat": "o-",
         "sidechat-es": "s--",
         "express": "^-",

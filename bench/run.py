@@ -93,6 +93,8 @@ SYSTEM_LABELS = {
     "sidechat": ("sidechat (POST /api/chat)", "ui"),
     "sidechat-es": ("sidechat (EventSource GET)", "ui-es"),
     "sidechat-seed": ("sidechat (seed format, /chat-stream)", "seed"),
+    # sidechat with the Anthropic provider: the upstream streams Anthropic's Messages format.
+    "sidechat-anthropic": ("sidechat (POST /api/chat, Anthropic upstream)", "ui"),
     # An experiment, not a product configuration: see bench/experiments/gc_freeze/.
     "sidechat-gcfreeze": ("sidechat + gc.freeze() each second (experiment)", "ui"),
     "express": ("Express seed", "seed"),
@@ -144,13 +146,17 @@ def start_system(system: System, upstream_port: int, log_dir: Path) -> None:
         env = {}
         if system.name == "sidechat-gcfreeze":
             env["PYTHONPATH"] = str(ROOT / "bench" / "experiments" / "gc_freeze")
+        provider = "openai"
+        if system.name == "sidechat-anthropic":
+            provider = "anthropic"
+            env["SIDECHAT_API_KEY"] = "bench-fake-key"  # the fake upstream ignores it
         argv = [
             PY,
             "-m",
             "sidechat",
             "serve",
             "--provider",
-            "openai",
+            provider,
             "--base-url",
             f"{base}/v1",
             "--model",

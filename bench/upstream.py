@@ -1,10 +1,13 @@
 """A fast fake LLM upstream for the benchmarks: raw asyncio (uvloop) HTTP/1.1 on loopback.
 
-It speaks two streaming formats on the same schedule:
+It speaks three streaming formats on the same schedule:
 
 * `POST /v1/chat/completions` (any path ending in `/chat/completions`): OpenAI's streaming
   chat-completions format, `data: {chunk}` events, a final chunk with `finish_reason: "stop"`,
   a usage chunk when `stream_options.include_usage` is asked for, then `data: [DONE]`.
+* `POST /v1/messages`: Anthropic's Messages stream, `event:` + `data:` pairs: `message_start`
+  and `content_block_start` with the response head, a `content_block_delta` per token, then
+  `content_block_stop`, `message_delta` (stop reason, usage) and `message_stop`.
 * `POST /stream` with `{"prompt": ...}`: the seed's AI service, plain text chunks.
 
 Every token carries its own emission time in milliseconds since the epoch, taken just before
@@ -67,7 +70,26 @@ _OAI_USAGE = (
     b'"total_tokens":%d}}\n\n'
 )
 _OAI_DONE = b"data: [DONE]\n\n"
+_ANT_HEAD = (
+    b'event: message_start\ndata: {"type":"message_start","message":{"id":"msg_bench",'
+    b'"type":"message","role":"assistant","model":"fake","content":[],"stop_reason":null,'
+    b'"stop_sequence":null,"usage":{"input_tokens":10,"output_tokens":1}}}\n\n'
+    b'event: content_block_start\ndata: {"type":"content_block_start","index":0,'
+    b'"content_block":{"type":"text","text":""}}\n\n'
+)
+_ANT_PREFIX = (
+    b'event: content_block_delta\ndata: {"type":"content_block_delta","index":0,'
+    b'"delta":{"type":"text_delta","text":"'
+)
+_ANT_SUFFIX = b'"}}\n\n'
+_ANT_TAIL = (
+    b'event: content_block_stop\ndata: {"type":"content_block_stop","index":0}\n\n'
+    b'event: message_delta\ndata: {"type":"message_delta","delta":{"stop_reason":"end_turn",'
+    b'"stop_sequence":null},"usage":{"output_tokens":%d}}\n\n'
+    b'event: message_stop\ndata: {"type":"message_stop"}\n\n'
+)
 _LAST_CHUNK = b"0\r\n\r\n"
+_FORMATS = {"/v1/messages": "anthropic", "/stream": "plain"}
 _LATE_BUCKETS = 2000  # lateness histogram, 0.1 ms buckets up to 200 ms (last bucket: beyond)
 
 
@@ -76,7 +98,7 @@ def _chunk(payload: bytes) -> bytes:
 
 
 class _Turn:
-    __slots__ = ("closed", "conn", "idx", "interval", "keep_alive", "n", "openai", "start", "usage")
+    __slots__ = ("closed", "conn", "fmt", "idx", "interval", "keep_alive", "n", "start", "usage")
 
     def __init__(
         self,
@@ -84,7 +106,7 @@ class _Turn:
         start: float,
         n: int,
         interval: float,
-        openai: bool,
+        fmt: str,
         usage: bool,
         keep_alive: bool,
     ) -> None:
@@ -93,7 +115,7 @@ class _Turn:
         self.n = n
         self.interval = interval  # seconds
         self.idx = 0
-        self.openai = openai
+        self.fmt = fmt  # "openai", "anthropic" or "plain"
         self.usage = usage
         self.keep_alive = keep_alive
         self.closed = False
@@ -171,10 +193,13 @@ class Upstream:
         idx = turn.idx
         if idx < turn.n:
             token = b"tok%d@%.3f " % (idx, time.time() * 1000.0)
-            if turn.openai:
+            fmt = turn.fmt
+            if fmt == "openai":
                 payload = _OAI_PREFIX + token + _OAI_SUFFIX
                 if idx == 0:
                     payload = _OAI_ROLE + payload
+            elif fmt == "anthropic":
+                payload = _ANT_PREFIX + token + _ANT_SUFFIX
             else:
                 payload = token
             transport.write(b"%x\r\n%s\r\n" % (len(payload), payload))
@@ -184,11 +209,13 @@ class Upstream:
                 self.schedule(turn, turn.start + idx * turn.interval)
                 return
         # the end of the reply
-        if turn.openai:
+        if turn.fmt == "openai":
             tail = _OAI_STOP
             if turn.usage:
                 tail += _OAI_USAGE % (10, turn.n, 10 + turn.n)
             transport.write(_chunk(tail + _OAI_DONE) + _LAST_CHUNK)
+        elif turn.fmt == "anthropic":
+            transport.write(_chunk(_ANT_TAIL % turn.n) + _LAST_CHUNK)
         else:
             transport.write(_LAST_CHUNK)
         turn.closed = True
@@ -200,7 +227,7 @@ class Upstream:
         else:
             transport.close()
 
-    def start_turn(self, conn: _Conn, body: bytes, openai: bool, keep_alive: bool) -> _Turn:
+    def start_turn(self, conn: _Conn, body: bytes, fmt: str, keep_alive: bool) -> _Turn:
         ttft, n, interval = self.ttft, self.tokens, self.interval
         match = _DIRECTIVE.search(body)
         if match is not None:
@@ -211,8 +238,8 @@ class Upstream:
                     n = int(float(value))
                 elif key == b"iv":
                     interval = float(value) / 1000.0
-        usage = openai and b'"include_usage":true' in body.replace(b" ", b"")
-        turn = _Turn(conn, self.loop.time() + ttft, n, interval, openai, usage, keep_alive)
+        usage = fmt == "openai" and b'"include_usage":true' in body.replace(b" ", b"")
+        turn = _Turn(conn, self.loop.time() + ttft, n, interval, fmt, usage, keep_alive)
         self.active += 1
         self.schedule(turn, turn.start)
         return turn
@@ -306,13 +333,14 @@ class _Conn(asyncio.Protocol):
         transport = self.transport
         assert transport is not None
         path, _, query = target.partition("?")
-        if method == "POST" and (path.endswith("/chat/completions") or path == "/stream"):
-            openai = path != "/stream"
-            ctype = b"text/event-stream" if openai else b"text/plain; charset=utf-8"
-            transport.write(
-                _RESPONSE_HEAD % (ctype, b"" if keep_alive else b"connection: close\r\n")
-            )
-            self.turn = self.up.start_turn(self, body, openai, keep_alive)
+        fmt = _FORMATS.get(path) or ("openai" if path.endswith("/chat/completions") else None)
+        if method == "POST" and fmt is not None:
+            ctype = b"text/plain; charset=utf-8" if fmt == "plain" else b"text/event-stream"
+            head = _RESPONSE_HEAD % (ctype, b"" if keep_alive else b"connection: close\r\n")
+            if fmt == "anthropic":
+                head += _chunk(_ANT_HEAD)  # Anthropic opens the stream before the first token
+            transport.write(head)
+            self.turn = self.up.start_turn(self, body, fmt, keep_alive)
             return
         if path == "/_stats":
             stats = self.up.stats()

@@ -113,6 +113,27 @@ class SSEParser:
             return [event[6:] for event in events]
         return None
 
+    def datas(self, chunk: bytes) -> list[bytes] | None:
+        """Like `whole_datas`, for a caller that needs neither the events' names nor their ids
+        (Anthropic's stream, whose data names its own type): each whole event may also name
+        itself on an `event:` line before its single `data:` line. Returns each event's data,
+        or None for any other shape (then `feed` the chunk as usual)."""
+        if (
+            chunk.endswith(b"\n\n")
+            and b"\r" not in chunk
+            and not (self._buffer or self._data or self._event)
+            and self._retry is None
+        ):
+            out: list[bytes] = []
+            for event in chunk[:-2].split(b"\n\n"):
+                if event.startswith(b"event: "):
+                    event = event[event.find(b"\n") + 1 :] if b"\n" in event else b""
+                if not event.startswith(b"data: ") or b"\n" in event:
+                    return None
+                out.append(event[6:])
+            return out
+        return None
+
     def feed(self, chunk: bytes) -> list[ParsedEvent]:
         datas = self.whole_datas(chunk)
         if datas is not None:

@@ -8,6 +8,7 @@ user and system CPU each server process spent per token it streamed.
     git worktree add /tmp/base <commit>
     python -m bench.experiments.ab_cpu /tmp/base . -c 150 -d 5 --rounds 4
     python -m bench.experiments.ab_cpu /tmp/base . -c 25 --tokens 2 --ttft 5 --interval 5  # turns
+    python -m bench.experiments.ab_cpu /tmp/base . --provider anthropic  # Anthropic's stream
 """
 
 from __future__ import annotations
@@ -50,6 +51,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--tokens", type=int, default=64)
     parser.add_argument("--ttft", type=float, default=200.0)
     parser.add_argument("--interval", type=float, default=20.0)
+    parser.add_argument(
+        "--provider", choices=("openai", "anthropic"), default="openai", help="upstream format"
+    )
     args = parser.parse_args(argv)
     logs = ROOT / "bench" / "results" / "tmp" / "ab_cpu"
     up_port = free_port()
@@ -65,12 +69,13 @@ def main(argv: list[str] | None = None) -> None:
         servers: dict[str, tuple[Proc, int]] = {}
         for name, checkout in (("A", args.a), ("B", args.b)):
             port = free_port()
-            serve = [sys.executable, "-m", "sidechat", "serve", "--provider", "openai"]
+            serve = [sys.executable, "-m", "sidechat", "serve", "--provider", args.provider]
             serve += ["--base-url", f"http://127.0.0.1:{up_port}/v1", "--model", "fake"]
             serve += ["--port", str(port), "--log-level", "warning"]
+            env = {"SIDECHAT_API_KEY": "bench-fake-key"} if args.provider == "anthropic" else {}
             # `python -m` puts the working directory first on sys.path: the checkout's package.
             servers[name] = (
-                Proc(name, serve, port=port, log_dir=logs, cwd=checkout.resolve()),
+                Proc(name, serve, port=port, log_dir=logs, cwd=checkout.resolve(), env=env),
                 port,
             )
         for proc, port in servers.values():

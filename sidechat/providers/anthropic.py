@@ -106,9 +106,14 @@ class _EventDecoder:
 
     def feed(self, chunk: bytes) -> bool:
         sink = self._sink
-        for event in self._parser.feed(chunk):
+        parser = self._parser
+        # Nearly every read on the token path is whole `event:` + `data:` pairs: no line parser.
+        datas: list[bytes] | list[str] | None = parser.datas(chunk)
+        if datas is None:
+            datas = [event.data for event in parser.feed(chunk)]
+        for data in datas:
             try:
-                obj = orjson.loads(event.data)
+                obj = orjson.loads(data)
                 kind = obj["type"]
                 if kind == "content_block_delta":
                     delta = obj["delta"]
@@ -136,11 +141,11 @@ class _EventDecoder:
                         "The assistant's model service is overloaded. Please try again."
                         if overloaded
                         else "The assistant's model service failed mid-answer.",
-                        detail=f"anthropic error event: {event.data[:500]}",
+                        detail=f"anthropic error event: {data[:500]!r}",
                         retryable=overloaded,
                     )
             except (orjson.JSONDecodeError, KeyError, TypeError, AttributeError) as exc:
-                detail = f"malformed anthropic event {event.data[:200]!r}: {exc!r}"
+                detail = f"malformed anthropic event {data[:200]!r}: {exc!r}"
                 raise garbled_reply(detail) from exc
         return False
 

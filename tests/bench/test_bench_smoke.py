@@ -100,3 +100,36 @@ def test_idle_and_reports(quick_run: dict) -> None:
     except ImportError:
         return
     assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_the_anthropic_stream_goes_through_whole(tmp_path: Path) -> None:
+    # The fake upstream's Anthropic Messages stream, read by sidechat's Anthropic provider.
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "bench.run",
+            "--quick",
+            "--systems",
+            "sidechat-anthropic",
+            "--no-model",
+            "--no-plot",
+            "--out",
+            str(tmp_path),
+            "--markdown",
+            str(tmp_path / "BENCHMARKS.md"),
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=240,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    result = json.loads((tmp_path / "latest.json").read_text())
+    expected = result["config"]["upstream"]["tokens"]
+    for level, res in result["sweep"]["sidechat-anthropic"].items():
+        assert res["errors"] == {}, (level, res["errors"])
+        assert (res["lost"], res["dup"], res["ooo"], res["bad_tokens"]) == (0, 0, 0, 0)
+        assert res["turns_ok"] == res["turns"] > 0
+        assert res["tokens"] == res["turns"] * expected
