@@ -248,8 +248,8 @@ class TurnStream:
 
 
 def _uvicorn_transport(send: Send, scope: Scope) -> asyncio.Transport | None:
-    """The transport behind uvicorn's `send`, when a live frame may be written straight to it as
-    one HTTP chunk; None otherwise.
+    """The transport behind uvicorn's `send`, when a body part (a live frame, or what the
+    stream opens with) may be written straight to it as one HTTP chunk; None otherwise.
 
     uvicorn's `send` is a coroutine: per frame a message dict, a coroutine object and a dozen
     checks on its own objects before its `transport.write`, paid per token for every reader.

@@ -10,6 +10,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -33,12 +35,15 @@ def test_accept_per_iteration_reports_every_socket_count() -> None:
     assert all(0 < int(iterations) <= 200 for _, iterations in found), out
 
 
-def test_ab_cpu_compares_two_checkouts() -> None:
+@pytest.mark.parametrize("provider", ["openai", "anthropic"])
+def test_ab_cpu_compares_two_checkouts(provider: str) -> None:
     # The same checkout on both sides: the tool's plumbing, not a comparison.
     out = _run(
         "bench.experiments.ab_cpu",
         ".",
         ".",
+        "--provider",
+        provider,
         "-c",
         "3",
         "-d",
