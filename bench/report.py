@@ -159,17 +159,22 @@ def _headline(
     return rows, hi, one
 
 
-def _targets(result: dict[str, Any]) -> list[tuple[str, str, bool | None]]:
+# The sidechat paths the targets are checked for: the streaming POST (the AI SDK's client) and
+# POST-then-EventSource (what the widget does).
+TARGET_SYSTEMS = (MAIN, "sidechat-es")
+
+
+def _targets(result: dict[str, Any], system: str = MAIN) -> list[tuple[str, str, bool | None]]:
     out: list[tuple[str, str, bool | None]] = []
     cap = result.get("capacity", {})
-    s, e = cap.get(MAIN), cap.get("express")
+    s, e = cap.get(system), cap.get("express")
     if s is not None and e:
         out.append(("Capacity ≥ 2× Express", f"{s} vs {e} streams ({s / e:.2f}×)", s >= 2 * e))
     elif s is not None:
         out.append(("Capacity ≥ 2× Express", f"{s} vs {e} streams", None if e is None else s > 0))
     hi = _nearest_level(result, 500)
     if hi is not None:
-        a, b = _level(result, MAIN, hi), _level(result, "express", hi)
+        a, b = _level(result, system, hi), _level(result, "express", hi)
         if a and b:
             pa, pb = a["added_delay_ms"]["p99"], b["added_delay_ms"]["p99"]
             if pa is not None and pb:
@@ -190,7 +195,7 @@ def _targets(result: dict[str, Any]) -> list[tuple[str, str, bool | None]]:
                     )
                 )
     one = _nearest_level(result, 1)
-    a = _level(result, MAIN, one) if one is not None else None
+    a = _level(result, system, one) if one is not None else None
     if a:
         p = a["added_delay_ms"]["p50"]
         out.append(
@@ -200,7 +205,7 @@ def _targets(result: dict[str, Any]) -> list[tuple[str, str, bool | None]]:
                 p is not None and p <= 1.0,
             )
         )
-    r = result.get("resume", {}).get(MAIN)
+    r = result.get("resume", {}).get(system)
     if r and "streams" in r:
         out.append(
             (
@@ -218,7 +223,7 @@ def _targets(result: dict[str, Any]) -> list[tuple[str, str, bool | None]]:
                 p99 is not None and p99 <= 20,
             )
         )
-    i = result.get("idle", {}).get(MAIN)
+    i = result.get("idle", {}).get(system)
     if i and i.get("kb_per_stream") is not None:
         out.append(
             ("Idle stream ≤ 30 KB RSS", f"{i['kb_per_stream']:.1f} KB", i["kb_per_stream"] <= 30)
@@ -254,9 +259,14 @@ def markdown(
     for note in result.get("notes", []):
         lines.append(f"> Note: {note}")
         lines.append("")
-    targets = _targets(result)
-    if targets:
-        lines += ["### Targets", "", "| target | measured | met |", "|---|---|---|"]
+    for system in TARGET_SYSTEMS:
+        targets = _targets(result, system) if system in result.get("systems", {}) else []
+        if not targets:
+            continue
+        heading = "### Targets" if system == MAIN else f"### Targets: {labels[system]}"
+        if system == "sidechat-es":
+            heading += ", what the widget uses"
+        lines += [heading, "", "| target | measured | met |", "|---|---|---|"]
         for name, measured, ok in targets:
             lines.append(
                 f"| {name} | {measured} | {'yes' if ok else ('–' if ok is None else '**no**')} |"
@@ -509,6 +519,10 @@ def plot(result: dict[str, Any], path: Path) -> str | None:
 
 def summary_text(result: dict[str, Any]) -> str:
     lines = ["capacity: " + ", ".join(f"{k} {v}" for k, v in result.get("capacity", {}).items())]
-    for name, measured, ok in _targets(result):
-        lines.append(f"  [{'ok' if ok else ('--' if ok is None else 'NO')}] {name}: {measured}")
+    for system in TARGET_SYSTEMS:
+        if system not in result.get("systems", {}):
+            continue
+        for name, measured, ok in _targets(result, system):
+            mark = "ok" if ok else ("--" if ok is None else "NO")
+            lines.append(f"  [{mark}] {system}: {name}: {measured}")
     return "\n".join(lines)
