@@ -150,7 +150,9 @@ async def turn_stream(app: Sidechat, request: Request) -> ASGIApp:
     if header is not None:
         after = parse_event_id(header, "Last-Event-ID")
     else:
-        after = parse_event_id(request.query_params.get("last_event_id"), "last_event_id")
+        # Most streams start with neither: no query string to parse.
+        query = request.query_params.get("last_event_id") if request.scope["query_string"] else None
+        after = parse_event_id(query, "last_event_id")
     return TurnStream(turn.log, after=after, headers=_stream_headers(app, request))
 
 
@@ -329,12 +331,13 @@ def create_app(settings: Settings, provider: Provider | None = None) -> ASGIApp:
             await turns.aclose()
             await provider.aclose()
 
+    # The router tries routes in order: the two every turn takes come first.
     routes = [
+        route("/api/chat", post_chat, "POST"),
+        route("/api/turns/{turn_id}/stream", turn_stream),
         route("/healthz", healthz),
         route("/readyz", readyz),
-        route("/api/chat", post_chat, "POST"),
         route("/api/chat/{chat_id}/stream", resume_chat),
-        route("/api/turns/{turn_id}/stream", turn_stream),
         route("/api/turns/{turn_id}/events", turn_events),
         route("/api/turns/{turn_id}/cancel", cancel_turn, "POST"),
         route("/api/turns/{turn_id}/feedback", turn_feedback, "POST"),

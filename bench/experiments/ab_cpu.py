@@ -37,7 +37,7 @@ def _loadgen(
 ) -> subprocess.Popen[str]:
     argv = [sys.executable, "-m", "bench.loadgen", "--url", f"http://127.0.0.1:{port}"]
     argv += ["-c", str(streams), "-d", str(seconds), "--tokens", str(args.tokens)]
-    argv += ["--ttft", str(args.ttft), "--interval", str(args.interval)]
+    argv += ["--ttft", str(args.ttft), "--interval", str(args.interval), "--kind", args.kind]
     return subprocess.Popen(argv, stdout=subprocess.PIPE, text=True, cwd=ROOT)
 
 
@@ -53,6 +53,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--interval", type=float, default=20.0)
     parser.add_argument(
         "--provider", choices=("openai", "anthropic"), default="openai", help="upstream format"
+    )
+    parser.add_argument(
+        "--kind", choices=("ui", "ui-es"), default="ui", help="streaming POST, or 202 + GET"
     )
     args = parser.parse_args(argv)
     logs = ROOT / "bench" / "results" / "tmp" / "ab_cpu"
