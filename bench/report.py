@@ -159,9 +159,9 @@ def _headline(
     return rows, hi, one
 
 
-# The sidechat paths the targets are checked for: the streaming POST (the AI SDK's client) and
-# POST-then-EventSource (what the widget does).
-TARGET_SYSTEMS = (MAIN, "sidechat-es")
+# The sidechat paths the targets are checked for, with what their tables' headings add: the
+# streaming POST (the AI SDK's client) and POST-then-EventSource (what the widget does).
+TARGET_SYSTEMS = {MAIN: "", "sidechat-es": ", what the widget uses"}
 
 
 def _targets(result: dict[str, Any], system: str = MAIN) -> list[tuple[str, str, bool | None]]:
@@ -259,13 +259,11 @@ def markdown(
     for note in result.get("notes", []):
         lines.append(f"> Note: {note}")
         lines.append("")
-    for system in TARGET_SYSTEMS:
+    for system, aside in TARGET_SYSTEMS.items():
         targets = _targets(result, system) if system in result.get("systems", {}) else []
         if not targets:
             continue
-        heading = "### Targets" if system == MAIN else f"### Targets: {labels[system]}"
-        if system == "sidechat-es":
-            heading += ", what the widget uses"
+        heading = "### Targets" if system == MAIN else f"### Targets: {labels[system]}{aside}"
         lines += [heading, "", "| target | measured | met |", "|---|---|---|"]
         for name, measured, ok in targets:
             lines.append(

@@ -95,41 +95,25 @@ class SSEParser:
             return chunk[6:-2]
         return None
 
-    def whole_datas(self, chunk: bytes) -> list[bytes] | None:
+    def whole_datas(self, chunk: bytes, *, named: bool = False) -> list[bytes] | None:
         """Like `whole_data`, for a chunk of one or more whole single-line `data:` events: a
         read that holds several (a stream's last events, or a reader that fell behind) costs
-        what one does per event, not a pass of the line parser."""
+        what one does per event, not a pass of the line parser. With `named`, for a caller that
+        needs neither the events' names nor their ids (Anthropic's stream, whose data names its
+        own type), each event may also name itself on an `event:` line before its data."""
         if (
-            chunk.startswith(b"data: ")
+            (named or chunk.startswith(b"data: "))
             and chunk.endswith(b"\n\n")
-            and b"\r" not in chunk
-            and not (self._buffer or self._data or self._event)
-            and self._retry is None
-        ):
-            events = chunk[:-2].split(b"\n\n")
-            for event in events:
-                if not event.startswith(b"data: ") or b"\n" in event:
-                    return None  # a blank line too many, a comment, another field: `feed`
-            return [event[6:] for event in events]
-        return None
-
-    def datas(self, chunk: bytes) -> list[bytes] | None:
-        """Like `whole_datas`, for a caller that needs neither the events' names nor their ids
-        (Anthropic's stream, whose data names its own type): each whole event may also name
-        itself on an `event:` line before its single `data:` line. Returns each event's data,
-        or None for any other shape (then `feed` the chunk as usual)."""
-        if (
-            chunk.endswith(b"\n\n")
             and b"\r" not in chunk
             and not (self._buffer or self._data or self._event)
             and self._retry is None
         ):
             out: list[bytes] = []
             for event in chunk[:-2].split(b"\n\n"):
-                if event.startswith(b"event: "):
+                if named and event.startswith(b"event: "):
                     event = event[event.find(b"\n") + 1 :] if b"\n" in event else b""
                 if not event.startswith(b"data: ") or b"\n" in event:
-                    return None
+                    return None  # a blank line too many, a comment, another field: `feed`
                 out.append(event[6:])
             return out
         return None

@@ -142,21 +142,21 @@ def test_whole_datas_takes_several_whole_events_and_agrees_with_the_line_parser(
     assert [(e.data, e.id) for e in got] == [("a", "7"), ("é", "7"), ("[DONE]", "7")]
 
 
-def test_datas_takes_named_whole_events_and_agrees_with_the_line_parser() -> None:
+def test_whole_datas_named_takes_named_whole_events_and_agrees_with_the_line_parser() -> None:
     # Anthropic's shape: each event names its type, then one data line.
     chunk = (
         b'event: content_block_delta\ndata: {"type":"content_block_delta","delta":{"text":"a"}}'
         b'\n\nevent: message_stop\ndata: {"type":"message_stop"}\n\ndata: plain\n\n'
     )
     parser = SSEParser()
-    assert parser.datas(chunk) == [
+    assert parser.whole_datas(chunk, named=True) == [
         b'{"type":"content_block_delta","delta":{"text":"a"}}',
         b'{"type":"message_stop"}',
         b"plain",
     ]
     slow = SSEParser()
     expected = [e.data for i in range(len(chunk)) for e in slow.feed(chunk[i : i + 1])]
-    assert [d.decode() for d in parser.datas(chunk) or []] == expected
+    assert [d.decode() for d in parser.whole_datas(chunk, named=True) or []] == expected
     # The parser's state is what `feed` leaves: nothing held, so the next read is read alike.
     assert parser.feed(b"event: ping\ndata: {}\n\n") == [ParsedEvent("{}", "ping")]
     # Any other shape goes to the line parser: a name with no data, two data lines, an id or a
@@ -171,9 +171,9 @@ def test_datas_takes_named_whole_events_and_agrees_with_the_line_parser() -> Non
         b"event: x\ndata: a\n",
         b"event: x\ndata: a\n\n\n",
     ):
-        assert parser.datas(other) is None, other
+        assert parser.whole_datas(other, named=True) is None, other
     # ...and so is a whole event when an earlier read left a field or half a line behind.
     for earlier in (b"event: custom\n", b"retry: 5\n", b"data: half"):
         held = SSEParser()
         assert held.feed(earlier) == []
-        assert held.datas(b"event: x\ndata: y\n\n") is None, earlier
+        assert held.whole_datas(b"event: x\ndata: y\n\n", named=True) is None, earlier

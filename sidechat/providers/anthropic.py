@@ -108,7 +108,7 @@ class _EventDecoder:
         sink = self._sink
         parser = self._parser
         # Nearly every read on the token path is whole `event:` + `data:` pairs: no line parser.
-        datas: list[bytes] | list[str] | None = parser.datas(chunk)
+        datas: list[bytes] | list[str] | None = parser.whole_datas(chunk, named=True)
         if datas is None:
             datas = [event.data for event in parser.feed(chunk)]
         for data in datas:

@@ -22,20 +22,20 @@ pytest.importorskip(
 pytest.importorskip("httpx", reason="the bench extra is not installed (pip install -e '.[bench]')")
 
 
-@pytest.fixture(scope="module")
-def quick_run(tmp_path_factory: pytest.TempPathFactory) -> dict:
-    out = tmp_path_factory.mktemp("bench")
-    markdown = out / "BENCHMARKS.md"
+def _quick_run(out: Path, *args: str) -> dict:
+    """`python -m bench.run --quick ARGS` writing into `out`; its latest.json."""
+    markdown = str(out / "BENCHMARKS.md")
     proc = subprocess.run(
         [
             sys.executable,
             "-m",
             "bench.run",
             "--quick",
+            *args,
             "--out",
             str(out),
             "--markdown",
-            str(markdown),
+            markdown,
         ],
         cwd=ROOT,
         capture_output=True,
@@ -44,8 +44,15 @@ def quick_run(tmp_path_factory: pytest.TempPathFactory) -> dict:
         env={**os.environ, "PYTHONUNBUFFERED": "1"},
     )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    result = json.loads((out / "latest.json").read_text())
-    result["_markdown"] = markdown.read_text()
+    result: dict = json.loads((out / "latest.json").read_text())
+    return result
+
+
+@pytest.fixture(scope="module")
+def quick_run(tmp_path_factory: pytest.TempPathFactory) -> dict:
+    out = tmp_path_factory.mktemp("bench")
+    result = _quick_run(out)
+    result["_markdown"] = (out / "BENCHMARKS.md").read_text()
     result["_out"] = str(out)
     return result
 
@@ -104,29 +111,7 @@ def test_idle_and_reports(quick_run: dict) -> None:
 
 def test_the_anthropic_stream_goes_through_whole(tmp_path: Path) -> None:
     # The fake upstream's Anthropic Messages stream, read by sidechat's Anthropic provider.
-    proc = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "bench.run",
-            "--quick",
-            "--systems",
-            "sidechat-anthropic",
-            "--no-model",
-            "--no-plot",
-            "--out",
-            str(tmp_path),
-            "--markdown",
-            str(tmp_path / "BENCHMARKS.md"),
-        ],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=240,
-        env={**os.environ, "PYTHONUNBUFFERED": "1"},
-    )
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    result = json.loads((tmp_path / "latest.json").read_text())
+    result = _quick_run(tmp_path, "--systems", "sidechat-anthropic", "--no-model", "--no-plot")
     expected = result["config"]["upstream"]["tokens"]
     for level, res in result["sweep"]["sidechat-anthropic"].items():
         assert res["errors"] == {}, (level, res["errors"])
