@@ -115,21 +115,25 @@ class TurnRec:
         "error",
         "event_regress",
         "finish",
+        "first_delay_ms",
         "first_event_ms",
         "last_id",
         "max_idx",
         "n",
         "ooo",
+        "opened",
         "replay_ms",
         "seen",
         "t0",
+        "tag",
         "tail",
         "ttft_ms",
         "turn_id",
     )
 
-    def __init__(self, n: int, delays: array[float]) -> None:
+    def __init__(self, n: int, delays: array[float], tag: str = "") -> None:
         self.n = n
+        self.tag = tag
         self.seen = bytearray(n)
         self.delays = delays
         self.t0 = now_ms()
@@ -148,6 +152,10 @@ class TurnRec:
         self.turn_id: str | None = None
         self.first_event_ms: float | None = None
         self.replay_ms: float | None = None
+        self.first_delay_ms: float | None = None  # the first token: received - emitted
+        # The turn's first connection: (connected, request written, local port); for
+        # bench.experiments.ttft_parts, which splits the time to first token into its parts.
+        self.opened: tuple[float, float, int] | None = None
 
     @property
     def lost(self) -> int:
@@ -180,6 +188,7 @@ class TurnRec:
                 continue
             if self.ttft_ms is None:
                 self.ttft_ms = now - self.t0
+                self.first_delay_ms = now - ts
             self.delays.append(now - ts)
             self.count += 1
             if seen[idx]:
@@ -213,12 +222,14 @@ class _Conn(asyncio.Protocol):
         "_mode",
         "body_done",
         "closed",
+        "connected_ms",
         "done",
         "headers",
         "on_body",
         "on_head",
         "status",
         "transport",
+        "written_ms",
     )
 
     def __init__(self, on_body: Callable[[bytes, float], None]) -> None:
@@ -236,9 +247,12 @@ class _Conn(asyncio.Protocol):
         self._crlf = False
         self.body_done = False
         self.closed = False
+        self.connected_ms = 0.0  # when the connect completed, and the request went out
+        self.written_ms = 0.0
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
+        self.connected_ms = now_ms()
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
@@ -465,13 +479,19 @@ async def _open(target: Target, conn: _Conn, request: bytes) -> None:
     loop = asyncio.get_running_loop()
     await loop.create_connection(lambda: conn, target.host, target.port)
     assert conn.transport is not None
+    conn.written_ms = now_ms()
     conn.transport.write(request)
 
 
-async def _exchange(target: Target, conn: _Conn, request: bytes, limit_s: float) -> None:
+async def _exchange(
+    target: Target, conn: _Conn, request: bytes, limit_s: float, rec: TurnRec | None = None
+) -> None:
     try:
         async with asyncio.timeout(limit_s):
             await _open(target, conn, request)
+            if rec is not None and rec.opened is None and conn.transport is not None:
+                port = conn.transport.get_extra_info("sockname")[1]
+                rec.opened = (conn.connected_ms, conn.written_ms, port)
             await conn.done
     finally:
         if conn.transport is not None and not conn.closed:
@@ -494,7 +514,7 @@ async def _start_202(target: Target, message: str, rec: TurnRec, limit_s: float)
     chunks: list[bytes] = []
     conn = _Conn(lambda data, now: chunks.append(data))
     body = orjson.dumps({"message": message, "conversation_id": None})
-    await _exchange(target, conn, _request(target, "POST", "/api/chat", body), limit_s)
+    await _exchange(target, conn, _request(target, "POST", "/api/chat", body), limit_s, rec)
     if conn.status != 202:
         rec.error = f"HTTP {conn.status} on POST /api/chat"
         return None
@@ -511,7 +531,7 @@ async def run_turn(
     limit_s: float | None = None,
 ) -> TurnRec:
     """One whole chat turn on fresh connections; the record is also added to `collector`."""
-    rec = TurnRec(spec.tokens, collector.delays)
+    rec = TurnRec(spec.tokens, collector.delays, tag)
     collector.turns.append(rec)
     timeout = limit_s if limit_s is not None else spec.duration_s + 30.0
     message = spec.message(tag)
@@ -532,7 +552,7 @@ async def run_turn(
         else:
             handler = _seed_handler(rec) if target.kind == "seed" else _ui_handler(rec)
             conn = _Conn(handler.feed)
-        await _exchange(target, conn, request, timeout)
+        await _exchange(target, conn, request, timeout, rec)
         if conn.status != 200:
             rec.error = rec.error or f"HTTP {conn.status}"
         elif target.kind == "plain":
@@ -642,10 +662,12 @@ async def run_level(
     spec: TurnSpec,
     duration_s: float,
     ramp_s: float = 1.0,
+    collector: Collector | None = None,
 ) -> LevelResult:
     """`concurrency` workers, each running turns back to back for `duration_s` (starts spread
-    over `ramp_s`); no turn starts after the window, every started turn is awaited."""
-    collector = Collector()
+    over `ramp_s`); no turn starts after the window, every started turn is awaited. The turns'
+    records go to `collector` when one is given."""
+    collector = collector if collector is not None else Collector()
     loop = asyncio.get_running_loop()
     t_start = loop.time()
     t_end = t_start + duration_s

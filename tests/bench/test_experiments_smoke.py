@@ -115,3 +115,23 @@ def test_token_path_pipeline_writes_one_chunk_per_token() -> None:
     for i, data in enumerate(written):
         assert f"tok{i}@".encode() in data and b'"type":"text-delta"' in data
         assert data.endswith(b"\n\n\r\n")
+
+
+@pytest.mark.parametrize("kind", ["ui-es", "ui"])
+def test_ttft_parts_splits_every_turn(kind: str, tmp_path: Path) -> None:
+    out = tmp_path / "parts.json"
+    args = ["-c", "4", "-d", "1", "--rounds", "1", "--tokens", "4", "--ttft", "20"]
+    _run("bench.experiments.ttft_parts", *args, "--kind", kind, "--json", str(out))
+    [res] = json.loads(out.read_text())
+    parts = res["parts"]
+    # Every turn was matched with the server's own timestamps (by client port and message tag).
+    assert res["lost"] == 0 and parts["turns"] == res["turns_started"] > 0, res
+    # The parts are measured in two processes; each is a forward step in time, so none may be
+    # more than clock noise below zero, and the first token cannot come before the upstream's TTFT.
+    names = ("connect", "accept", "read", "dispatch", "upstream", "first token")
+    for part in names:
+        assert parts[part]["p50"] >= -0.5, (part, parts[part])
+    assert parts["overhead"]["p50"] >= 0, parts
+    # They add up to the overhead, turn by turn, so their shares of the worst turns make 100%.
+    assert abs(sum(parts[p]["share_of_worst_1pct"] for p in names) - 1) < 0.01, parts
+    assert res["server"]["young_gc_runs"] >= 0 and res["server"]["wall_s"] > 0.5, res["server"]
