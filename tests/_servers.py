@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import resource
 import socket
 import subprocess
 import sys
@@ -45,8 +46,10 @@ def start_sidechat(
     ready_path: str = "/healthz",
     timeout: float = 60.0,
     log_dir: Path | None = None,
+    open_files: int | None = None,
 ) -> Iterator[SidechatProcess]:
-    """Run `python -m sidechat serve ARGS` on a free port until the block ends."""
+    """Run `python -m sidechat serve ARGS` on a free port until the block ends; `open_files`
+    starts it with that soft limit on open files, as a shell or a service manager might."""
     port = free_port()
     log_dir = log_dir or Path(os.environ.get("SIDECHAT_TEST_LOGS", "/tmp"))
     log_dir.mkdir(parents=True, exist_ok=True)
@@ -63,8 +66,21 @@ def start_sidechat(
         str(port),
         *args,
     ]
+
+    def limit_files() -> None:
+        if open_files is not None:
+            hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+            resource.setrlimit(resource.RLIMIT_NOFILE, (open_files, hard))
+
     with log_path.open("wb") as log:
-        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=full_env, cwd=ROOT)
+        proc = subprocess.Popen(
+            cmd,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=full_env,
+            cwd=ROOT,
+            preexec_fn=limit_files if open_files is not None else None,
+        )
     url = f"http://127.0.0.1:{port}"
     server = SidechatProcess(url, proc, log_path)
     try:

@@ -102,3 +102,31 @@ async def test_too_many_active_turns_get_429(upstream: FakeOpenAI) -> None:
                         assert r.headers["Retry-After"] == "5"
                         assert (await r.json())["error"]["code"] == "busy"
             assert statuses == [202, 202, 429]
+
+
+def _soft_open_files(pid: int) -> int:
+    limits = Path(f"/proc/{pid}/limits").read_text()
+    return int(next(line.split()[3] for line in limits.splitlines() if "open files" in line))
+
+
+async def test_more_streams_than_the_inherited_open_files_limit(upstream: FakeOpenAI) -> None:
+    # Started with a soft limit of 96 descriptors (systemd's default for services is 1,024):
+    # 80 streams at once need ~160 (the visitor's socket and the upstream's for each).
+    streams = 80
+    with start_sidechat(
+        "--provider", "openai", "--base-url", upstream.base_url, "--model", "m", open_files=96
+    ) as server:
+        assert _soft_open_files(server.proc.pid) > 96
+
+        async def one(http: aiohttp.ClientSession, i: int) -> bytes:
+            body = {"message": f"stream {i} [[ttft=1.5 tokens=2]]"}
+            headers = {"Accept": "text/event-stream"}
+            async with http.post(f"{server.url}/api/chat", json=body, headers=headers) as r:
+                assert r.status == 200, await r.text()
+                return await r.read()
+
+        connector = aiohttp.TCPConnector(limit=streams)
+        async with aiohttp.ClientSession(connector=connector) as http:
+            replies = await asyncio.gather(*(one(http, i) for i in range(streams)))
+        assert all(b'"type":"finish"' in reply for reply in replies), replies[0][-300:]
+        assert "Too many open files" not in server.log()
