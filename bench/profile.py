@@ -18,8 +18,8 @@ from pathlib import Path
 
 from bench import report
 from bench.loadgen import TurnSpec, run_level
-from bench.procs import Proc, free_port, stop_all
-from bench.run import PY, SYSTEM_LABELS, TMP, System, start_system, stop_system
+from bench.procs import stop_all
+from bench.run import SYSTEM_LABELS, TMP, System, start_system, start_upstream, stop_system
 from bench.upstream import run as run_async
 
 
@@ -48,11 +48,7 @@ def top_functions(stacks: Path, limit: int = 25) -> str:
 
 async def main_async(args: argparse.Namespace) -> None:
     out = Path(args.out)
-    up_port = free_port()
-    upstream = Proc(
-        "upstream", [PY, "-m", "bench.upstream", "--port", str(up_port)], port=up_port, log_dir=out
-    )
-    upstream.wait_ready()
+    upstream, up_port = start_upstream(out)
     system = System(args.system, *SYSTEM_LABELS[args.system])
     start_system(system, up_port, out)
     assert system.proc is not None

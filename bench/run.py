@@ -138,12 +138,29 @@ def prepare_express(cfg: Config) -> str | None:
     return None
 
 
-def start_system(system: System, upstream_port: int, log_dir: Path) -> None:
+def start_upstream(log_dir: Path) -> tuple[Proc, int]:
+    """The fake upstream (`bench/upstream.py`) on a free port, answering; and that port."""
+    port = free_port()
+    upstream = Proc(
+        "upstream",
+        [PY, "-m", "bench.upstream", "--port", str(port)],
+        port=port,
+        log_dir=log_dir,
+        cwd=ROOT,
+    )
+    upstream.wait_ready(30.0)
+    return upstream, port
+
+
+def start_system(
+    system: System, upstream_port: int, log_dir: Path, env: dict[str, str] | None = None
+) -> None:
+    """Start `system` against the upstream, with `env` added to a sidechat's environment."""
     port = free_port()
     system.port = port
     base = f"http://127.0.0.1:{upstream_port}"
     if system.name.startswith("sidechat"):
-        env = {}
+        env = dict(env or {})
         if system.name == "sidechat-gcfreeze":
             env["PYTHONPATH"] = str(ROOT / "bench" / "experiments" / "gc_freeze")
         provider = "openai"
@@ -599,15 +616,7 @@ async def run_suite(cfg: Config) -> dict[str, Any]:
                 system.skipped = why
                 cfg.notes.append(f"Express baseline skipped: {why}")
                 print(f"  express skipped: {why}", flush=True)
-    up_port = free_port()
-    upstream = Proc(
-        "upstream",
-        [PY, "-m", "bench.upstream", "--port", str(up_port)],
-        port=up_port,
-        log_dir=log_dir,
-        cwd=ROOT,
-    )
-    upstream.wait_ready(30.0)
+    upstream, up_port = start_upstream(log_dir)
     result: dict[str, Any] = {
         "machine": info,
         "config": {

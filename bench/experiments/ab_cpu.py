@@ -21,6 +21,7 @@ import sys
 from pathlib import Path
 
 from bench.procs import Proc, free_port, stop_all
+from bench.run import start_upstream
 
 ROOT = Path(__file__).resolve().parent.parent.parent
 _TICK = os.sysconf("SC_CLK_TCK")
@@ -59,16 +60,8 @@ def main(argv: list[str] | None = None) -> None:
     )
     args = parser.parse_args(argv)
     logs = ROOT / "bench" / "results" / "tmp" / "ab_cpu"
-    up_port = free_port()
-    upstream = Proc(
-        "upstream",
-        [sys.executable, "-m", "bench.upstream", "--port", str(up_port)],
-        port=up_port,
-        log_dir=logs,
-        cwd=ROOT,
-    )
+    _, up_port = start_upstream(logs)  # stopped with the rest by stop_all()
     try:
-        upstream.wait_ready()
         servers: dict[str, tuple[Proc, int]] = {}
         for name, checkout in (("A", args.a), ("B", args.b)):
             port = free_port()

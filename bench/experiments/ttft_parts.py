@@ -33,11 +33,10 @@ from pathlib import Path
 from typing import Any
 
 from bench.loadgen import Collector, Target, TurnRec, TurnSpec, percentile, run_level
-from bench.procs import Proc, free_port, stop_all
-from bench.run import _raise_limits
+from bench.procs import stop_all
+from bench.run import SYSTEM_LABELS, System, _raise_limits, start_system, start_upstream
 from bench.upstream import run as run_async
 
-ROOT = Path(__file__).resolve().parent.parent.parent
 PROBE = Path(__file__).resolve().parent / "ttft_probe"
 PARTS = ("connect", "accept", "read", "dispatch", "upstream", "first token")
 
@@ -123,23 +122,13 @@ def _print_round(i: int, res: dict[str, Any]) -> None:
 async def measure(args: argparse.Namespace) -> list[dict[str, Any]]:
     log_dir = Path(tempfile.mkdtemp(prefix="ttft-parts-"))
     out = log_dir / "probe.json"
-    up_port, port = free_port(), free_port()
-    upstream = Proc(
-        "upstream",
-        [sys.executable, "-m", "bench.upstream", "--port", str(up_port)],
-        port=up_port,
-        log_dir=log_dir,
-        cwd=ROOT,
-        health=None,
-    )
-    upstream.wait_ready(30)
-    argv = [sys.executable, "-m", "sidechat", "serve", "--provider", "openai"]
-    argv += ["--base-url", f"http://127.0.0.1:{up_port}/v1", "--model", "fake"]
-    argv += ["--host", "127.0.0.1", "--port", str(port), "--log-level", "warning"]
+    upstream, up_port = start_upstream(log_dir)
+    system = System("sidechat", *SYSTEM_LABELS["sidechat"])
     env = {"PYTHONPATH": str(PROBE), "TTFT_PROBE_OUT": str(out)}
-    server = Proc("sidechat", argv, port=port, log_dir=log_dir, env=env, cwd=ROOT)
-    server.wait_ready(60)
-    target = Target("sidechat", "127.0.0.1", port, args.kind)
+    start_system(system, up_port, log_dir, env=env)
+    server = system.proc
+    assert server is not None
+    target = Target("sidechat", "127.0.0.1", system.port, args.kind)
     spec = TurnSpec(args.ttft, args.tokens, args.interval)
     await run_level(target, min(args.concurrency, 50), spec, 1.0, 0.3)  # warm up
     results = []
