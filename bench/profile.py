@@ -2,6 +2,7 @@
 fill its memory with finished turns, then run one concurrency level while py-spy samples it.
 
     python -m bench.profile -c 500 -d 6 [--prefill 5000] [--out bench/results/tmp/profile]
+    python -m bench.profile --system sidechat-es -c 50 --tokens 2 --ttft 5   # the cost of a turn
 
 Writes py-spy's collapsed stacks (`stacks.txt`), a flame graph (`flame.svg`) and prints the
 functions with the largest share of samples, self and total, plus the level's figures.
@@ -52,7 +53,7 @@ async def main_async(args: argparse.Namespace) -> None:
     system = System(args.system, *SYSTEM_LABELS[args.system])
     start_system(system, up_port, out)
     assert system.proc is not None
-    spec = TurnSpec(200, 64, 20)
+    spec = TurnSpec(args.ttft, args.tokens, args.interval)
     try:
         if args.prefill:
             fill = TurnSpec(1, 64, 0.01)
@@ -98,6 +99,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--system", default="sidechat", choices=list(SYSTEM_LABELS))
     parser.add_argument("-c", "--concurrency", type=int, default=500)
     parser.add_argument("-d", "--duration", type=float, default=6.0)
+    parser.add_argument("--ttft", type=float, default=200.0, help="upstream ms to first token")
+    parser.add_argument("--tokens", type=int, default=64, help="tokens per turn")
+    parser.add_argument("--interval", type=float, default=20.0, help="ms between tokens")
     parser.add_argument("--prefill", type=int, default=0, help="finished turns to create first")
     parser.add_argument("--top", type=int, default=25)
     parser.add_argument("--no-spy", action="store_true")
