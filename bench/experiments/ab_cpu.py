@@ -9,6 +9,7 @@ user and system CPU each server process spent per token it streamed.
     python -m bench.experiments.ab_cpu /tmp/base . -c 150 -d 5 --rounds 4
     python -m bench.experiments.ab_cpu /tmp/base . -c 25 --tokens 2 --ttft 5 --interval 5  # turns
     python -m bench.experiments.ab_cpu /tmp/base . --provider anthropic  # Anthropic's stream
+    python -m bench.experiments.ab_cpu . . --python-b /path/to/python3.13  # another interpreter
 """
 
 from __future__ import annotations
@@ -31,6 +32,11 @@ def _cpu(pid: int) -> tuple[float, float]:
     """User and system CPU seconds of a process."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return int(fields[11]) / _TICK, int(fields[12]) / _TICK
+
+
+def _version(python: str) -> str:
+    argv = [python, "-c", "import platform; print(platform.python_version())"]
+    return subprocess.run(argv, capture_output=True, text=True, check=True).stdout.strip()
 
 
 def _loadgen(
@@ -58,14 +64,18 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--kind", choices=("ui", "ui-es"), default="ui", help="streaming POST, or 202 + GET"
     )
+    parser.add_argument("--python-a", default=sys.executable, help="interpreter that runs A")
+    parser.add_argument("--python-b", default=sys.executable, help="interpreter that runs B")
     args = parser.parse_args(argv)
     logs = ROOT / "bench" / "results" / "tmp" / "ab_cpu"
     _, up_port = start_upstream(logs)  # stopped with the rest by stop_all()
     try:
         servers: dict[str, tuple[Proc, int]] = {}
-        for name, checkout in (("A", args.a), ("B", args.b)):
+        sides = (("A", args.a, args.python_a), ("B", args.b, args.python_b))
+        for name, checkout, python in sides:
+            print(f"{name}: {checkout.resolve()} on Python {_version(python)} ({python})")
             port = free_port()
-            serve = [sys.executable, "-m", "sidechat", "serve", "--provider", args.provider]
+            serve = [python, "-m", "sidechat", "serve", "--provider", args.provider]
             serve += ["--base-url", f"http://127.0.0.1:{up_port}/v1", "--model", "fake"]
             serve += ["--port", str(port), "--log-level", "warning"]
             env = {"SIDECHAT_API_KEY": "bench-fake-key"} if args.provider == "anthropic" else {}

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import platform
 import re
 import subprocess
 import sys
@@ -60,6 +61,15 @@ def test_ab_cpu_compares_two_checkouts(provider: str) -> None:
     match = re.search(r"all rounds: user µs/token A ([\d.]+), B ([\d.]+) \(B/A ([\d.]+)\)", out)
     assert match, out
     assert float(match[1]) > 0 and float(match[2]) > 0, out
+
+
+def test_ab_cpu_runs_b_on_the_interpreter_given() -> None:
+    out = _run(
+        "bench.experiments.ab_cpu", ".", ".", "--python-b", sys.executable,
+        "-c", "2", "-d", "1", "--rounds", "1", "--tokens", "3", "--ttft", "5", "--interval", "5",
+    )  # fmt: skip
+    assert f"B: {ROOT} on Python {platform.python_version()} ({sys.executable})" in out, out
+    assert re.search(r"all rounds: user µs/token A [\d.]+, B [\d.]+", out), out
 
 
 def test_floor_proxy_streams_every_token(tmp_path: Path) -> None:
