@@ -145,3 +145,14 @@ def test_ttft_parts_splits_every_turn(kind: str, tmp_path: Path) -> None:
     # They add up to the overhead, turn by turn, so their shares of the worst turns make 100%.
     assert abs(sum(parts[p]["share_of_worst_1pct"] for p in names) - 1) < 0.01, parts
     assert res["server"]["young_gc_runs"] >= 0 and res["server"]["wall_s"] > 0.5, res["server"]
+
+
+def test_profile_runs_the_turns_asked_for(tmp_path: Path) -> None:
+    # 2-token turns: what `bench.profile` samples to see the cost of a turn (py-spy left out).
+    out = _run(
+        "bench.profile", "--system", "sidechat-es", "-c", "2", "-d", "1", "--tokens", "2",
+        "--ttft", "5", "--interval", "5", "--no-spy", "--out", str(tmp_path),
+    )  # fmt: skip
+    match = re.search(r"c=2 +ttft p50 ([\d.]+) ms .* tok/s (\d+) +lost 0 dup 0 ooo 0 err 0", out)
+    assert match, out
+    assert 5 <= float(match[1]) < 200, out  # the upstream's 5 ms, not the default 200 ms
