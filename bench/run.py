@@ -152,6 +152,18 @@ def start_upstream(log_dir: Path) -> tuple[Proc, int]:
     return upstream, port
 
 
+def sidechat_command(
+    provider: str, upstream_port: int, port: int, python: str = PY
+) -> tuple[list[str], dict[str, str]]:
+    """`sidechat serve` against the fake upstream in `provider`'s format: argv and environment."""
+    argv = [python, "-m", "sidechat", "serve", "--provider", provider]
+    argv += ["--base-url", f"http://127.0.0.1:{upstream_port}/v1", "--model", "fake"]
+    argv += ["--host", "127.0.0.1", "--port", str(port), "--log-level", "warning"]
+    # The fake upstream ignores the key; the Anthropic provider refuses to start without one.
+    env = {"SIDECHAT_API_KEY": "bench-fake-key"} if provider == "anthropic" else {}
+    return argv, env
+
+
 def start_system(
     system: System, upstream_port: int, log_dir: Path, env: dict[str, str] | None = None
 ) -> None:
@@ -160,31 +172,11 @@ def start_system(
     system.port = port
     base = f"http://127.0.0.1:{upstream_port}"
     if system.name.startswith("sidechat"):
-        env = dict(env or {})
+        provider = "anthropic" if system.name == "sidechat-anthropic" else "openai"
+        argv, own_env = sidechat_command(provider, upstream_port, port)
+        env = {**own_env, **(env or {})}
         if system.name == "sidechat-gcfreeze":
             env["PYTHONPATH"] = str(ROOT / "bench" / "experiments" / "gc_freeze")
-        provider = "openai"
-        if system.name == "sidechat-anthropic":
-            provider = "anthropic"
-            env["SIDECHAT_API_KEY"] = "bench-fake-key"  # the fake upstream ignores it
-        argv = [
-            PY,
-            "-m",
-            "sidechat",
-            "serve",
-            "--provider",
-            provider,
-            "--base-url",
-            f"{base}/v1",
-            "--model",
-            "fake",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--log-level",
-            "warning",
-        ]
         system.proc = Proc(system.name, argv, port=port, log_dir=log_dir, env=env)
     elif system.name == "express":
         env = {"UPSTREAM": f"{base}/stream", "PORT": str(port)}

@@ -68,9 +68,8 @@ def start_sidechat(
     ]
 
     def limit_files() -> None:
-        if open_files is not None:
-            hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
-            resource.setrlimit(resource.RLIMIT_NOFILE, (open_files, hard))
+        hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+        resource.setrlimit(resource.RLIMIT_NOFILE, (open_files, hard))
 
     with log_path.open("wb") as log:
         proc = subprocess.Popen(

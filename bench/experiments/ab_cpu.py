@@ -22,7 +22,7 @@ import sys
 from pathlib import Path
 
 from bench.procs import Proc, free_port, stop_all
-from bench.run import start_upstream
+from bench.run import sidechat_command, start_upstream
 
 ROOT = Path(__file__).resolve().parent.parent.parent
 _TICK = os.sysconf("SC_CLK_TCK")
@@ -75,10 +75,7 @@ def main(argv: list[str] | None = None) -> None:
         for name, checkout, python in sides:
             print(f"{name}: {checkout.resolve()} on Python {_version(python)} ({python})")
             port = free_port()
-            serve = [python, "-m", "sidechat", "serve", "--provider", args.provider]
-            serve += ["--base-url", f"http://127.0.0.1:{up_port}/v1", "--model", "fake"]
-            serve += ["--port", str(port), "--log-level", "warning"]
-            env = {"SIDECHAT_API_KEY": "bench-fake-key"} if args.provider == "anthropic" else {}
+            serve, env = sidechat_command(args.provider, up_port, port, python)
             # `python -m` puts the working directory first on sys.path: the checkout's package.
             servers[name] = (
                 Proc(name, serve, port=port, log_dir=logs, cwd=checkout.resolve(), env=env),
