@@ -151,6 +151,7 @@ class Passage:
     page_id: str
     path: str = ""
     coverage: float = 0.0  # share of the question's own words found in this passage
+    similarity: float = 0.0  # cosine of the question's and the passage's embeddings; 0 without
 
 
 def _covered(terms: Sequence[str], text: str) -> float:
