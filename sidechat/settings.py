@@ -56,6 +56,9 @@ class Settings(BaseSettings):
     # Grounding.
     index: Path | None = None
     retrieval_k: int = Field(default=5, ge=1, le=50)
+    # How grounded turns answer: `auto` quotes the pages for the embedded default model and
+    # lets capable models write answers with numbered citations (sidechat.answers.strategy).
+    answer_mode: Literal["auto", "extractive", "generative"] = "auto"
 
     # The HTTP server.
     host: str = "127.0.0.1"

@@ -127,9 +127,20 @@ def ingest(
 @click.option("--index", "index_path", type=click.Path(path_type=Path), required=True)
 @click.option("-k", "--k", "k", type=click.IntRange(1, 50), default=5, show_default=True)
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
-def eval_cmd(questions: Path, index_path: Path, k: int, as_json: bool) -> None:
+@click.option(
+    "--answers",
+    is_flag=True,
+    help="Evaluate answers, not retrieval: correctness, not-found precision/recall, time to "
+    "first text, per split (sidechat.answers.evaluate).",
+)
+def eval_cmd(questions: Path, index_path: Path, k: int, as_json: bool, answers: bool) -> None:
     """Report recall@1 and recall@k of the cited pages for QUESTIONS.json
     (a list of {"q": ..., "expect": [paths or URLs]})."""
+    if answers:
+        from sidechat.answers.cli import eval_answers
+
+        eval_answers(questions, index_path, k=k, as_json=as_json)
+        return
     from sidechat.content import open_index
     from sidechat.content.evaluate import evaluate, load_questions
 
