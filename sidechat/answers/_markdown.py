@@ -16,6 +16,7 @@ _INLINE = re.compile(r"([\\`*_\[\]~|])")
 _LEADING = re.compile(r"^([#+\-])")
 _NUMBERED = re.compile(r"^(\d+)([.)])")
 _ZWSP = "\u200b"
+_TAG = re.compile(r"<(?=[A-Za-z/!?])")
 _ESCAPED = re.compile(r"\\([!-/:-@\[-`{-~])")
 _BACKTICKS = re.compile(r"`+")
 
@@ -25,6 +26,9 @@ def inline(text: str) -> str:
     text = " ".join(text.split())
     text = _INLINE.sub(r"\\\1", text)
     text = _LEADING.sub(r"\\\1", text)
+    # Raw HTML: "<" has no escape the widget reads (it shows "\\<"), and "&lt;" would show
+    # as typed, so an invisible space keeps "<script" from being a tag in any renderer.
+    text = _TAG.sub("<" + _ZWSP, text)
     text = _NUMBERED.sub(r"\1\\\2", text)  # "1. text" would open a numbered list
     if text.startswith(">"):
         text = _ZWSP + text  # ">" has no backslash escape in the widget's renderer

@@ -16,7 +16,7 @@ _SENTENCE_SPLIT = re.compile(r"(?<=[.!?])[\"')\]]*\s+(?=[A-Z0-9\"'(\[])")
 _WORD = re.compile(r"[A-Za-z][a-z'’]*[a-z]\b|[aAI]\b")
 _TOKEN = re.compile(r"\S+")
 _CODE_CHARS = frozenset("{}[]()=;<>$|\\/_`*#~&%@^")
-_CODE_START = re.compile(r"^(\$ |% |>>> |#!|\.\.\.|[{}\[\]<]|[\w.-]+\s*[:=]\s*\S*$)")
+_CODE_START = re.compile(r"^(\$ |% |>>> |#|\.\.\.|[{}\[\]<]|[\w.-]+\s*[:=]\s*\S*$|- [\w-]+:)")
 MAX_UNIT_CHARS = 600  # one sentence longer than this is cut (never silently: with "…")
 
 
@@ -38,8 +38,14 @@ def _is_prose(line: str) -> bool:
     symbols = sum(1 for ch in line if ch in _CODE_CHARS) / len(line)
     if _SENTENCE_END.search(line.rstrip()) and len(tokens) >= 3:
         return ratio >= 0.5 and symbols < 0.08
-    # A list item or a short line with no final stop: prose when it reads like words.
-    return len(tokens) >= 3 and ratio >= 0.75 and symbols < 0.03
+    # A list item or a short line with no final stop: prose when it reads like words and
+    # starts like a sentence ("brew upgrade gh" is a command).
+    return (
+        len(tokens) >= 3
+        and ratio >= 0.75
+        and symbols < 0.03
+        and (line[0].isupper() or len(tokens) >= 8)
+    )
 
 
 def _sentences(line: str) -> list[str]:
@@ -65,13 +71,19 @@ def split_units(text: str) -> list[Unit]:
             units.append(Unit("\n".join(code), True, len(units)))
             code.clear()
 
-    for raw in text.split("\n"):
-        line = raw.rstrip()
+    lines = [raw.rstrip() for raw in text.split("\n")]
+    kinds = [bool(line.strip()) and _is_prose(line) for line in lines]
+    filled = [i for i, line in enumerate(lines) if line.strip()]
+    for before, at, after in zip(filled, filled[1:], filled[2:], strict=False):
+        # A line between two lines of code is code (a comment, a YAML key with words).
+        if kinds[at] and not kinds[before] and not kinds[after]:
+            kinds[at] = False
+    for line, prose in zip(lines, kinds, strict=True):
         if not line.strip():
             if code:
                 code.append("")
             continue
-        if _is_prose(line):
+        if prose:
             flush()
             base = len(units)
             units.extend(Unit(s, False, base + i) for i, s in enumerate(_sentences(line)))

@@ -21,11 +21,30 @@ Similarity = Callable[[str, Sequence[str]], Sequence[float]]
 """`similarity(question, texts) -> scores in [0, 1]`, e.g. a dense embedder's cosines."""
 
 MAX_SOURCES = 2
-MAX_UNITS = 3  # per source: "a few sentences"
+MAX_UNITS = 4  # per source: "a few sentences", or a lead-in and its code
+MAX_CHARS = 700  # per source, code counted up to MAX_CODE_CHARS
+MAX_CODE_CHARS = 300
 MAX_CODE_LINES = 20
+RANK_DECAY = 0.15
+CODE_BONUS = 0.15
+DANGLING = 0.1
+LENGTH_COST = 0.0002
+CUE_BONUS = 0.15
+# Words with which a page turns from its problem to its answer, and from the answer back to
+# what went wrong: generic English, not tied to any question.
+_SOLUTION = re.compile(
+    r"\b(solution|the fix|fixed|turns? out|you can|the trick|instead|ended up|the answer|"
+    r"here's how|is how|to do this|can be done|this works|worked|the way to|the key|"
+    r"figured out|recipe|workaround|I used|run this)\b",
+    re.IGNORECASE,
+)
+_PROBLEM = re.compile(
+    r"\b(didn't work|doesn't work|did not work|I tried|I got|got this error|unexpected|"
+    r"surprising|the problem|failed with)\b",
+    re.IGNORECASE,
+)
 HISTORY_WEIGHT = 0.3  # a follow-up's earlier question counts, less than its own words
 SECOND_SOURCE = 0.8  # a second page is quoted only when its best unit is nearly as good
-NEXT_UNIT = 0.5  # further units of the same page when they score this share of the best
 SIMILARITY_WEIGHT = 0.5
 _HOW = re.compile(
     r"\b(how|command|run|install|set ?up|configure|syntax|snippet|example|code|write|make|"
@@ -38,13 +57,6 @@ _HOW = re.compile(
 class Extract:
     markdown: str
     sources: tuple[Passage, ...]  # the passages quoted, one per page, in the answer's order
-
-
-@dataclass(slots=True)
-class _Scored:
-    rank: int  # the passage's rank in retrieval
-    unit: Unit
-    score: float
 
 
 def _matcher(term: str) -> re.Pattern[str]:
@@ -68,10 +80,6 @@ def _weights(
     return out
 
 
-def _lead_in(units: list[Unit], i: int) -> bool:
-    return not units[i].code and units[i].text.rstrip().endswith(":")
-
-
 def extract(
     question: str,
     passages: Sequence[Passage],
@@ -93,64 +101,56 @@ def extract(
         return None
     howto = bool(_HOW.search(question))
     sims = list(similarity(question, texts)) if similarity is not None else [0.0] * len(flat)
-    scored: list[_Scored] = []
-    for (rank, unit), sim in zip(flat, sims, strict=True):
-        lexical = sum(w for pattern, w in weights if pattern.search(unit.text)) / total
-        score = lexical + SIMILARITY_WEIGHT * sim
-        score *= 1.0 / (1.0 + 0.15 * rank) * (1.0 - 0.02 * min(unit.order, 10))
-        if unit.code and howto:
-            score *= 1.15
-        scored.append(_Scored(rank, unit, score))
-    best_by_rank: dict[int, _Scored] = {}
-    for item in scored:
-        top = best_by_rank.get(item.rank)
-        if top is None or item.score > top.score:
-            best_by_rank[item.rank] = item
-    ordered = sorted(best_by_rank.values(), key=lambda s: -s.score)
-    if ordered[0].score <= 0:
+    cues = [(1 if _SOLUTION.search(t) else 0) - (1 if _PROBLEM.search(t) else 0) for t in texts]
+    hits: list[frozenset[int]] = [
+        frozenset(i for i, (pattern, _) in enumerate(weights) if pattern.search(text))
+        for text in texts
+    ]
+    windows: list[tuple[float, int, int, int]] = []  # score, rank, first, last
+    offset = 0
+    for rank, units in enumerate(per_passage):
+        prior = 1.0 / (1.0 + RANK_DECAY * rank)
+        for first in range(len(units)):
+            covered: set[int] = set()
+            size = 0
+            best_sim = 0.0
+            cue = 0
+            for last in range(first, min(len(units), first + MAX_UNITS)):
+                unit = units[last]
+                size += min(len(unit.text), MAX_CODE_CHARS) if unit.code else len(unit.text)
+                if last > first and size > MAX_CHARS:
+                    break
+                covered |= hits[offset + last]
+                best_sim = max(best_sim, sims[offset + last])
+                cue = max(cue, cues[offset + last]) if last > first else cues[offset + last]
+                lexical = sum(weights[i][1] for i in covered) / total
+                score = lexical + SIMILARITY_WEIGHT * best_sim
+                if howto and any(u.code for u in units[first : last + 1]):
+                    score += CODE_BONUS
+                if units[last].text.rstrip().endswith(":") and last + 1 < len(units):
+                    score -= DANGLING  # a lead-in without what it leads in to
+                score -= LENGTH_COST * size
+                score += CUE_BONUS * cue
+                windows.append((score * prior, rank, first, last))
+        offset += len(units)
+    windows.sort(key=lambda w: -w[0])
+    if not windows or windows[0][0] <= 0:
         return None
-    chosen: list[_Scored] = []
-    seen_urls: set[str] = set()
-    for item in ordered:
-        url = passages[item.rank].url
-        if url in seen_urls:
+    chosen: list[tuple[float, int, int, int]] = []
+    for window in windows:
+        if any(passages[window[1]].url == passages[c[1]].url for c in chosen):
             continue
-        if chosen and item.score < SECOND_SOURCE * chosen[0].score:
+        if chosen and window[0] < SECOND_SOURCE * chosen[0][0]:
             break
-        chosen.append(item)
-        seen_urls.add(url)
+        chosen.append(window)
         if len(chosen) >= max_sources:
             break
-    parts: list[str] = []
-    sources: list[Passage] = []
-    for item in chosen:
-        passage = passages[item.rank]
-        units = per_passage[item.rank]
-        scores = {s.unit.order: s.score for s in scored if s.rank == item.rank}
-        picked = _pick(units, scores, item.unit.order, howto)
-        parts.append(_render(passage, [units[i] for i in picked]))
-        sources.append(passage)
+    parts = []
+    sources = []
+    for _, rank, first, last in chosen:
+        parts.append(_render(passages[rank], per_passage[rank][first : last + 1]))
+        sources.append(passages[rank])
     return Extract("\n\n".join(parts), tuple(sources))
-
-
-def _pick(units: list[Unit], scores: dict[int, float], best: int, howto: bool) -> list[int]:
-    picked = {best}
-    # A sentence ending in ":" introduces what follows (usually the code); code is explained
-    # by the sentence before it.
-    if _lead_in(units, best) and best + 1 < len(units):
-        picked.add(best + 1)
-    if units[best].code and best > 0 and not units[best - 1].code:
-        picked.add(best - 1)
-    if howto and not units[best].code and best + 1 < len(units) and units[best + 1].code:
-        picked.add(best + 1)
-    for order in sorted(scores, key=lambda o: -scores[o]):
-        if len(picked) >= MAX_UNITS:
-            break
-        if order not in picked and scores[order] >= NEXT_UNIT * scores[best]:
-            picked.add(order)
-            if _lead_in(units, order) and order + 1 < len(units) and len(picked) < MAX_UNITS:
-                picked.add(order + 1)
-    return sorted(picked)
 
 
 def _render(passage: Passage, units: list[Unit]) -> str:
