@@ -16,6 +16,7 @@ import orjson
 
 from sidechat.answers.evaluate import AnswerQuestion, Outcome, answer, load, report
 from sidechat.answers.notfound import Thresholds, found, not_found_reply, suggestions
+from sidechat.answers.vocabulary import Vocabulary
 from sidechat.content import open_index
 from sidechat.content.search import Passage
 
@@ -27,7 +28,7 @@ _SCORE = [0.0, 2.0, 4.0, 6.0, 8.0, 10.0, 12.0, 14.0, 16.0, 18.0, 20.0]
 
 
 def _decided(outcome: Outcome, passages: Sequence[Passage], thresholds: Thresholds) -> Outcome:
-    if outcome.not_found or found(passages, thresholds):
+    if outcome.not_found or found(passages, thresholds, unknown_names=outcome.unknown):
         return outcome
     reply = not_found_reply(suggestions(passages))
     return replace(outcome, text=reply, cited=(), not_found=True)
@@ -44,7 +45,7 @@ def calibrate(
     )
     best: tuple[int, Thresholds] | None = None
     for coverage, similarity, score in grid:
-        thresholds = Thresholds(coverage, similarity, score)
+        thresholds = Thresholds(coverage, similarity, score, names=True)
         right = sum(_decided(o, p, thresholds).correct for o, p in runs)
         if best is None or right > best[0]:
             best = (right, thresholds)
@@ -56,10 +57,11 @@ def _runs(
     questions: Sequence[AnswerQuestion], index: Path, k: int
 ) -> list[tuple[Outcome, Sequence[Passage]]]:
     retriever = open_index(index)
-    everything = Thresholds(0.0, 0.0, float("-inf"))
+    vocabulary = Vocabulary(index)
+    everything = Thresholds(0.0, 0.0, float("-inf"), names=False)
     return [
         (
-            answer(retriever, q, k=k, thresholds=everything),
+            answer(retriever, q, k=k, thresholds=everything, vocabulary=vocabulary),
             retriever.search(q.q, history=q.history, k=k),
         )
         for q in questions

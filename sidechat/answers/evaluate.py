@@ -16,6 +16,7 @@ import orjson
 from sidechat.answers._markdown import plain_text
 from sidechat.answers.extractive import Similarity, extract
 from sidechat.answers.notfound import DEFAULT, Thresholds, found, not_found_reply, suggestions
+from sidechat.answers.vocabulary import Vocabulary
 from sidechat.content.search import Passage, SqliteRetriever
 from sidechat.errors import ConfigError
 
@@ -47,6 +48,7 @@ class Outcome:
     not_found: bool
     seconds: float  # from the question to the whole answer text (extractive has no stream)
     retrieved: bool  # an expected page was among the passages (the ceiling for the answer)
+    unknown: tuple[str, ...] = ()  # names in the question that no page mentions
 
     @property
     def correct(self) -> bool:
@@ -140,13 +142,15 @@ def answer(
     k: int = 5,
     thresholds: Thresholds = DEFAULT,
     similarity: Similarity | None = None,
+    vocabulary: Vocabulary | None = None,
 ) -> Outcome:
     """One question through retrieval and the extractive strategy, as a grounded turn runs it."""
     started = time.perf_counter()
     passages = retriever.search(question.q, history=question.history, k=k)
+    unknown = tuple(vocabulary.unknown_names(question.q)) if vocabulary is not None else ()
     result = (
         extract(question.q, passages, history=question.history, similarity=similarity)
-        if found(passages, thresholds)
+        if found(passages, thresholds, unknown_names=unknown)
         else None
     )
     cited: tuple[Passage, ...] = ()
@@ -156,7 +160,7 @@ def answer(
         text, cited, nf = result.markdown, result.sources, False
     seconds = time.perf_counter() - started
     retrieved = any(_matches(question.expect, p) for p in passages)
-    return Outcome(question, text, cited, nf, seconds, retrieved)
+    return Outcome(question, text, cited, nf, seconds, retrieved, unknown)
 
 
 def report(split: str, outcomes: Sequence[Outcome]) -> Report:
@@ -194,10 +198,14 @@ def evaluate(
     k: int = 5,
     thresholds: Thresholds = DEFAULT,
     similarity: Similarity | None = None,
+    vocabulary: Vocabulary | None = None,
 ) -> list[Report]:
     """One report per split present (in the order dev, test, others), then one for all."""
     outcomes = [
-        answer(retriever, q, k=k, thresholds=thresholds, similarity=similarity) for q in questions
+        answer(
+            retriever, q, k=k, thresholds=thresholds, similarity=similarity, vocabulary=vocabulary
+        )
+        for q in questions
     ]
     splits = sorted({q.split for q in questions}, key=lambda s: (s != "dev", s != "test", s))
     reports = [report(s, [o for o in outcomes if o.question.split == s]) for s in splits]

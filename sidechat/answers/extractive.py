@@ -26,7 +26,7 @@ MAX_CHARS = 700  # per source, code counted up to MAX_CODE_CHARS
 MAX_CODE_CHARS = 300
 MAX_CODE_LINES = 20
 RANK_DECAY = 0.15
-CODE_BONUS = 0.15
+CODE_BONUS = 0.3
 DANGLING = 0.1
 LENGTH_COST = 0.0002
 CUE_BONUS = 0.15
@@ -44,7 +44,8 @@ _PROBLEM = re.compile(
     re.IGNORECASE,
 )
 HISTORY_WEIGHT = 0.3  # a follow-up's earlier question counts, less than its own words
-SECOND_SOURCE = 0.8  # a second page is quoted only when its best unit is nearly as good
+MAX_WINDOWS = 2  # stretches of consecutive units quoted, from one page or two
+SECOND_WINDOW = 0.5  # a second stretch is quoted only when it scores nearly as well
 SIMILARITY_WEIGHT = 0.5
 _HOW = re.compile(
     r"\b(how|command|run|install|set ?up|configure|syntax|snippet|example|code|write|make|"
@@ -138,40 +139,53 @@ def extract(
         return None
     chosen: list[tuple[float, int, int, int]] = []
     for window in windows:
-        if any(passages[window[1]].url == passages[c[1]].url for c in chosen):
+        score, rank, first, last = window
+        if chosen and score < SECOND_WINDOW * chosen[0][0]:
+            break
+        if any(r == rank and first <= end and start <= last for _, r, start, end in chosen):
+            continue  # overlaps a window already quoted
+        urls = {passages[r].url for _, r, _, _ in chosen}
+        if passages[rank].url not in urls and len(urls) >= max_sources:
             continue
-        if chosen and window[0] < SECOND_SOURCE * chosen[0][0]:
-            break
         chosen.append(window)
-        if len(chosen) >= max_sources:
+        if len(chosen) >= MAX_WINDOWS:
             break
+    by_page: dict[str, list[tuple[int, int, int]]] = {}
+    for _, rank, first, last in chosen:
+        by_page.setdefault(passages[rank].url, []).append((rank, first, last))
     parts = []
     sources = []
-    for _, rank, first, last in chosen:
-        parts.append(_render(passages[rank], per_passage[rank][first : last + 1]))
-        sources.append(passages[rank])
+    for spans in by_page.values():
+        passage = passages[spans[0][0]]
+        quoted = [per_passage[rank][first : last + 1] for rank, first, last in sorted(spans)]
+        parts.append(_render(passage, quoted))
+        sources.append(passage)
     return Extract("\n\n".join(parts), tuple(sources))
 
 
-def _render(passage: Passage, units: list[Unit]) -> str:
+def _render(passage: Passage, windows: list[list[Unit]]) -> str:
     blocks = [f"From *{inline(passage.title or passage.url)}*:"]
+    for n, units in enumerate(windows):
+        if n:
+            blocks.append("…")
+        blocks.extend(_blocks(units))
+    return "\n\n".join(blocks)
+
+
+def _blocks(units: list[Unit]) -> list[str]:
+    blocks: list[str] = []
     prose: list[str] = []
-    previous = -2
     for unit in units:
-        if unit.order != previous + 1 and (prose or len(blocks) > 1):
-            prose.append("…")
-        previous = unit.order
         if unit.code:
             if prose:
                 blocks.append(quote(prose))
                 prose = []
             lines = unit.text.split("\n")
-            code = "\n".join(lines[:MAX_CODE_LINES])
-            blocks.append(code_block(code))
+            blocks.append(code_block("\n".join(lines[:MAX_CODE_LINES])))
             if len(lines) > MAX_CODE_LINES:
                 prose.append("…")
         else:
             prose.append(unit.text)
     if prose:
         blocks.append(quote(prose))
-    return "\n\n".join(blocks)
+    return blocks

@@ -26,9 +26,10 @@ class Thresholds:
     applies only when the index has embeddings (a similarity above 0); `score` is BM25's, which
     grows with the corpus, so it is off unless calibrated for one."""
 
-    coverage: float = 0.5
+    coverage: float = 0.0
     similarity: float = 0.0
     score: float = 0.0
+    names: bool = True  # a name the site never mentions ("PgBouncer") means not found
 
 
 # Calibrated on the dev split of examples/questions/til-visitors.json with
@@ -48,9 +49,15 @@ MESSAGES: dict[str, tuple[str, str]] = {
 }
 
 
-def found(passages: Sequence[Passage], thresholds: Thresholds = DEFAULT) -> bool:
-    """True when the best passage is good enough to answer from."""
-    if not passages:
+def found(
+    passages: Sequence[Passage],
+    thresholds: Thresholds = DEFAULT,
+    *,
+    unknown_names: Sequence[str] = (),
+) -> bool:
+    """True when the best passage is good enough to answer from. `unknown_names`: the
+    question's names that no page mentions (`Vocabulary.unknown_names`)."""
+    if not passages or (thresholds.names and unknown_names):
         return False
     best = passages[0]
     if best.coverage < thresholds.coverage or best.score < thresholds.score:
