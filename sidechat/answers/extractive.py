@@ -45,8 +45,11 @@ _PROBLEM = re.compile(
 )
 HISTORY_WEIGHT = 0.3  # a follow-up's earlier question counts, less than its own words
 MAX_WINDOWS = 2  # stretches of consecutive units quoted, from one page or two
-SECOND_WINDOW = 0.5  # a second stretch is quoted only when it scores nearly as well
+SECOND_WINDOW = 0.5
+OTHER_PAGE = 0.8
+GATE = 0.2
 SIMILARITY_WEIGHT = 0.5
+_WORD = re.compile(r"\w+")
 _HOW = re.compile(
     r"\b(how|command|run|install|set ?up|configure|syntax|snippet|example|code|write|make|"
     r"turn|convert|use|fix|get|enable|disable|switch)\b",
@@ -60,24 +63,29 @@ class Extract:
     sources: tuple[Passage, ...]  # the passages quoted, one per page, in the answer's order
 
 
-def _matcher(term: str) -> re.Pattern[str]:
+def _terms(question: str, history: Sequence[str]) -> list[tuple[str, float]]:
+    own = [t[:5] for t in query_terms(question)]
+    earlier = [t[:5] for h in history[-1:] for t in query_terms(h) if t[:5] not in own]
+    terms = dict.fromkeys(own, 1.0)
+    for prefix in earlier:
+        terms.setdefault(prefix, HISTORY_WEIGHT)
+    return list(terms.items())
+
+
+def _hits(terms: Sequence[tuple[str, float]], texts: Sequence[str]) -> list[frozenset[int]]:
     # The same crude stem as retrieval's coverage ("installing" is found by "insta…"), held to
-    # a word's start so that short terms do not match inside other words.
-    return re.compile(r"\b" + re.escape(term[:5]), re.IGNORECASE)
-
-
-def _weights(
-    question: str, history: Sequence[str], texts: Sequence[str]
-) -> list[tuple[re.Pattern[str], float]]:
-    own = query_terms(question)
-    earlier = [t for h in history[-1:] for t in query_terms(h) if t not in own]
-    terms = [(t, 1.0) for t in own] + [(t, HISTORY_WEIGHT) for t in earlier]
+    # a word's start: a term matches a word that begins with its first five letters. One
+    # regex scan per unit finds the words that begin with any term.
+    alternatives = sorted((re.escape(prefix) for prefix, _ in terms), key=len, reverse=True)
+    words = re.compile(r"\b(?:" + "|".join(alternatives) + r")\w*", re.IGNORECASE)
     out = []
-    for term, weight in terms:
-        pattern = _matcher(term)
-        df = sum(1 for text in texts if pattern.search(text))
-        # Rarer among the candidates means more telling (a local IDF).
-        out.append((pattern, weight * math.log(1.0 + (len(texts) + 1) / (df + 1))))
+    for text in texts:
+        found = {word.lower() for word in words.findall(text)}
+        out.append(
+            frozenset(
+                i for i, (prefix, _) in enumerate(terms) if any(w.startswith(prefix) for w in found)
+            )
+        )
     return out
 
 
@@ -96,17 +104,19 @@ def extract(
     if not flat:
         return None
     texts = [unit.text for _, unit in flat]
-    weights = _weights(question, history, texts)
-    total = sum(w for _, w in weights)
-    if total <= 0:
+    terms = _terms(question, history)
+    if not terms:
         return None
+    hits = _hits(terms, texts)
+    # Rarer among the candidates means more telling (a local IDF).
+    weights = [
+        (prefix, w * math.log(1.0 + (len(texts) + 1) / (sum(i in h for h in hits) + 1)))
+        for i, (prefix, w) in enumerate(terms)
+    ]
+    total = sum(w for _, w in weights)
     howto = bool(_HOW.search(question))
     sims = list(similarity(question, texts)) if similarity is not None else [0.0] * len(flat)
     cues = [(1 if _SOLUTION.search(t) else 0) - (1 if _PROBLEM.search(t) else 0) for t in texts]
-    hits: list[frozenset[int]] = [
-        frozenset(i for i, (pattern, _) in enumerate(weights) if pattern.search(text))
-        for text in texts
-    ]
     windows: list[tuple[float, int, int, int]] = []  # score, rank, first, last
     offset = 0
     for rank, units in enumerate(per_passage):
@@ -125,13 +135,15 @@ def extract(
                 best_sim = max(best_sim, sims[offset + last])
                 cue = max(cue, cues[offset + last]) if last > first else cues[offset + last]
                 lexical = sum(weights[i][1] for i in covered) / total
-                score = lexical + SIMILARITY_WEIGHT * best_sim
+                boost = CUE_BONUS * cue
                 if howto and any(u.code for u in units[first : last + 1]):
-                    score += CODE_BONUS
+                    boost += CODE_BONUS
+                # Bonuses count once a stretch matches the question a little: they never make
+                # one that shares nothing with it worth quoting.
+                score = lexical + boost * min(1.0, lexical / GATE) + SIMILARITY_WEIGHT * best_sim
                 if units[last].text.rstrip().endswith(":") and last + 1 < len(units):
                     score -= DANGLING  # a lead-in without what it leads in to
                 score -= LENGTH_COST * size
-                score += CUE_BONUS * cue
                 windows.append((score * prior, rank, first, last))
         offset += len(units)
     windows.sort(key=lambda w: -w[0])
@@ -142,6 +154,12 @@ def extract(
         score, rank, first, last = window
         if chosen and score < SECOND_WINDOW * chosen[0][0]:
             break
+        if (
+            chosen
+            and passages[rank].url != passages[chosen[0][1]].url
+            and score * OTHER_PAGE < SECOND_WINDOW * chosen[0][0]
+        ):
+            continue  # a second page must earn its place over more of the first
         if any(r == rank and first <= end and start <= last for _, r, start, end in chosen):
             continue  # overlaps a window already quoted
         urls = {passages[r].url for _, r, _, _ in chosen}
