@@ -75,8 +75,10 @@ def split_units(text: str) -> list[Unit]:
     kinds = [bool(line.strip()) and _is_prose(line) for line in lines]
     filled = [i for i, line in enumerate(lines) if line.strip()]
     for before, at, after in zip(filled, filled[1:], filled[2:], strict=False):
-        # A line between two lines of code is code (a comment, a YAML key with words).
-        if kinds[at] and not kinds[before] and not kinds[after]:
+        # A line between two lines of code is code (a comment, a YAML key with words), unless
+        # it is a whole sentence.
+        sentence = _SENTENCE_END.search(lines[at]) and len(_TOKEN.findall(lines[at])) >= 6
+        if kinds[at] and not kinds[before] and not kinds[after] and not sentence:
             kinds[at] = False
     for line, prose in zip(lines, kinds, strict=True):
         if not line.strip():

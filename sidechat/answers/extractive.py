@@ -199,9 +199,15 @@ def _blocks(units: list[Unit]) -> list[str]:
                 blocks.append(quote(prose))
                 prose = []
             lines = unit.text.split("\n")
-            blocks.append(code_block("\n".join(lines[:MAX_CODE_LINES])))
-            if len(lines) > MAX_CODE_LINES:
-                prose.append("…")
+            if len(lines) <= MAX_CODE_LINES:
+                blocks.append(code_block(unit.text))
+            else:
+                # A long block's start says what it is and its end is often the point (the
+                # command that worked, the result): both, with the middle left out, marked.
+                head = MAX_CODE_LINES // 2
+                blocks.append(code_block("\n".join(lines[:head])))
+                blocks.append(quote(["…"]))
+                blocks.append(code_block("\n".join(lines[head - MAX_CODE_LINES :])))
         else:
             prose.append(unit.text)
     if prose:
