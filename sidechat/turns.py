@@ -34,6 +34,8 @@ from sidechat.providers.base import (
 from sidechat.settings import Settings
 
 if TYPE_CHECKING:
+    from sidechat.answers.citations import CitationFilter
+    from sidechat.answers.plan import Answerer, Ready
     from sidechat.content import Retriever
 
 __all__ = ["Turn", "TurnStatus", "Turns"]
@@ -78,10 +80,23 @@ class Turns:
         self._settings = settings
         self._provider = provider
         self._retriever = retriever
+        self._answerer: Answerer | None = None
+        if retriever is not None:
+            from sidechat.answers.plan import Answerer
+            from sidechat.answers.strategy import choose
+
+            self._answerer = Answerer(
+                retriever, choose(settings), index=settings.index, k=settings.retrieval_k
+            )
         self._turns: OrderedDict[str, Turn] = OrderedDict()
         self._generating: dict[str, Turn] = {}
         self._last_activity = time.monotonic()
         self._heartbeat: asyncio.Task[None] | None = None
+
+    @property
+    def grounded(self) -> bool:
+        """Turns are answered from the site's index."""
+        return self._answerer is not None
 
     def quiet_for(self) -> float:
         """Seconds since a turn last started or ended; 0 while any is being generated."""
@@ -100,6 +115,8 @@ class Turns:
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+        if self._answerer is not None:
+            self._answerer.close()
 
     async def _tick(self) -> None:
         # One timer for every reader: wake the readers of turns that have been silent for half
@@ -151,9 +168,11 @@ class Turns:
         conversation: Conversation,
         message: str,
         history: Sequence[Message] | None = None,
+        language: str = "en",
     ) -> Turn:
         """Record the user's message and start generating the reply. `history` overrides the
-        stored one (the AI SDK client sends its own)."""
+        stored one (the AI SDK client sends its own); `language` is the visitor's, for replies
+        sidechat writes itself ("not found")."""
         settings = self._settings
         if len(self._generating) >= settings.max_active_turns:
             raise Busy("The assistant is answering too many questions at once. Try again soon.")
@@ -185,7 +204,7 @@ class Turns:
         self._last_activity = time.monotonic()
         # Eager: the task's first step (up to writing the upstream request) runs now, in the
         # request's pass, not after the event loop's next round of socket callbacks.
-        task = eager_task(self._run(turn, conversation, request), name=f"turn-{turn.id}")
+        task = eager_task(self._run(turn, conversation, request, language), name=f"turn-{turn.id}")
         if turn.finished_at is None:  # a turn that ended in its first step keeps no task
             turn.task = task
         return turn
@@ -204,24 +223,32 @@ class Turns:
         logger.info("feedback turn=%s rating=%s", turn.id, rating)
         return turn
 
-    async def _ground(self, turn: Turn, request: ChatRequest) -> ChatRequest:
-        if self._retriever is None:
-            return request
-        from sidechat.grounding import ground
+    async def _ground(
+        self, turn: Turn, request: ChatRequest, language: str
+    ) -> tuple[ChatRequest | Ready, CitationFilter | None]:
+        """With an index: the sources (appended to the log here), then either a reply that
+        needs no model (quoted, or not found) or the request with numbered passages and the
+        check for its citations. Without one, the request as it is."""
+        if self._answerer is None:
+            return request, None
+        from sidechat.answers.plan import Ready
 
         question = request.messages[-1].content
         history = [m.content for m in request.messages[:-1] if m.role == "user"]
-        grounding = await ground(
-            self._retriever, question, history=history, k=self._settings.retrieval_k
-        )
-        for source in grounding.sources:
+        plan = await self._answerer.plan(question, history, language=language)
+        for source in plan.sources:
             turn.log.append(protocol.source_url(source.source_id, source.url, source.title))
-        system = f"{request.system}\n\n{grounding.context}" if grounding.context else request.system
-        return ChatRequest(
+        if isinstance(plan, Ready):
+            return plan, None
+        system = f"{request.system}\n\n{plan.context}"
+        grounded = ChatRequest(
             request.messages, system, request.max_tokens, request.temperature, request.stop
         )
+        return grounded, plan.checker()
 
-    async def _run(self, turn: Turn, conversation: Conversation, request: ChatRequest) -> None:
+    async def _run(
+        self, turn: Turn, conversation: Conversation, request: ChatRequest, language: str
+    ) -> None:
         log = turn.log
         append = log.append
         delta = protocol.text_delta
@@ -231,6 +258,7 @@ class Turns:
         started = False
         reason: FinishReason = "stop"
         metadata: dict[str, Any] = {}
+        checker: CitationFilter | None = None  # a generative grounded answer's citations
 
         # Called by the provider for each event as it arrives (for HTTP upstreams, straight
         # from the socket's data callback): the per-token path of the whole server.
@@ -238,6 +266,10 @@ class Turns:
             nonlocal started, budget, reason
             if type(event) is TextDelta:
                 text = event.text
+                if checker is not None:
+                    text = checker.feed(text)
+                    if not text:
+                        return
                 if started:
                     append(delta(text), text)
                 else:  # the text part opens with its first delta: one write to live readers
@@ -261,9 +293,22 @@ class Turns:
         # The turn's last events, appended together with DONE (one write to live readers).
         tail: list[bytes] = []
         try:
-            request = await self._ground(turn, request)
+            plan, checker = await self._ground(turn, request, language)
             with contextlib.suppress(_Enough):
-                await self._provider.push(request, on_event)
+                if isinstance(plan, ChatRequest):
+                    if checker is not None:
+                        metadata["answer"] = "generative"
+                    await self._provider.push(plan, on_event)
+                    if checker is not None:
+                        rest, done = checker.flush(), checker
+                        checker = None
+                        if rest:
+                            on_event(TextDelta(rest))
+                        if done.invalid:
+                            metadata["invalidCitations"] = done.invalid
+                else:  # a reply that needs no model: one delta, at once
+                    on_event(TextDelta(plan.text))
+                    metadata["answer"] = plan.kind
             tail.append(protocol.finish(reason, metadata))
             turn.status = "done"
         except asyncio.CancelledError:
