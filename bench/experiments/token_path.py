@@ -5,7 +5,7 @@ the one before; the figure is the best of three runs of N tokens.
 
     python -m bench.experiments.token_path [-n 100000] [--opcodes]
 
-BENCHMARKS.md, round 6. The turn's callback and the resilience wrapper are stand-ins with the
+docs/performance-log.md, round 6. The turn's callback and the resilience wrapper: stand-ins with the
 same shape as those in `sidechat/turns.py` and `sidechat/providers/resilience.py` (closures
 there, not reachable from outside).
 """
