@@ -12,7 +12,7 @@ import logging
 import os
 
 from sidechat.errors import ConfigError
-from sidechat.providers._http import is_loopback
+from sidechat.providers._http_provider import is_loopback
 from sidechat.providers.base import (
     ChatRequest,
     Finish,

@@ -14,7 +14,7 @@ from typing import Any, ClassVar
 import orjson
 
 from sidechat.errors import ProviderError
-from sidechat.providers._http import HTTPProvider, broken_stream, garbled_reply
+from sidechat.providers._http_provider import HTTPProvider, broken_stream, garbled_reply
 from sidechat.providers.base import (
     ChatRequest,
     Finish,

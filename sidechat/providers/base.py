@@ -91,7 +91,7 @@ class Provider(ABC):
             async for event in events:
                 sink(event)
 
-    async def start(self) -> None:
+    async def open(self) -> None:
         """Acquire resources (sessions, models). Called once before the first turn."""
 
     async def ready(self) -> bool:
@@ -103,7 +103,7 @@ class Provider(ABC):
         (the embedded model failed to load). Not counted against the first-token timeout."""
 
     async def aclose(self) -> None:
-        """Release what `start` acquired."""
+        """Release what `open` acquired."""
 
 
 class PushProvider(Provider):

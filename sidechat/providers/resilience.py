@@ -59,9 +59,9 @@ class ResilientProvider(PushProvider):
         self.chain = list(chain)
         self.policy = policy
 
-    async def start(self) -> None:
+    async def open(self) -> None:
         for provider in self.chain:
-            await provider.start()
+            await provider.open()
 
     async def ready(self) -> bool:
         return await self.chain[0].ready()
