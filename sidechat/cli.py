@@ -11,6 +11,7 @@ from pydantic import ValidationError
 
 from sidechat import __version__
 from sidechat.errors import SidechatError
+from sidechat.providers.registry import provider_names
 
 __all__ = ["cli", "main"]
 
@@ -34,7 +35,7 @@ def _settings_error(exc: ValidationError) -> click.ClickException:
 @click.option("--port", type=int, help="Port to bind. [env: SIDECHAT_PORT; default 8000]")
 @click.option(
     "--provider",
-    type=click.Choice(["local", "openai", "anthropic"]),
+    type=click.Choice(provider_names()),
     help="Model upstream. [env: SIDECHAT_PROVIDER; default local]",
 )
 @click.option(

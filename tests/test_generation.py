@@ -8,12 +8,12 @@ import orjson
 from sidechat.conversations import Conversations
 from sidechat.eventlog import payload_of
 from sidechat.generation import Generation, Plan, ReadyAnswer
-from sidechat.providers.base import ChatRequest, PushProvider, Sink
+from sidechat.providers.base import ChatRequest, Provider, Sink
 from sidechat.settings import Settings
 from sidechat.turns import Turn, Turns
 
 
-class _Unused(PushProvider):
+class _Unused(Provider):
     id = "unused"
 
     def __init__(self) -> None:

@@ -1,6 +1,6 @@
 """Turns in-process: the turn's task starts eagerly (its first step, up to the upstream request,
 runs before `Turns.begin` returns), and a turn that ends in that first step, or is cancelled
-before its task ran again, still ends cleanly. Providers here are small `PushProvider`s: the
+before its task ran again, still ends cleanly. Providers here are small `Provider`s: the
 provider interface itself, with no upstream behind it."""
 
 from __future__ import annotations
@@ -13,12 +13,12 @@ from sidechat.conversations import Conversations
 from sidechat.errors import ProviderError
 from sidechat.eventlog import payload_of
 from sidechat.generation import Generation
-from sidechat.providers.base import ChatRequest, Finish, PushProvider, Sink, TextDelta
+from sidechat.providers.base import ChatRequest, Finish, Provider, Sink, TextDelta
 from sidechat.settings import Settings
 from sidechat.turns import Turn, Turns
 
 
-class _Gated(PushProvider):
+class _Gated(Provider):
     """Records when and in which task it was asked, then streams once its gate opens."""
 
     id = "gated"
@@ -35,14 +35,14 @@ class _Gated(PushProvider):
         sink(Finish("stop"))
 
 
-class _Refusing(PushProvider):
+class _Refusing(Provider):
     id = "refusing"
 
     async def push(self, request: ChatRequest, sink: Sink) -> None:
         raise ProviderError("The model service refused this request.", detail="at once")
 
 
-def _turns(provider: PushProvider) -> Turns:
+def _turns(provider: Provider) -> Turns:
     settings = Settings()
     return Turns(settings, Generation(settings, provider))
 

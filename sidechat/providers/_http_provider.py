@@ -1,6 +1,6 @@
 """What HTTP upstreams share: pooled connections to the upstream (`_client`), upstream HTTP
 errors turned into visitor-safe `ProviderError`s, broken connections marked retryable, and the
-push-to-stream plumbing."""
+POST-and-decode step every HTTP provider's `push` makes."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ import orjson
 from sidechat import __version__
 from sidechat.errors import ProviderError
 from sidechat.providers._client import Upstream, UpstreamResponse, WireError
-from sidechat.providers.base import PushProvider, Sink
+from sidechat.providers.base import Provider, Sink
 
 __all__ = [
     "Decoder",
@@ -115,9 +115,9 @@ def is_loopback(url: str) -> bool:
         return False
 
 
-class HTTPProvider(PushProvider):
+class HTTPProvider(Provider):
     """A provider that POSTs a JSON body and decodes the streamed response with a `Decoder`.
-    Subclasses implement `push`; `stream` is derived from it."""
+    Subclasses implement `push` with `_post`."""
 
     vendor = "The model API"
 

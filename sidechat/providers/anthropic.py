@@ -39,8 +39,6 @@ _STOP_REASONS: dict[str, FinishReason] = {
 
 class AnthropicProvider(HTTPProvider):
     id: ClassVar[str] = "anthropic"
-    needs_key: ClassVar[bool] = True
-    key_env_var: ClassVar[str | None] = "ANTHROPIC_API_KEY"
     vendor = "The Anthropic API"
 
     def __init__(

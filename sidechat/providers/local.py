@@ -23,7 +23,7 @@ from sidechat.providers._prompt import STOP, completion_prompt, fit_to_context
 from sidechat.providers.base import (
     ChatRequest,
     Finish,
-    PushProvider,
+    Provider,
     Sink,
     StreamEvent,
 )
@@ -71,10 +71,8 @@ def _report_failure(task: asyncio.Task[None]) -> None:
         )
 
 
-class LocalProvider(PushProvider):
+class LocalProvider(Provider):
     id: ClassVar[str] = "local"
-    needs_key: ClassVar[bool] = False
-    key_env_var: ClassVar[str | None] = None
 
     def __init__(
         self,

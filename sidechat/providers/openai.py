@@ -38,8 +38,6 @@ _FINISH_REASONS: dict[str, FinishReason] = {
 
 class OpenAIProvider(HTTPProvider):
     id: ClassVar[str] = "openai"
-    needs_key: ClassVar[bool] = True
-    key_env_var: ClassVar[str | None] = "OPENAI_API_KEY"
     vendor = "The OpenAI-compatible API"
 
     def __init__(

@@ -19,7 +19,6 @@ from sidechat.errors import ProviderError
 from sidechat.providers.base import (
     ChatRequest,
     Provider,
-    PushProvider,
     Sink,
     StreamEvent,
     TextDelta,
@@ -50,7 +49,7 @@ class _Started(Exception):
         self.error = error
 
 
-class ResilientProvider(PushProvider):
+class ResilientProvider(Provider):
     id: ClassVar[str] = "resilient"
 
     def __init__(self, chain: Sequence[Provider], policy: RetryPolicy) -> None:
