@@ -1,44 +1,31 @@
-"""Turns: one generation task per turn, decoupled from any HTTP connection.
+"""The turn registry: turns begun, found, cancelled, rated and eventually forgotten.
 
-The task reads the provider's stream and appends UI-message-stream events to the turn's event
-log; readers (SSE, long-poll, the seed's format) replay and follow the log independently. A reader
-that goes away changes nothing; `cancel` stops the task, which closes the upstream request.
+A turn's reply is written by its own task (`generation`), decoupled from any HTTP connection:
+readers (SSE, long-poll, the seed's format) replay and follow the turn's event log
+independently. A reader that goes away changes nothing; `cancel` stops the task, which closes
+the upstream request.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Literal
 
 from sidechat import protocol
 from sidechat._eager import eager_task
 from sidechat.conversations import Conversation, StoredMessage, new_id
-from sidechat.errors import Busy, NotFound, ProviderError
-from sidechat.eventlog import DONE, EventLog, MemoryEventLog
-from sidechat.providers.base import (
-    ChatRequest,
-    Finish,
-    FinishReason,
-    Message,
-    Provider,
-    StreamEvent,
-    TextDelta,
-    Usage,
-)
+from sidechat.errors import Busy, NotFound
+from sidechat.eventlog import EventLog, MemoryEventLog
+from sidechat.generation import Generation
+from sidechat.providers.base import ChatRequest, Message
 from sidechat.settings import Settings
 
-if TYPE_CHECKING:
-    from sidechat.answers.citations import CitationFilter
-    from sidechat.answers.plan import Answerer, Ready
-    from sidechat.content import Retriever
-
-__all__ = ["Turn", "TurnStatus", "Turns"]
+__all__ = ["Rating", "Turn", "TurnStatus", "Turns"]
 
 logger = logging.getLogger("sidechat.turns")
 
@@ -58,83 +45,68 @@ class Turn:
     finished_at: float | None = None
     rating: Rating | None = None
     comment: str | None = None
+    language: str = "en"  # the visitor's, for replies sidechat writes itself ("not found")
 
     @property
     def text(self) -> str:
         return "".join(self.parts)
 
 
-class _Enough(Exception):
-    """The reply reached `max_turn_chars`: stop the upstream."""
-
-
 class Turns:
-    """Starts, finds, cancels and eventually forgets turns."""
+    """Begins, finds, cancels and eventually forgets turns."""
 
-    def __init__(
-        self,
-        settings: Settings,
-        provider: Provider,
-        retriever: Retriever | None = None,
-    ) -> None:
+    def __init__(self, settings: Settings, generation: Generation) -> None:
         self._settings = settings
-        self._provider = provider
-        self._retriever = retriever
-        self._answerer: Answerer | None = None
-        if retriever is not None:
-            from sidechat.answers.plan import Answerer
-            from sidechat.answers.strategy import choose
-
-            self._answerer = Answerer(
-                retriever, choose(settings), index=settings.index, k=settings.retrieval_k
-            )
+        self._generation = generation
         self._turns: OrderedDict[str, Turn] = OrderedDict()
         self._generating: dict[str, Turn] = {}
         self._last_activity = time.monotonic()
-        self._heartbeat: asyncio.Task[None] | None = None
+        self._evictor: asyncio.Task[None] | None = None
 
     @property
     def grounded(self) -> bool:
-        """Turns are answered from the site's index."""
-        return self._answerer is not None
+        """Replies are answered from the site's index."""
+        return self._generation.grounded
 
     def quiet_for(self) -> float:
-        """Seconds since a turn last started or ended; 0 while any is being generated."""
+        """Seconds since a turn last began or ended; 0 while any is being generated."""
         if self._generating:
             return 0.0
         return time.monotonic() - self._last_activity
 
+    def generating(self) -> int:
+        """How many turns are being generated."""
+        return len(self._generating)
+
+    def live_logs(self) -> Iterator[EventLog]:
+        """The event logs of the turns being generated."""
+        return (turn.log for turn in self._generating.values())
+
     # -- lifecycle ------------------------------------------------------------------------
-    async def start_background(self) -> None:
-        self._heartbeat = asyncio.create_task(self._tick(), name="sidechat-heartbeat")
+    def open(self) -> None:
+        """Start forgetting finished turns past their time to live (in the running loop)."""
+        self._evictor = asyncio.create_task(self._evict_every(), name="sidechat-evict")
 
     async def aclose(self) -> None:
         tasks = [t.task for t in self._turns.values() if t.task is not None and not t.task.done()]
-        if self._heartbeat is not None:
-            tasks.append(self._heartbeat)
+        if self._evictor is not None:
+            tasks.append(self._evictor)
+            self._evictor = None
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
-        if self._answerer is not None:
-            self._answerer.close()
+        self._generation.close()
 
-    async def _tick(self) -> None:
-        # One timer for every reader: wake the readers of turns that have been silent for half
-        # a heartbeat, so they send a comment (no stream stays silent for a whole heartbeat,
-        # and streams that are sending tokens are left alone); forget finished turns past their
-        # time to live.
-        half = self._settings.heartbeat / 2
+    async def _evict_every(self) -> None:
+        # `get` never hands out an expired turn; this only gives their memory back.
+        interval = min(self._settings.turn_ttl / 4, 30.0)
         while True:
-            await asyncio.sleep(half)
-            quiet = time.monotonic() - half
-            for turn in self._generating.values():
-                if turn.log.last_append <= quiet:
-                    turn.log.wake()
+            await asyncio.sleep(interval)
             self._evict()
 
     def _evict(self) -> None:
         """Forget finished turns past their time to live, and the oldest ones beyond
-        `max_turns`. Turns are kept in the order they started, so the scan stops at the first
+        `max_turns`. Turns are kept in the order they began, so the scan stops at the first
         finished turn that is still wanted: a call costs what it evicts (plus any turns still
         generating ahead of it), not a pass over every kept turn."""
         now = time.monotonic()
@@ -154,6 +126,10 @@ class Turns:
     # -- turns ----------------------------------------------------------------------------
     def get(self, turn_id: str) -> Turn:
         turn = self._turns.get(turn_id)
+        finished = turn.finished_at if turn is not None else None
+        if finished is not None and time.monotonic() - finished > self._settings.turn_ttl:
+            self._evict()  # past its time to live, even if the timer has not evicted it yet
+            turn = None
         if turn is None:
             raise NotFound("No such turn (it may have expired).")
         return turn
@@ -163,7 +139,7 @@ class Turns:
             return None
         return self._turns.get(conversation.active_turn)
 
-    def start(
+    def begin(
         self,
         conversation: Conversation,
         message: str,
@@ -171,8 +147,7 @@ class Turns:
         language: str = "en",
     ) -> Turn:
         """Record the user's message and start generating the reply. `history` overrides the
-        stored one (the AI SDK client sends its own); `language` is the visitor's, for replies
-        sidechat writes itself ("not found")."""
+        stored one (the AI SDK client sends its own); `language` is the visitor's."""
         settings = self._settings
         if len(self._generating) >= settings.max_active_turns:
             raise Busy("The assistant is answering too many questions at once. Try again soon.")
@@ -184,7 +159,7 @@ class Turns:
         if previous is not None and previous.task is not None and not previous.task.done():
             # A new question supersedes a reply still being written in the same conversation.
             self.cancel(previous.id)
-        turn = Turn(new_id("t_"), conversation.id, MemoryEventLog())
+        turn = Turn(new_id("t_"), conversation.id, MemoryEventLog(), language=language)
         turn.log.append(protocol.start(turn.id))
         conversation.messages.append(StoredMessage("user", message))
         conversation.messages.append(
@@ -204,7 +179,7 @@ class Turns:
         self._last_activity = time.monotonic()
         # Eager: the task's first step (up to writing the upstream request) runs now, in the
         # request's pass, not after the event loop's next round of socket callbacks.
-        task = eager_task(self._run(turn, conversation, request, language), name=f"turn-{turn.id}")
+        task = eager_task(self._run(turn, conversation, request), name=f"turn-{turn.id}")
         if turn.finished_at is None:  # a turn that ended in its first step keeps no task
             turn.task = task
         return turn
@@ -223,123 +198,12 @@ class Turns:
         logger.info("feedback turn=%s rating=%s", turn.id, rating)
         return turn
 
-    async def _ground(
-        self, turn: Turn, request: ChatRequest, language: str
-    ) -> tuple[ChatRequest | Ready, CitationFilter | None]:
-        """With an index: the sources (appended to the log here), then either a reply that
-        needs no model (quoted, or not found) or the request with numbered passages and the
-        check for its citations. Without one, the request as it is."""
-        if self._answerer is None:
-            return request, None
-        from sidechat.answers.plan import Ready
-
-        question = request.messages[-1].content
-        history = [m.content for m in request.messages[:-1] if m.role == "user"]
-        plan = await self._answerer.plan(question, history, language=language)
-        for source in plan.sources:
-            turn.log.append(protocol.source_url(source.source_id, source.url, source.title))
-        if isinstance(plan, Ready):
-            return plan, None
-        system = f"{request.system}\n\n{plan.context}"
-        grounded = ChatRequest(
-            request.messages, system, request.max_tokens, request.temperature, request.stop
-        )
-        return grounded, plan.checker()
-
-    async def _run(
-        self, turn: Turn, conversation: Conversation, request: ChatRequest, language: str
-    ) -> None:
-        log = turn.log
-        append = log.append
-        delta = protocol.text_delta
-        parts: list[str] = []
-        turn.parts = parts
-        budget = self._settings.max_turn_chars
-        started = False
-        reason: FinishReason = "stop"
-        metadata: dict[str, Any] = {}
-        checker: CitationFilter | None = None  # a generative grounded answer's citations
-
-        # Called by the provider for each event as it arrives (for HTTP upstreams, straight
-        # from the socket's data callback): the per-token path of the whole server.
-        def on_event(event: StreamEvent) -> None:
-            nonlocal started, budget, reason
-            if type(event) is TextDelta:
-                text = event.text
-                if checker is not None:
-                    text = checker.feed(text)
-                    if not text:
-                        return
-                if started:
-                    append(delta(text), text)
-                else:  # the text part opens with its first delta: one write to live readers
-                    log.extend(((protocol.text_start(), None), (delta(text), text)))
-                    started = True
-                parts.append(text)
-                budget -= len(text)
-                if budget <= 0:
-                    reason = "length"
-                    raise _Enough
-            elif type(event) is Usage:
-                metadata["usage"] = {
-                    "inputTokens": event.input_tokens,
-                    "outputTokens": event.output_tokens,
-                }
-            elif type(event) is Finish:
-                reason = event.reason
-                if event.model:
-                    metadata["model"] = event.model
-
-        # The turn's last events, appended together with DONE (one write to live readers).
-        tail: list[bytes] = []
+    async def _run(self, turn: Turn, conversation: Conversation, request: ChatRequest) -> None:
         try:
-            plan, checker = await self._ground(turn, request, language)
-            with contextlib.suppress(_Enough):
-                if isinstance(plan, ChatRequest):
-                    if checker is not None:
-                        metadata["answer"] = "generative"
-                    await self._provider.push(plan, on_event)
-                    if checker is not None:
-                        rest, done = checker.flush(), checker
-                        checker = None
-                        if rest:
-                            on_event(TextDelta(rest))
-                        if done.invalid:
-                            metadata["invalidCitations"] = done.invalid
-                else:  # a reply that needs no model: one delta, at once
-                    on_event(TextDelta(plan.text))
-                    metadata["answer"] = plan.kind
-            tail.append(protocol.finish(reason, metadata))
-            turn.status = "done"
-        except asyncio.CancelledError:
-            if not turn.cancel_requested:
-                # Shutdown, not a visitor's cancel: record it, then let cancellation proceed.
-                tail.append(protocol.error("The server restarted while answering. Please retry."))
-                turn.status = "error"
-                raise
-            tail.append(protocol.abort())
-            turn.status = "aborted"
-        except ProviderError as exc:
-            logger.warning("turn %s failed: %s", turn.id, exc.detail)
-            tail += (protocol.error(exc.message), protocol.finish("error"))
-            turn.status = "error"
-        except Exception:
-            logger.exception("turn %s crashed", turn.id)
-            tail += (
-                protocol.error("Something went wrong while answering. Please retry."),
-                protocol.finish("error"),
-            )
-            turn.status = "error"
+            await self._generation.run(turn, request)
         finally:
             del self._generating[turn.id]
-            self._last_activity = time.monotonic()
-            if started:
-                tail.insert(0, protocol.text_end())
-            tail.append(DONE)
-            log.extend([(payload, None) for payload in tail])
-            log.finish()
-            turn.finished_at = time.monotonic()
-            turn.parts = (turn.text,)  # a tuple of str: no longer tracked by the GC
+            self._last_activity = turn.finished_at = time.monotonic()
             turn.task = None  # a finished turn keeps its events, not its task
             self._settle(turn, conversation)
 
