@@ -43,6 +43,7 @@ _PROBLEM = re.compile(
     r"surprising|the problem|failed with)\b",
     re.IGNORECASE,
 )
+MAX_TERMS = 32  # a 4,000-character question is matched on its first 32 content words
 HISTORY_WEIGHT = 0.3  # a follow-up's earlier question counts, less than its own words
 MAX_WINDOWS = 2  # stretches of consecutive units quoted, from one page or two
 SECOND_WINDOW = 0.5
@@ -64,8 +65,8 @@ class Extract:
 
 
 def _terms(question: str, history: Sequence[str]) -> list[tuple[str, float]]:
-    own = [t[:5] for t in query_terms(question)]
-    earlier = [t[:5] for h in history[-1:] for t in query_terms(h) if t[:5] not in own]
+    own = [t[:5] for t in query_terms(question)][:MAX_TERMS]
+    earlier = [t[:5] for h in history[-1:] for t in query_terms(h) if t[:5] not in own][:MAX_TERMS]
     terms = dict.fromkeys(own, 1.0)
     for prefix in earlier:
         terms.setdefault(prefix, HISTORY_WEIGHT)

@@ -58,3 +58,19 @@ async def test_without_a_vocabulary_file(tmp_path: Path, index: Path) -> None:
     answerer = Answerer(open_index(index), "extractive", index=tmp_path / "gone.db")
     plan = await answerer.plan("How do I install sidechat?")
     assert isinstance(plan, Ready) and plan.kind == "extractive"
+
+
+async def test_bad_questions_and_an_empty_site(tmp_path: Path, index: Path) -> None:
+    answerer = Answerer(open_index(index), "extractive", index=index)
+    for question in ("", "?!?! ...", "¿¡", "x" * 4000):
+        plan = await answerer.plan(question)
+        assert isinstance(plan, Ready) and plan.kind == "not_found", question
+    long = " ".join(["install sidechat widget python"] * 150)[:4000]
+    plan = await answerer.plan(long, [long])
+    assert isinstance(plan, Ready) and plan.kind == "extractive"
+    (tmp_path / "empty").mkdir()
+    empty = tmp_path / "empty.db"
+    ingest(tmp_path / "empty", "--index", empty, "--quiet")
+    nothing = Answerer(open_index(empty), "generative", index=empty)
+    plan = await nothing.plan("How do I install sidechat?")
+    assert isinstance(plan, Ready) and plan.text == "I couldn't find this on this site."
