@@ -28,7 +28,9 @@ _SCORE = [0.0, 2.0, 4.0, 6.0, 8.0, 10.0, 12.0, 14.0, 16.0, 18.0, 20.0]
 
 
 def _decided(outcome: Outcome, passages: Sequence[Passage], thresholds: Thresholds) -> Outcome:
-    if outcome.not_found or found(passages, thresholds, unknown_names=outcome.unknown):
+    if outcome.not_found or found(
+        passages, thresholds, unknown_names=outcome.unknown, weighted_coverage=outcome.weighted
+    ):
         return outcome
     reply = not_found_reply(suggestions(passages))
     return replace(outcome, text=reply, cited=(), not_found=True)
@@ -41,11 +43,14 @@ def calibrate(
     and not found); ties go to the lowest thresholds, which turn away fewest answers."""
     with_similarity = any(p.similarity > 0 for _, passages in runs for p in passages)
     grid = itertools.product(
-        _COVERAGE, _SIMILARITY if with_similarity else [0.0], _SCORE if use_score else [0.0]
+        _COVERAGE,
+        _SIMILARITY if with_similarity else [0.0],
+        _SCORE if use_score else [0.0],
+        _COVERAGE,
     )
     best: tuple[int, Thresholds] | None = None
-    for coverage, similarity, score in grid:
-        thresholds = Thresholds(coverage, similarity, score, names=True)
+    for coverage, similarity, score, weighted in grid:
+        thresholds = Thresholds(coverage, similarity, score, names=True, weighted=weighted)
         right = sum(_decided(o, p, thresholds).correct for o, p in runs)
         if best is None or right > best[0]:
             best = (right, thresholds)
@@ -58,7 +63,7 @@ def _runs(
 ) -> list[tuple[Outcome, Sequence[Passage]]]:
     retriever = open_index(index)
     vocabulary = Vocabulary(index)
-    everything = Thresholds(0.0, 0.0, float("-inf"), names=False)
+    everything = Thresholds(0.0, 0.0, float("-inf"), names=False, weighted=0.0)
     return [
         (
             answer(retriever, q, k=k, thresholds=everything, vocabulary=vocabulary),

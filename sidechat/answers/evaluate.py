@@ -49,6 +49,7 @@ class Outcome:
     seconds: float  # from the question to the whole answer text (extractive has no stream)
     retrieved: bool  # an expected page was among the passages (the ceiling for the answer)
     unknown: tuple[str, ...] = ()  # names in the question that no page mentions
+    weighted: float | None = None  # the best page's IDF-weighted coverage of the question
 
     @property
     def correct(self) -> bool:
@@ -147,10 +148,14 @@ def answer(
     """One question through retrieval and the extractive strategy, as a grounded turn runs it."""
     started = time.perf_counter()
     passages = retriever.search(question.q, history=question.history, k=k)
-    unknown = tuple(vocabulary.unknown_names(question.q)) if vocabulary is not None else ()
+    unknown: tuple[str, ...] = ()
+    weighted = None
+    if vocabulary is not None:
+        unknown = tuple(vocabulary.unknown_names(question.q))
+        weighted = vocabulary.weighted_coverage(question.q, passages)
     result = (
         extract(question.q, passages, history=question.history, similarity=similarity)
-        if found(passages, thresholds, unknown_names=unknown)
+        if found(passages, thresholds, unknown_names=unknown, weighted_coverage=weighted)
         else None
     )
     cited: tuple[Passage, ...] = ()
@@ -160,7 +165,7 @@ def answer(
         text, cited, nf = result.markdown, result.sources, False
     seconds = time.perf_counter() - started
     retrieved = any(_matches(question.expect, p) for p in passages)
-    return Outcome(question, text, cited, nf, seconds, retrieved, unknown)
+    return Outcome(question, text, cited, nf, seconds, retrieved, unknown, weighted)
 
 
 def report(split: str, outcomes: Sequence[Outcome]) -> Report:

@@ -30,6 +30,7 @@ class Thresholds:
     similarity: float = 0.0
     score: float = 0.0
     names: bool = True  # a name the site never mentions ("PgBouncer") means not found
+    weighted: float = 0.0  # Vocabulary.weighted_coverage of the best page
 
 
 # Calibrated on the dev split of examples/questions/til-visitors.json with
@@ -54,10 +55,14 @@ def found(
     thresholds: Thresholds = DEFAULT,
     *,
     unknown_names: Sequence[str] = (),
+    weighted_coverage: float | None = None,
 ) -> bool:
     """True when the best passage is good enough to answer from. `unknown_names`: the
-    question's names that no page mentions (`Vocabulary.unknown_names`)."""
+    question's names that no page mentions, and `weighted_coverage`, from a `Vocabulary`
+    when there is one."""
     if not passages or (thresholds.names and unknown_names):
+        return False
+    if weighted_coverage is not None and weighted_coverage < thresholds.weighted:
         return False
     best = passages[0]
     if best.coverage < thresholds.coverage or best.score < thresholds.score:

@@ -86,8 +86,12 @@ class Answerer:
         self, question: str, history: Sequence[str] = (), *, language: str = "en"
     ) -> Ready | Prompt:
         passages = await self._retriever.retrieve(question, history=history, k=self._k)
-        unknown = self._vocabulary.unknown_names(question) if self._vocabulary else []
-        if found(passages, self._thresholds, unknown_names=unknown):
+        unknown: list[str] = []
+        weighted = None
+        if self._vocabulary is not None:
+            unknown = self._vocabulary.unknown_names(question)
+            weighted = self._vocabulary.weighted_coverage(question, passages)
+        if found(passages, self._thresholds, unknown_names=unknown, weighted_coverage=weighted):
             if self.strategy == "generative":
                 useful = [p for p in passages if p.coverage > 0 or p.similarity > 0]
                 cited = cited_context(useful, max_chars=self._max_context_chars)

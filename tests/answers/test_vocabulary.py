@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from sidechat.answers.notfound import found
+from sidechat.answers.notfound import Thresholds, found
 from sidechat.answers.vocabulary import Vocabulary, names
 from sidechat.content import SqliteRetriever
 from tests.answers._index import ROOT
@@ -34,3 +34,20 @@ def test_unknown_names_in_the_demo_blog(tmp_path: Path, blog_index: SqliteRetrie
     ingest(tmp_path / "more", "--index", index, "--quiet")
     assert vocabulary.unknown_names(question) == []
     vocabulary.close()
+
+
+def test_weighted_coverage(blog_index: SqliteRetriever, tmp_path: Path) -> None:
+    index = tmp_path / "blog.db"
+    ingest(ROOT / "examples" / "blog", "--index", index, "--quiet")
+    vocabulary = Vocabulary(index)
+    good = "How do I install sidechat?"
+    vague = "How do I configure logrotate for my application logs on the server?"
+    high = vocabulary.weighted_coverage(good, blog_index.search(good))
+    low = vocabulary.weighted_coverage(vague, blog_index.search(vague))
+    assert 0.9 <= high <= 1.0 and 0.0 <= low < 0.5
+    assert vocabulary.weighted_coverage(good, []) == 0.0
+    assert vocabulary.weighted_coverage("?!", blog_index.search(good)) == 0.0
+    rule = Thresholds(weighted=0.5)
+    passages = blog_index.search(vague)
+    assert passages and not found(passages, rule, weighted_coverage=low)
+    assert found(passages, rule)  # without a vocabulary the rule does not apply
