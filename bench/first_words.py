@@ -213,7 +213,11 @@ def run(
             load_s = time.monotonic() - started
             browser = pw.chromium.launch(executable_path=executable, args=CHROMIUM_ARGS)
             try:
-                turns = [_ask(browser, url, q, timeout, stop) for q in questions]
+                turns = []
+                for i, question in enumerate(questions, 1):
+                    turns.append(_ask(browser, url, question, timeout, stop))
+                    took = turns[-1]["first_words_ms"]
+                    print(f"{i}/{len(questions)}: {took} ms  {question}", file=sys.stderr)
             finally:
                 browser.close()
     words = [t["first_words_ms"] for t in turns if t["first_words_ms"] is not None]
