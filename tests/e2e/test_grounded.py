@@ -73,8 +73,12 @@ def stored_sources(page: Any, server: str) -> list[dict[str, str]]:
               const open = indexedDB.open("sidechat", 1);
               open.onerror = reject;
               open.onsuccess = () => {
-                const req = open.result.transaction("conversations").objectStore("conversations").get(key);
-                req.onsuccess = () => { open.result.close(); resolve(req.result.messages.at(-1).sources); };
+                const store = open.result.transaction("conversations").objectStore("conversations");
+                const req = store.get(key);
+                req.onsuccess = () => {
+                  open.result.close();
+                  resolve(req.result.messages.at(-1).sources);
+                };
                 req.onerror = reject;
               };
             })""",
@@ -94,7 +98,10 @@ def test_demo_page_shows_sources_as_absolute_links(
     # against the page it is embedded in.
     assert stored_sources(page, grounded.url)[0]["url"] == "/#installing-sidechat"
     shown = links(page)
-    assert shown[0] == [f"{grounded.url}/#installing-sidechat", "Installing sidechat in two minutes"]
+    assert shown[0] == [
+        f"{grounded.url}/#installing-sidechat",
+        "Installing sidechat in two minutes",
+    ]
     assert all(re.match(r"^http://127\.0\.0\.1:\d+/", href) for href, _ in shown), shown
     first = page.locator(f"{BOT} .src a").first
     assert first.get_attribute("target") == "_blank"
@@ -127,10 +134,10 @@ def test_the_page_being_read_shows_until_the_first_words(
     page.goto(grounded.url + "/")
     open_widget(page)
     asked = time.monotonic()
-    ask(page, f"{directive(ttft=2)} How do I install sidechat?")
+    ask(page, f"{directive(ttft=3)} How do I install sidechat?")
     reading = page.locator(f"{BOT} .note .reading")
-    expect(reading).to_have_text("Reading: Installing sidechat in two minutes…", timeout=1500)
-    assert time.monotonic() - asked < 1.5, "the note should show well before the first token"
+    expect(reading).to_have_text("Reading: Installing sidechat in two minutes…", timeout=2500)
+    assert time.monotonic() - asked < 2.5, "the note should show well before the first token"
     assert reading.locator("em").inner_text() == "Installing sidechat in two minutes"
     assert answer(page) == ""
     # Said once, politely, to screen readers (the log itself is aria-live="off").
@@ -139,7 +146,7 @@ def test_the_page_being_read_shows_until_the_first_words(
     assert page.locator("sidechat-widget .log").get_attribute("aria-live") == "off"
     # The answer's first words replace the note.
     expect(page.locator(f"{BOT} .md").last).to_contain_text("tok0", timeout=5000)
-    assert time.monotonic() - asked >= 2.0
+    assert time.monotonic() - asked >= 3.0
     expect(reading).to_have_count(0)
     assert wait_answer_done(page) == tokens(5)
     expect(live).to_have_text(f"Answer: {tokens(5)}")
