@@ -78,7 +78,7 @@ export class Turn {
           view.update(false);
           const title = readingTitle(msg, document.baseURI);
           // Sources come in a burst before the text: one polite announcement per answer.
-          if (title !== null && !announced) panel.announce(cfg.strings.reading.replace("{title}", title));
+          if (title !== null && !announced) panel.announce(cfg.strings.reading.replace("{title}", () => title));
           announced ||= title !== null;
         }
         history.save();
