@@ -117,8 +117,8 @@ def test_a_javascript_source_is_not_a_link(
     ask(page, "What do the zebra migration notes say about zebra herds?")
     wait_answer_done(page)
     delivered = [s["url"] for s in stored_sources(page, grounded.url)]
-    # The page reached the browser with its javascript: URL (if the server ever refuses such
-    # URLs at ingest, this turns into a check of that instead).
+    # The page reached the browser with its javascript: URL, so the widget's own check is what
+    # is tested here (should ingest come to refuse such URLs, this line is the one to change).
     assert "javascript:window.__xss=1" in delivered, delivered
     shown = links(page)
     assert all(href.startswith("http://") for href, _ in shown), shown
