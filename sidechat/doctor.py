@@ -18,11 +18,9 @@ from sidechat._checks import (
     check_model,
     check_open_files,
     check_port,
-    check_postgres,
     check_python,
-    check_redis,
-    check_upstream,
 )
+from sidechat._remote_checks import check_postgres, check_redis, check_upstream
 from sidechat.errors import SidechatError
 
 __all__ = ["CHECKS", "Check", "Context", "Result", "doctor", "run_checks"]

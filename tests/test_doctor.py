@@ -16,7 +16,8 @@ from typing import Any, cast
 
 import pytest
 
-from sidechat._checks import Context, check_postgres, check_redis
+from sidechat._checks import Context
+from sidechat._remote_checks import check_postgres, check_redis
 from tests._servers import ROOT, SidechatProcess, free_port
 from tests.content._helpers import ingest
 from tests.fakes.anthropic_upstream import FakeAnthropic
