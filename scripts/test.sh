@@ -14,9 +14,9 @@ fi
 # refreshed only when the install fails without a refresh.
 if ! command -v nginx >/dev/null 2>&1 && [ ! -x /usr/sbin/nginx ]; then
   if [ "$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo"; fi
-  export DEBIAN_FRONTEND=noninteractive
-  $SUDO apt-get install -y -qq nginx >/dev/null 2>&1 \
-    || { $SUDO apt-get update -qq && $SUDO apt-get install -y -qq nginx >/dev/null; } \
+  APT="$SUDO env DEBIAN_FRONTEND=noninteractive apt-get"
+  $APT install -y -qq nginx >/dev/null 2>&1 \
+    || { $APT update -qq && $APT install -y -qq nginx >/dev/null; } \
     || echo "nginx could not be installed: tests/deploy/test_nginx.py will skip" >&2
 fi
 .venv/bin/ruff check .
