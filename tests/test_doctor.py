@@ -4,6 +4,7 @@ exit status."""
 from __future__ import annotations
 
 import os
+import resource
 import shutil
 import socket
 import subprocess
@@ -178,6 +179,25 @@ def test_an_unreachable_base_url_fails() -> None:
         *openai_args(base_url.replace("/v1", "/x")), "--fallback", f"openai:m@{base_url}"
     )
     assert "FAIL  fallback   cannot reach" in dead_fallback.stdout
+
+
+def test_a_low_open_files_limit_is_a_warning(upstream: FakeOpenAI) -> None:
+    hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+    if hard != resource.RLIM_INFINITY and hard < 4096:
+        pytest.skip(f"the hard open-files limit here is {hard}; the test lowers it to 4096")
+
+    def limit() -> None:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (1024, 4096))
+
+    result = subprocess.run(
+        [sys.executable, "-m", "sidechat", "doctor", *openai_args(upstream.base_url)],
+        capture_output=True, text=True, timeout=60, preexec_fn=limit,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stdout
+    assert line(result, "open-files").startswith(
+        "WARN  open-files hard limit 4096 (soft 1024): at most about 2048 concurrent streams"
+    )
+    assert "LimitNOFILE=65536" in line(result, "open-files")
 
 
 def test_invalid_settings_fail_before_any_check() -> None:
