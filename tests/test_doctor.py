@@ -25,7 +25,9 @@ from tests.fakes.anthropic_upstream import FakeAnthropic
 from tests.fakes.openai_upstream import FakeOpenAI
 
 
-def doctor(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+def doctor(
+    *args: str, env: dict[str, str] | None = None, timeout: float = 60
+) -> subprocess.CompletedProcess[str]:
     clean = {k: v for k, v in os.environ.items() if not k.startswith("SIDECHAT_")}
     for var in ("OPENAI_API_KEY", "ANTHROPIC_API_KEY"):
         clean.pop(var, None)
@@ -33,7 +35,7 @@ def doctor(*args: str, env: dict[str, str] | None = None) -> subprocess.Complete
         [sys.executable, "-m", "sidechat", "doctor", "--timeout", "3", *args],
         capture_output=True,
         text=True,
-        timeout=60,
+        timeout=timeout,
         env={**clean, **(env or {})},
     )
 
@@ -296,6 +298,6 @@ def test_postgres_unreachable() -> None:
 
 @pytest.mark.model
 def test_deep_loads_the_embedded_model() -> None:
-    result = doctor("--deep")
+    result = doctor("--deep", timeout=300)  # loading takes seconds, more on a busy machine
     assert line(result, "model").startswith("OK"), result.stdout
     assert "; loaded in " in line(result, "model")
