@@ -5,7 +5,9 @@ and scheme are forwarded, and the body cap and the HTTPS redirect hold."""
 from __future__ import annotations
 
 import contextlib
+import shutil
 import ssl
+import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -170,3 +172,27 @@ async def test_body_cap_gzip_and_redirect(nginx: Nginx, cert: tuple[Path, Path])
         async with http.get(f"{nginx.http_url}/healthz", allow_redirects=False) as r:
             assert r.status == 301
             assert r.headers["Location"] == "https://127.0.0.1/healthz"
+
+
+def test_tokens_stream_over_http2(nginx: Nginx, cert: tuple[Path, Path]) -> None:
+    """Browsers speak HTTP/2 to nginx (aiohttp above cannot): curl does, with nghttp2."""
+    curl = shutil.which("curl")
+    if (
+        curl is None
+        or "HTTP2" not in subprocess.run([curl, "-V"], capture_output=True, text=True).stdout
+    ):
+        pytest.skip("no curl with HTTP/2 support")
+    cmd = [
+        curl, "-sN", "--http2", "--cacert", str(cert[0]), "-H", "Accept: text/event-stream",
+        "-H", "Content-Type: application/json", "-D", "-",
+        "--data", '{"message": "over-h2 [[tokens=5 interval=0.2]]"}', f"{nginx.https_url}/api/chat",
+    ]  # fmt: skip
+    started, times, status = time.monotonic(), [], ""
+    with subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True) as proc:
+        assert proc.stdout is not None
+        for text in proc.stdout:
+            status = status or text.strip()
+            if '"type":"text-delta"' in text:
+                times.append(time.monotonic() - started)
+    assert status == "HTTP/2 200"
+    assert len(times) == 5 and times[-1] - times[0] > 0.6, times
