@@ -172,10 +172,11 @@ async def _load(path: Path) -> float:
     provider = LocalProvider(model_path=path)
     started = asyncio.get_running_loop().time()
     try:
-        await provider.start()
         async with asyncio.timeout(300):
-            await provider.wait_ready()
+            await provider.wait_ready()  # starts the load, and waits for it
         return asyncio.get_running_loop().time() - started
+    except SidechatError as exc:
+        raise RuntimeError(exc.detail or exc.message) from exc
     finally:
         await provider.aclose()
 

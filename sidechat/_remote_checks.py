@@ -39,6 +39,8 @@ def check_upstream(ctx: Context) -> Iterator[Result]:
         elif kind == "anthropic":
             key = api_key or os.environ.get("ANTHROPIC_API_KEY")
             yield _check_anthropic(ctx, name, model, base_url or "https://api.anthropic.com", key)
+        elif kind != "local":  # the embedded model is the model check's
+            yield Result("warn", name, f"provider {kind!r}: doctor cannot check it")
 
 
 def _listed(models: object, model: str) -> bool | None:

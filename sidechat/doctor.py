@@ -77,7 +77,7 @@ def _summary(results: list[Result]) -> str:
     type=click.Path(dir_okay=False, path_type=Path),
     help="A TOML file of settings. [env: SIDECHAT_CONFIG]",
 )
-@click.option("--provider", type=click.Choice(["local", "openai", "anthropic"]))
+@click.option("--provider", help="Model upstream: local, openai, anthropic.")
 @click.option("--base-url", help="API base URL of the upstream.")
 @click.option("--model", help="Model name for the upstream.")
 @click.option("--api-key", help="Upstream API key; prefer the env var.")
