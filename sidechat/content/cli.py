@@ -73,7 +73,7 @@ def _is_url(source: str) -> bool:
     show_default=True,
     help="Pages larger than this are skipped.",
 )
-@click.option("--quiet", is_flag=True, help="Only the summary line.")
+@click.option("-q", "--quiet", is_flag=True, help="Only the summary line.")
 def ingest(
     sources: tuple[str, ...],
     index_path: Path,

@@ -27,9 +27,9 @@ WEIGHTS = (4.0, 2.0, 1.0)  # title, heading, body
 CANDIDATES = 50  # chunks each ranker proposes to the fusion
 # Reciprocal rank fusion: score = sum of weight / (RRF_K + rank); tuned on the dev questions only
 # (docs/design/embeddings.md).
-RRF_K = 60.0
+RRF_K = 10.0
 BM25_WEIGHT = 1.0
-DENSE_WEIGHT = 1.0
+DENSE_WEIGHT = 1.5
 _WORD = re.compile(r"\w+")
 _FOLLOW_UP_TERMS = 3  # questions with fewer content words borrow the previous question's
 
@@ -130,7 +130,9 @@ class SqliteRetriever:
         borrowed: list[str] = []
         if len(own) < _FOLLOW_UP_TERMS and history:
             borrowed = [t for t in query_terms(history[-1])[:6] if t not in own]
-        dense_text = f"{history[-1]}\n{query}" if borrowed else query
+        # The dense side always reads a follow-up with the question before it: "what about
+        # docker attach?" names a tool but not the topic.
+        dense_text = f"{history[-1]}\n{query}" if history else query
         return own, borrowed, dense_text
 
     def embed_query(self, query: str, *, history: Sequence[str] = ()) -> Vector | None:

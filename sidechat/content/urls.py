@@ -29,7 +29,7 @@ def check_base_url(value: str) -> str:
 
 
 def _local_or_placeholder(host: str) -> bool:
-    if host.endswith(_PLACEHOLDERS):
+    if host.removeprefix("www.") in _PLACEHOLDERS:
         return True
     try:
         address = ipaddress.ip_address(host)
