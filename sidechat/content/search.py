@@ -139,6 +139,10 @@ class SqliteRetriever:
         """The query's vector, or None when retrieval is BM25-only or the query has no words.
         Pure numpy work (releases the GIL): `retrieve` runs it in a worker thread."""
         self._fresh()
+        return self._embed(query, history)
+
+    def _embed(self, query: str, history: Sequence[str]) -> Vector | None:
+        # No SQLite here: it runs in a worker thread.
         own, borrowed, dense_text = self._plan(query, history)
         embedder = get_embedder() if self._vectors is not None else None
         if embedder is None or not (own or borrowed):
@@ -148,10 +152,11 @@ class SqliteRetriever:
     async def retrieve(
         self, query: str, *, history: Sequence[str] = (), k: int = 5
     ) -> Sequence[Passage]:
+        self._fresh()
         key = (query, tuple(history[-1:]), k)
         if key in self._cache or self._vectors is None:
             return self.search(query, history=history, k=k)
-        vector = await asyncio.to_thread(self.embed_query, query, history=history)
+        vector = await asyncio.to_thread(self._embed, query, history)
         return self.search(query, history=history, k=k, vector=vector)
 
     def search(
