@@ -182,12 +182,12 @@ def eval_cmd(
     from sidechat.content.search import SqliteRetriever
 
     try:
+        retriever = SqliteRetriever(index_path, dense=not bm25_only)
         items = load_questions(questions)
         if split != "all":
             items = [q for q in items if q.split == split]
             if not items:
                 raise click.ClickException(f"{questions}: no questions in split {split!r}")
-        retriever = SqliteRetriever(index_path, dense=not bm25_only)
         if not retriever.hybrid and not bm25_only:
             click.echo("note: the index has no usable vectors: BM25 only", err=True)
         result = evaluate(retriever, items, k=k)
