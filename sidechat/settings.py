@@ -47,6 +47,12 @@ class Settings(BaseSettings):
     max_output_tokens: int = Field(default=512, ge=1, le=32_768)
     temperature: float | None = Field(default=None, ge=0, le=2)
 
+    # The embedded model (llama.cpp); None: derived from the machine when it loads.
+    threads: int | None = Field(default=None, ge=1, le=1024)
+    slots: int | None = Field(default=None, ge=1, le=64)
+    ctx_size: int | None = Field(default=None, ge=512, le=1_048_576)  # tokens per slot
+    prompt_cache_mb: int | None = Field(default=None, ge=0, le=1_048_576)
+
     # Upstream resilience (seconds).
     retry_budget: float = Field(default=20.0, ge=0)
     connect_timeout: float = Field(default=10.0, gt=0)

@@ -64,7 +64,7 @@ def _make(
     if kind == "local":
         from sidechat.providers.local import LocalProvider
 
-        return LocalProvider(model_path=settings.model_path, verbose=settings.log_level == "debug")
+        return LocalProvider.from_settings(settings)
     if kind == "openai":
         from sidechat.providers.openai import OpenAIProvider
 
