@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import signal
 import statistics
 import subprocess
 import sys
@@ -224,15 +225,35 @@ async def _run(url: str, pid: int, turns: int) -> dict[str, Any]:
     }
 
 
+def _use_questions(path: Path) -> None:
+    """The first 24 questions are asked fresh; the rest cycle, each with a follow-up."""
+    items = orjson.loads(path.read_bytes())
+    asked = [str(item["q"]) for item in items if not item.get("history")]
+    if len(asked) < 30:
+        raise SystemExit(f"{path}: at least 30 questions without history are needed")
+    FRESH_QUIET[:] = asked[:12]
+    FRESH_BUSY[:] = asked[12:24]
+    QUESTIONS[:] = [(q, "Can you tell me more about that?") for q in asked[24:]]
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--turns", type=int, default=100)
     parser.add_argument("--index", type=Path, help="an index of examples/blog (default: make one)")
     parser.add_argument("--out", type=Path, help="write the figures as JSON here too")
     parser.add_argument("--keep-log", type=Path, help="copy the server's log here")
+    parser.add_argument(
+        "--questions",
+        type=Path,
+        help="a question set like examples/questions/til.json, for an --index of that corpus",
+    )
     parser.add_argument("serve_args", nargs="*", help="after --: passed to `sidechat serve`")
     args, unknown = parser.parse_known_args(argv)
+    # Stopped early, still stop the server (`finally` below runs on SystemExit).
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     serve_args = [*unknown, *args.serve_args]
+    if args.questions:
+        _use_questions(args.questions)
     with tempfile.TemporaryDirectory(prefix="sidechat-mem-") as tmp:
         index = args.index
         if index is None:

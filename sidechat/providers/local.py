@@ -128,6 +128,7 @@ class LocalProvider(PushProvider):
         }
         # Settings that cannot work fail `serve` at once when the model's header is at hand.
         known = model_path or _installed_default()
+        self._planned_for = known
         self._sizing: Sizing | None = self._plan(known) if known is not None else None
         self._verbose = verbose
         self._server: Any = None
@@ -207,7 +208,9 @@ class LocalProvider(PushProvider):
             template = read_metadata_string(path, "tokenizer.chat_template")
         except ValueError as exc:
             raise ConfigError(str(exc)) from exc
-        sizing = self._sizing = self._plan(path)
+        if self._sizing is None or path != self._planned_for:
+            self._sizing = self._plan(path)
+        sizing = self._sizing
         params = xllamacpp.CommonParams()
         params.model.path = str(path)
         params.n_parallel = sizing.slots
