@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import re
 import signal
 import statistics
 import subprocess
@@ -225,6 +226,33 @@ async def _run(url: str, pid: int, turns: int) -> dict[str, Any]:
     }
 
 
+_TIMING = re.compile(r"task (\d+) \| +(prompt eval|eval) time = +[\d.]+ ms / +(\d+) tokens")
+_STOP = re.compile(r"task (\d+) \| stop processing: n_tokens = (\d+)")
+
+
+def _prompt_reuse(log: str) -> dict[str, Any] | None:
+    """With `--log-level debug`: how many prompt tokens llama.cpp read, of how many, from its
+    per-task timings (a prompt is the task's final tokens less those generated, plus one)."""
+    tasks: dict[str, dict[str, int]] = {}
+    for match in _TIMING.finditer(log):
+        tasks.setdefault(match[1], {})[match[2]] = int(match[3])
+    for match in _STOP.finditer(log):
+        tasks.setdefault(match[1], {})["n"] = int(match[2])
+    done = [t for t in tasks.values() if {"prompt eval", "eval", "n"} <= t.keys()]
+    if not done:
+        return None
+    total = sum(t["n"] - t["eval"] + 1 for t in done)
+    read = sum(t["prompt eval"] for t in done)
+    whole = sum(t["prompt eval"] >= t["n"] - t["eval"] for t in done)
+    return {
+        "turns": len(done),
+        "prompt_tokens": total,
+        "read": read,
+        "reused_share": round(1 - read / total, 3),
+        "turns_read_whole": whole,
+    }
+
+
 def _use_questions(path: Path) -> None:
     """The first 24 questions are asked fresh; the rest cycle, each with a follow-up."""
     items = orjson.loads(path.read_bytes())
@@ -294,6 +322,8 @@ def main(argv: list[str] | None = None) -> None:
             log = proc.log_path.read_text("utf-8", "replace")
             if args.keep_log:
                 args.keep_log.write_text(log)
+        if (reuse := _prompt_reuse(log)) is not None:
+            result["prompt_reuse"] = reuse
         if "Traceback" in log or "ERROR" in log:
             print(log[-3000:], file=sys.stderr)
     text = orjson.dumps(result, option=orjson.OPT_INDENT_2).decode()

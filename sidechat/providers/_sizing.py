@@ -35,6 +35,7 @@ class Machine:
 class ModelShape:
     kv_bytes_per_token: int  # the KV cache of one token in every layer, f16
     train_context: int | None
+    sliding_window: bool = False  # some layers attend to the last N tokens only
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,7 +44,8 @@ class Sizing:
     slots: int
     ctx_size: int  # tokens per slot
     prompt_cache_mb: int
-    kv_bytes: int  # the KV cache of every slot at full context (an upper bound: SWA is smaller)
+    kv_bytes: int  # the KV cache of every slot at full context, sliding-window layers included
+    sliding_window: bool = False
 
 
 def _read(path: str) -> str | None:
@@ -113,6 +115,7 @@ def model_shape(path: Path) -> ModelShape:
                 "attention.head_count_kv",
                 "attention.key_length",
                 "attention.value_length",
+                "attention.sliding_window",
             )
         ]
         meta = read_metadata(path, keys) if isinstance(arch, str) else {}
@@ -128,9 +131,10 @@ def model_shape(path: Path) -> ModelShape:
     kv_heads = num("attention.head_count_kv") or heads
     head_dim = embedding // heads if embedding and heads else None
     key, value = num("attention.key_length") or head_dim, num("attention.value_length") or head_dim
+    window = num("attention.sliding_window") is not None
     if not (layers and kv_heads and key and value):
-        return ModelShape(128 * 1024, num("context_length"))  # a 7B model's, to be safe
-    return ModelShape(layers * kv_heads * (key + value) * 2, num("context_length"))
+        return ModelShape(128 * 1024, num("context_length"), window)  # a 7B model's, to be safe
+    return ModelShape(layers * kv_heads * (key + value) * 2, num("context_length"), window)
 
 
 def plan(
@@ -165,4 +169,4 @@ def plan(
         )
     if prompt_cache_mb is None:
         prompt_cache_mb = min(PROMPT_CACHE_MAX_MB, int(host.memory * PROMPT_CACHE_SHARE) // _MB)
-    return Sizing(threads, slots, ctx_size, prompt_cache_mb, kv_bytes)
+    return Sizing(threads, slots, ctx_size, prompt_cache_mb, kv_bytes, shape.sliding_window)

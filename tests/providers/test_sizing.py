@@ -18,7 +18,7 @@ from sidechat.providers.local import default_model_path
 from sidechat.settings import Settings, load_settings
 
 GIB = 1 << 30
-GEMMA = ModelShape(kv_bytes_per_token=18 * 1024, train_context=32768)
+GEMMA = ModelShape(kv_bytes_per_token=18 * 1024, train_context=32768, sliding_window=True)
 
 
 def test_two_cores_get_two_threads_two_slots_and_4096_tokens() -> None:
@@ -26,6 +26,7 @@ def test_two_cores_get_two_threads_two_slots_and_4096_tokens() -> None:
     assert (sizing.threads, sizing.slots, sizing.ctx_size) == (2, 2, 4096)
     assert sizing.kv_bytes == 2 * 4096 * 18 * 1024
     assert sizing.prompt_cache_mb == 256
+    assert sizing.sliding_window, "a sliding-window model gets the full KV cache"
 
 
 def test_hyperthreads_do_not_count_and_slots_stay_between_2_and_8() -> None:
@@ -61,7 +62,12 @@ def test_explicit_values_are_kept() -> None:
     sizing = plan(
         GEMMA, Machine(2, 2, 8 * GIB), threads=1, slots=1, ctx_size=2048, prompt_cache_mb=0
     )
-    assert (sizing.threads, sizing.slots, sizing.ctx_size, sizing.prompt_cache_mb) == (1, 1, 2048, 0)
+    assert (sizing.threads, sizing.slots, sizing.ctx_size, sizing.prompt_cache_mb) == (
+        1,
+        1,
+        2048,
+        0,
+    )
 
 
 def test_this_machine_is_read_from_affinity_and_meminfo() -> None:
@@ -74,7 +80,7 @@ def test_this_machine_is_read_from_affinity_and_meminfo() -> None:
 def test_the_default_models_shape_comes_from_its_header() -> None:
     shape = model_shape(default_model_path())
     # Gemma 3 270M: 18 layers, 1 KV head, keys and values of 256, f16
-    assert shape == ModelShape(18 * 1 * (256 + 256) * 2, 32768)
+    assert shape == ModelShape(18 * 1 * (256 + 256) * 2, 32768, sliding_window=True)
 
 
 def test_a_cut_header_is_a_clear_error(tmp_path: Path) -> None:
