@@ -49,6 +49,28 @@ def _settings_error(exc: ValidationError) -> click.ClickException:
     help="A GGUF file for the embedded model. [env: SIDECHAT_MODEL_PATH]",
 )
 @click.option(
+    "--threads",
+    type=int,
+    help="CPU threads for the embedded model. [env: SIDECHAT_THREADS; default: physical cores]",
+)
+@click.option(
+    "--slots",
+    type=int,
+    help="Turns the embedded model answers at once. [env: SIDECHAT_SLOTS; default: cores, 2-8]",
+)
+@click.option(
+    "--ctx-size",
+    type=int,
+    help="Context per slot, in tokens. [env: SIDECHAT_CTX_SIZE; default 4096, less if memory "
+    "is short]",
+)
+@click.option(
+    "--prompt-cache-mb",
+    type=int,
+    help="RAM for llama.cpp's cache of earlier prompts; 0 turns it off. "
+    "[env: SIDECHAT_PROMPT_CACHE_MB; default: 10% of free memory, at most 256]",
+)
+@click.option(
     "--fallback",
     multiple=True,
     help="Provider to use when the primary fails before the first token (repeatable).",

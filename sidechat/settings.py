@@ -96,6 +96,40 @@ class Settings(BaseSettings):
         ),
     )
 
+    # The embedded model (llama.cpp); None: derived from the machine when it loads.
+    threads: int | None = Field(
+        default=None,
+        ge=1,
+        le=1024,
+        description=(
+            "The embedded model's CPU threads; unset: the physical cores this process may use."
+        ),
+    )
+    slots: int | None = Field(
+        default=None,
+        ge=1,
+        le=64,
+        description="Answers the embedded model writes at once; unset: the cores, between 2 and 8.",
+    )
+    ctx_size: int | None = Field(
+        default=None,
+        ge=512,
+        le=1_048_576,
+        description=(
+            "The embedded model's context per slot, in tokens; unset: 4,096, less when a quarter "
+            "of free memory cannot hold every slot's cache, never above the model's own context."
+        ),
+    )
+    prompt_cache_mb: int | None = Field(
+        default=None,
+        ge=0,
+        le=1_048_576,
+        description=(
+            "RAM for llama.cpp's cache of earlier prompts (a prompt sharing their prefix is not "
+            "read again); unset: 10% of free memory, at most 256; 0 turns it off."
+        ),
+    )
+
     # Upstream resilience (seconds).
     retry_budget: float = Field(
         default=20.0,
