@@ -61,15 +61,22 @@ class RedisBus:
         self.config = config
         timeout = 2.0
         common: dict[str, Any] = {"socket_connect_timeout": timeout, "health_check_interval": 0}
-        self.redis = Redis.from_url(config.url, socket_timeout=timeout, **common)
+        # Named, so that `CLIENT LIST` shows which process holds which connection.
+        name = f"sidechat:{config.owner}"
+        self.redis = Redis.from_url(
+            config.url, socket_timeout=timeout, client_name=f"{name}:cmd", **common
+        )
         # The blocking XREAD may hold its connection for `block` seconds.
         self._reader = Redis.from_url(
             config.url,
             single_connection_client=True,
+            client_name=f"{name}:follow",
             socket_timeout=config.block + timeout,
             **common,
         )
-        self._listener = Redis.from_url(config.url, socket_timeout=None, **common)
+        self._listener = Redis.from_url(
+            config.url, socket_timeout=None, client_name=f"{name}:cancel", **common
+        )
         self.publisher = Publisher(self.redis, config)
         self.follower = Follower(self.redis, self._reader, config)
         self.leases = LeaseKeeper(self.redis, self.publisher, config)
