@@ -3,15 +3,18 @@ running; scripts/test.sh starts it), a key prefix unique to the test session, de
 
 from __future__ import annotations
 
+import asyncio
 import secrets
 import socket
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import replace
+from typing import cast
 
 import pytest
 from redis import Redis as SyncRedis
 
 from sidechat.bus import BusConfig, RedisBus
+from sidechat.eventlog import EventLog
 
 REDIS_URL = "redis://127.0.0.1:6379/0"
 
@@ -56,3 +59,18 @@ async def other(config: BusConfig) -> AsyncIterator[RedisBus]:
     bus = await RedisBus.connect(replace(config, owner=f"other-{secrets.token_hex(3)}"))
     yield bus
     await bus.aclose()
+
+
+async def stream_entries(bus: RedisBus, turn_id: str) -> list[tuple[int, bytes]]:
+    """The turn's stream in Redis as (event id, payload) pairs."""
+    raw = cast(
+        list[tuple[bytes, dict[bytes, bytes]]],
+        await bus.redis.xrange(bus.config.keys(turn_id).stream, "-", "+"),
+    )
+    return [(int(eid.split(b"-")[1]), fields[b"p"]) for eid, fields in raw]
+
+
+async def until_finished(log: EventLog, within: float = 10) -> None:
+    async with asyncio.timeout(within):
+        while not log.finished:
+            await log.read(len(log), wait=1)  # type: ignore[arg-type]

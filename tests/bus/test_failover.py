@@ -12,15 +12,18 @@ import pytest
 from sidechat import protocol
 from sidechat.bus import BusConfig, RedisBus
 from sidechat.eventlog import DONE
-
-SHORT = {"lease_ttl": 0.3, "renew_every": 0.1}
+from tests.bus.conftest import stream_entries, until_finished
 
 
 @pytest.fixture
 async def fast(config: BusConfig) -> AsyncIterator[tuple[RedisBus, RedisBus]]:
     """Two processes' buses with a 300 ms lease."""
-    a = await RedisBus.connect(replace(config, owner="a-" + secrets.token_hex(3), **SHORT))
-    b = await RedisBus.connect(replace(config, owner="b-" + secrets.token_hex(3), **SHORT))
+    a = await RedisBus.connect(
+        replace(config, owner="a-" + secrets.token_hex(3), lease_ttl=0.3, renew_every=0.1)
+    )
+    b = await RedisBus.connect(
+        replace(config, owner="b-" + secrets.token_hex(3), lease_ttl=0.3, renew_every=0.1)
+    )
     yield a, b
     await a.aclose()
     await b.aclose()
@@ -83,10 +86,9 @@ async def test_a_zombie_is_fenced_and_the_taker_continues(
     )
     new.finish()
     assert await b.publisher.flush()
-    raw = await b.redis.xrange(b.config.keys(turn_id).stream, "-", "+")
-    ids = [int(eid.split(b"-")[1]) for eid, _ in raw]
-    assert ids == list(range(1, 10))
-    payloads = b"".join(fields[b"p"] for _, fields in raw)
+    stored = await stream_entries(b, turn_id)
+    assert [i for i, _ in stored] == list(range(1, 10))
+    payloads = b"".join(p for _, p in stored)
     assert b"ZOMBIE" not in payloads
     assert b'"continued":true' in payloads
     assert await b.takeover(turn_id) is None  # ended: nothing to take
@@ -113,10 +115,7 @@ async def test_a_reader_sees_one_answer_across_the_takeover(
     new.append(protocol.text_delta("two"), "two")
     new.extend([(protocol.text_end(), None), (DONE, None)])
     new.finish()
-    batch = await remote.read(0, wait=5)
-    async with asyncio.timeout(5):
-        while not remote.finished:
-            await asyncio.sleep(0.01)
+    await until_finished(remote)
     batch = await remote.read(0)
     assert "".join(d for d in batch.deltas if d) == "one two"
     assert [int(f.split(b"\n")[0][4:]) for f in batch.frames] == list(range(1, 7))

@@ -14,6 +14,7 @@ from sidechat import protocol
 from sidechat.bus import BusConfig, RedisBus
 from sidechat.eventlog import DONE
 from tests._servers import ROOT
+from tests.bus.conftest import stream_entries, until_finished
 
 
 def _turn() -> str:
@@ -39,11 +40,6 @@ async def _produce(bus: RedisBus, turn_id: str, tokens: int, interval: float) ->
     return payloads + tail
 
 
-async def _stream(bus: RedisBus, turn_id: str) -> list[tuple[int, bytes]]:
-    raw = await bus.redis.xrange(bus.config.keys(turn_id).stream, "-", "+")
-    return [(int(eid.split(b"-")[1]), fields[b"p"]) for eid, fields in raw]
-
-
 async def test_events_go_to_redis_in_batches_with_the_sse_ids(bus: RedisBus) -> None:
     turn_id = _turn()
     before = bus.publisher.stats.round_trips
@@ -55,7 +51,7 @@ async def test_events_go_to_redis_in_batches_with_the_sse_ids(bus: RedisBus) -> 
     # One round trip per 10 ms window at most (plus the last), not one per token.
     assert 1 <= trips <= elapsed / bus.config.window + 2, (trips, elapsed)
     assert trips < 200, trips
-    stored = await _stream(bus, turn_id)
+    stored = await stream_entries(bus, turn_id)
     assert [i for i, _ in stored] == list(range(1, len(payloads) + 1))
     assert [p for _, p in stored] == payloads
     keys = bus.config.keys(turn_id)
@@ -71,7 +67,7 @@ async def test_another_process_replays_then_follows_live(bus: RedisBus, config: 
     for i in range(20):
         log.append(protocol.text_delta(f"a{i}"), f"a{i}")
     assert await bus.publisher.flush()
-    reader = subprocess.Popen(
+    reader = subprocess.Popen(  # noqa: ASYNC220 (its pipe is read in a thread)
         [sys.executable, "-m", "tests.bus._reader", config.url, config.prefix, turn_id],
         cwd=ROOT,
         stdout=subprocess.PIPE,
@@ -114,9 +110,9 @@ async def test_one_follow_connection_serves_every_reader(bus: RedisBus, other: R
         log.extend([(DONE, None)])
         log.finish()
     waits = [r.read(0, wait=5) for r in remote if r is not None]
-    async with asyncio.timeout(10):
-        while not all(r is not None and r.finished for r in remote):
-            await asyncio.sleep(0.01)
+    for r in remote:
+        assert r is not None
+        await until_finished(r)
     for batch in await asyncio.gather(*waits):
         assert batch.last_id >= 1
     for r in remote:

@@ -1,0 +1,105 @@
+"""Redis down: a clear error at start; mid-run, local readers go on and nothing is lost."""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+import shutil
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from redis import Redis as SyncRedis
+
+from sidechat import protocol
+from sidechat.bus import BusConfig, BusUnavailable, RedisBus
+from sidechat.eventlog import DONE
+from tests._servers import free_port
+from tests.bus.conftest import stream_entries
+
+
+class _OwnRedis:
+    """A redis-server of the test's own (this one may be killed), persisting every write."""
+
+    def __init__(self, directory: Path) -> None:
+        self.port = free_port()
+        self.dir = directory
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self) -> None:
+        self.proc = subprocess.Popen(
+            ["redis-server", "--bind", "127.0.0.1", "--port", str(self.port), "--save", "",
+             "--appendonly", "yes", "--appendfsync", "always", "--dir", str(self.dir)],
+            stdout=subprocess.DEVNULL,
+        )  # fmt: skip
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            try:
+                if SyncRedis(port=self.port, socket_timeout=0.5).ping():
+                    return
+            except Exception:
+                time.sleep(0.05)
+        raise RuntimeError("redis-server did not start")
+
+    def kill(self) -> None:
+        if self.proc is not None:
+            self.proc.kill()
+            self.proc.wait()
+            self.proc = None
+
+
+@pytest.fixture
+def own_redis(tmp_path: Path) -> Iterator[_OwnRedis]:
+    if shutil.which("redis-server") is None:
+        pytest.skip("redis-server is not installed")
+    server = _OwnRedis(tmp_path)
+    server.start()
+    yield server
+    server.kill()
+
+
+async def test_redis_down_at_start_is_a_clear_error() -> None:
+    url = f"redis://:secret@127.0.0.1:{free_port()}/0"
+    with pytest.raises(BusUnavailable) as info:
+        await RedisBus.connect(BusConfig(url=url))
+    message = str(info.value.message)
+    assert "is not answering" in message and "--redis-url" in message
+    assert "secret" not in message
+
+
+async def test_redis_down_mid_turn_loses_nothing(own_redis: _OwnRedis) -> None:
+    bus = await RedisBus.connect(BusConfig(url=own_redis.url, prefix="outage:"))
+    try:
+        turn_id = f"t_{secrets.token_hex(6)}"
+        log = bus.produce(turn_id)
+        log.extend([(protocol.start(turn_id), None), (protocol.text_start(), None)])
+        for i in range(50):
+            log.append(protocol.text_delta(f"a{i} "), f"a{i} ")
+        assert await bus.publisher.flush()
+        own_redis.kill()
+        # Redis is gone: generation goes on, this process's readers get everything at once.
+        for i in range(50):
+            log.append(protocol.text_delta(f"b{i} "), f"b{i} ")
+            await asyncio.sleep(0.002)
+        batch = await log.read(52)
+        assert len(batch.frames) == 50
+        await asyncio.sleep(0.3)
+        assert bus.publisher.stats.failures >= 1
+        assert not bus.healthy
+        assert bus.publisher.pending() == 1  # the turn's unwritten events wait in its log
+        own_redis.start()
+        log.extend([(protocol.text_end(), None), (DONE, None)])
+        log.finish()
+        assert await bus.publisher.flush(within=10)
+        assert bus.healthy
+        stored = await stream_entries(bus, turn_id)
+        assert [i for i, _ in stored] == list(range(1, 105))
+        assert [p for _, p in stored] == (await log.read(0)).payloads
+    finally:
+        await bus.aclose()
