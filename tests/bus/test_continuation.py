@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from sidechat.bus import continuation_request
+from sidechat.bus import ContinuationStyle, continuation_request
 from sidechat.bus.continuation import CONTINUE_INSTRUCTION
 from sidechat.providers.base import ChatRequest, Message
 
@@ -10,8 +10,9 @@ REQUEST = ChatRequest([Message("user", "Why?")], "Be brief.", 100, 0.2, ("</s>",
 
 
 def test_prefix_and_prefill_end_with_the_answer_so_far() -> None:
-    for style in ("prefix", "prefill"):
-        out = continuation_request(REQUEST, "Because the sky", style)  # type: ignore[arg-type]
+    styles: tuple[ContinuationStyle, ...] = ("prefix", "prefill")
+    for style in styles:
+        out = continuation_request(REQUEST, "Because the sky", style)
         assert list(out.messages) == [
             Message("user", "Why?"),
             Message("assistant", "Because the sky"),
