@@ -12,7 +12,7 @@ from collections.abc import Callable
 from typing import Any
 
 import orjson
-from redis.asyncio import Redis
+from redis.asyncio import BlockingConnectionPool, Redis
 from redis.exceptions import RedisError
 
 from sidechat.bus import _scripts
@@ -63,9 +63,17 @@ class RedisBus:
         common: dict[str, Any] = {"socket_connect_timeout": timeout, "health_check_interval": 0}
         # Named, so that `CLIENT LIST` shows which process holds which connection.
         name = f"sidechat:{config.owner}"
-        self.redis = Redis.from_url(
-            config.url, socket_timeout=timeout, client_name=f"{name}:cmd", **common
+        # A bounded pool: a burst of readers opening turns waits for a connection rather than
+        # opening one each.
+        pool = BlockingConnectionPool.from_url(
+            config.url,
+            max_connections=config.max_connections,
+            timeout=timeout,
+            socket_timeout=timeout,
+            client_name=f"{name}:cmd",
+            **common,
         )
+        self.redis = Redis(connection_pool=pool)
         # The blocking XREAD may hold its connection for `block` seconds.
         self._reader = Redis.from_url(
             config.url,

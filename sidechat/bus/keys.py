@@ -20,13 +20,14 @@ class BusConfig:
     url: str = "redis://127.0.0.1:6379/0"
     prefix: str = "sidechat:"
     # Events that accumulate within `window` go to Redis in one call (docs/design/redis.md).
-    window: float = 0.01
+    window: float = 0.025
     lease_ttl: float = 3.0  # a producer silent this long is presumed dead
     renew_every: float = 1.0
     stream_ttl: float = 3600.0  # a turn's stream is kept this long after its last event
     maxlen: int = 100_000  # approximate cap on a stream's entries (a turn has far fewer)
     max_batch: int = 2_000  # events per script call (after an outage, the backlog is split)
     max_backlog_turns: int = 10_000  # finished turns waiting for Redis before they are given up
+    max_connections: int = 8  # the command pool's (plus one to follow, one for cancels)
     block: float = 5.0  # the follower's blocking XREAD timeout
     owner: str = field(default_factory=_owner)  # this process, in lease values
 

@@ -18,9 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from redis.asyncio import Redis
-from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import NoScriptError, RedisError
-from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from sidechat.bus import _scripts
 from sidechat.bus.keys import BusConfig, TurnKeys
@@ -73,8 +71,8 @@ class ProducerLog(MemoryEventLog):
 
 @dataclass(slots=True)
 class PublisherStats:
-    round_trips: int = 0  # pipelined calls made (one per window with something to write)
-    script_calls: int = 0  # APPEND calls (one per dirty turn per round trip)
+    round_trips: int = 0  # calls made (one per window with something to write)
+    script_calls: int = 0  # APPEND script calls (one per round trip, for every dirty turn)
     events: int = 0  # events confirmed in Redis
     failures: int = 0  # round trips that failed (Redis down or slow); retried
     fenced: int = 0  # turns whose writes were refused (taken over elsewhere)
@@ -145,7 +143,13 @@ class Publisher:
     async def _write_once(self) -> bool:
         config = self._config
         logs, self._dirty = self._dirty, []
-        pipe = self._redis.pipeline(transaction=False)
+        keys: list[str] = []
+        args: list[Any] = [
+            config.maxlen,
+            int(config.stream_ttl * 1000),
+            int(config.lease_ttl * 1000),
+            config.owner,
+        ]
         sent: list[tuple[ProducerLog, int]] = []
         for log in logs:
             log.dirty = False
@@ -154,51 +158,36 @@ class Publisher:
             payloads = log.unpublished(config.max_batch)
             if not payloads:
                 continue
-            args: list[Any] = [
-                log.epoch,
-                config.maxlen,
-                int(config.stream_ttl * 1000),
-                int(config.lease_ttl * 1000),
-                config.owner,
-            ]
-            first = log.published + 1
-            for i, payload in enumerate(payloads):
-                args += (first + i, payload)
-            keys = log.keys
-            # EVALSHA straight into the pipeline: a registered script would cost a SCRIPT
-            # EXISTS round trip per execute. A flushed script cache (NOSCRIPT) is handled below.
-            pipe.evalsha(self._append.sha, 3, keys.stream, keys.epoch, keys.lease, *args)
+            k = log.keys
+            keys += (k.stream, k.epoch, k.lease)
+            args += (log.epoch, log.published + 1, b"\n".join(payloads))
             sent.append((log, len(payloads)))
         if not sent:
             return True
         try:
-            results = await pipe.execute(raise_on_error=False)
-        except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
+            # EVALSHA, not a registered script: that would cost a SCRIPT EXISTS round trip.
+            results = await self._redis.evalsha(self._append.sha, len(keys), *keys, *args)
+        except NoScriptError:  # Redis restarted or its script cache was flushed
+            self._requeue(log for log, _ in sent)
+            with contextlib.suppress(RedisError, OSError):
+                await self._redis.script_load(_scripts.APPEND)
+            return False
+        except (RedisError, OSError) as exc:
             self.stats.failures += 1
             logger.warning("redis write failed (%s); retrying", exc)
             self._requeue(log for log, _ in sent)
             return False
         self.stats.round_trips += 1
-        ok = True
+        self.stats.script_calls += 1
         for (log, count), result in zip(sent, results, strict=True):
-            self.stats.script_calls += 1
-            if isinstance(result, NoScriptError):
-                ok = False
-                await self._redis.script_load(_scripts.APPEND)
-                self._requeue((log,))
-            elif isinstance(result, RedisError):
-                ok = False
-                self.stats.failures += 1
-                logger.warning("redis append for %s failed: %s", log.keys.turn_id, result)
-                self._requeue((log,))
-            elif result == -1:
+            if result == -1:
                 self._fence(log)
-            else:
-                self.stats.events += min(count, int(result) - log.published)
-                log.published = max(log.published, int(result))
-                if log.published < len(log):
-                    self._requeue((log,))
-        return ok
+                continue
+            self.stats.events += min(count, int(result) - log.published)
+            log.published = max(log.published, int(result))
+            if log.published < len(log):
+                self._requeue((log,))
+        return True
 
     def _requeue(self, logs: Any) -> None:
         for log in logs:
