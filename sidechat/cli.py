@@ -75,6 +75,13 @@ def _settings_error(exc: ValidationError) -> click.ClickException:
     type=click.Path(exists=True, dir_okay=False, path_type=Path),
     help="A TOML file of settings. [env: SIDECHAT_CONFIG]",
 )
+@click.option(
+    "--redis-url",
+    help="Redis shared by every replica, e.g. redis://127.0.0.1:6379/0. [env: SIDECHAT_REDIS_URL]",
+)
+@click.option(
+    "--workers", type=int, help="Server processes on the port (needs --redis-url). [default 1]"
+)
 @click.option("--log-level", type=click.Choice(["debug", "info", "warning", "error"]))
 def serve(config: Path | None, **options: Any) -> None:
     """Start the HTTP server."""

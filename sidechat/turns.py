@@ -14,7 +14,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from sidechat import protocol
 from sidechat._eager import eager_task
@@ -24,6 +24,9 @@ from sidechat.eventlog import EventLog, MemoryEventLog
 from sidechat.generation import Generation
 from sidechat.providers.base import ChatRequest, Message
 from sidechat.settings import Settings
+
+if TYPE_CHECKING:
+    from sidechat.bus import RedisBus
 
 __all__ = ["Rating", "Turn", "TurnStatus", "Turns"]
 
@@ -61,6 +64,10 @@ class Turns:
         self._generating: dict[str, Turn] = {}
         self._last_activity = time.monotonic()
         self._evictor: asyncio.Task[None] | None = None
+        # With Redis (`--redis-url`, set by the app's lifespan): logs are copied there, and
+        # turns other processes generate are found, followed and cancelled through it.
+        self.bus: RedisBus | None = None
+        self._background: set[asyncio.Task[None]] = set()
 
     def quiet_for(self) -> float:
         """Seconds since a turn last began or ended; 0 while any is being generated."""
@@ -73,8 +80,10 @@ class Turns:
         return len(self._generating)
 
     def live_logs(self) -> Iterator[EventLog]:
-        """The event logs of the turns being generated."""
-        return (turn.log for turn in self._generating.values())
+        """The event logs of the turns being generated (here, or elsewhere and followed)."""
+        yield from (turn.log for turn in self._generating.values())
+        if self.bus is not None:
+            yield from self.bus.follower.live_logs()
 
     # -- lifecycle ------------------------------------------------------------------------
     def open(self) -> None:
@@ -151,7 +160,17 @@ class Turns:
         if previous is not None and previous.task is not None and not previous.task.done():
             # A new question supersedes a reply still being written in the same conversation.
             self.cancel(previous.id)
-        turn = Turn(new_id("t_"), conversation.id, MemoryEventLog())
+        turn_id = new_id("t_")
+        log: EventLog
+        if self.bus is None:
+            log = MemoryEventLog()
+        else:
+            log = self.bus.produce(
+                turn_id,
+                on_cancel=lambda: self._cancel_here(turn_id),
+                on_fenced=lambda: self._cancel_here(turn_id),
+            )
+        turn = Turn(turn_id, conversation.id, log)
         turn.log.append(protocol.start(turn.id))
         conversation.messages.append(StoredMessage("user", message))
         conversation.messages.append(
@@ -183,6 +202,32 @@ class Turns:
             turn.task.cancel()
         return turn
 
+    def _cancel_here(self, turn_id: str) -> None:
+        if turn_id in self._generating:
+            self.cancel(turn_id)
+
+    async def find(self, turn_id: str) -> Turn:
+        """`get`, or with Redis a turn another process generates (or generated): its log
+        replayed from Redis and followed live."""
+        try:
+            return self.get(turn_id)
+        except NotFound:
+            if self.bus is None:
+                raise
+        log = await self.bus.open_remote(turn_id)
+        if log is None:
+            raise NotFound("No such turn (it may have expired).")
+        return Turn(turn_id, "", log, "streaming" if not log.finished else "done")
+
+    async def cancel_anywhere(self, turn_id: str) -> Turn:
+        """`cancel`, or with Redis ask the process generating the turn to stop it."""
+        turn = await self.find(turn_id)
+        if self.bus is not None and turn_id not in self._turns and not turn.log.finished:
+            await self.bus.cancel(turn_id)
+        elif turn_id in self._turns:
+            self.cancel(turn_id)
+        return turn
+
     def rate(self, turn_id: str, rating: Rating, comment: str | None) -> Turn:
         turn = self.get(turn_id)
         turn.rating = rating
@@ -191,13 +236,31 @@ class Turns:
         return turn
 
     async def _run(self, turn: Turn, conversation: Conversation, request: ChatRequest) -> None:
+        bus = self.bus
+        if bus is not None:
+            # Kept for a takeover; off the turn's path (its first token waits for nothing).
+            task = asyncio.create_task(self._store_request(bus, turn.id, request))
+            self._background.add(task)
+            task.add_done_callback(self._background.discard)
         try:
             await self._generation.run(turn, request)
         finally:
+            if bus is not None:
+                from sidechat.bus import ProducerLog
+
+                if isinstance(turn.log, ProducerLog):
+                    bus.done(turn.log)
             del self._generating[turn.id]
             self._last_activity = turn.finished_at = time.monotonic()
             turn.task = None  # a finished turn keeps its events, not its task
             self._settle(turn, conversation)
+
+    @staticmethod
+    async def _store_request(bus: RedisBus, turn_id: str, request: ChatRequest) -> None:
+        try:
+            await bus.store_request(turn_id, request)
+        except Exception as exc:  # a takeover will end the turn with an error instead
+            logger.warning("turn %s: request not kept in redis: %s", turn_id, exc)
 
     def _settle(self, turn: Turn, conversation: Conversation) -> None:
         for stored in reversed(conversation.messages):

@@ -122,6 +122,10 @@ class Follower:
     def following(self) -> int:
         return len(self._logs)
 
+    def live_logs(self) -> list[RemoteEventLog]:
+        """The logs being followed (for the heartbeat)."""
+        return list(self._logs.values())
+
     async def open_log(self, turn_id: str) -> RemoteEventLog | None:
         """The turn's log, replayed from Redis and followed until it ends; None when Redis has
         no such turn. Readers of the same live turn share one log."""
