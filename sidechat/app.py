@@ -358,7 +358,8 @@ def create_app(settings: Settings, provider: Provider | None = None) -> Sidechat
             from sidechat.bus import BusConfig, RedisBus
 
             url = settings.redis_url.get_secret_value()
-            turns.bus = await RedisBus.connect(BusConfig(url=url, stream_ttl=settings.turn_ttl))
+            config = BusConfig(url=url, prefix=settings.redis_prefix, stream_ttl=settings.turn_ttl)
+            turns.bus = await RedisBus.connect(config)
         try:
             await provider.open()
             turns.open()

@@ -101,6 +101,13 @@ def serve(config: Path | None, **options: Any) -> None:
         level=settings.log_level.upper(),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    if settings.redis_url is not None:
+        from sidechat.bus import check_redis
+
+        try:
+            check_redis(settings.redis_url.get_secret_value())
+        except SidechatError as exc:
+            raise click.ClickException(exc.message) from None
     runtime = Runtime(settings)
     try:
         port = runtime.listen()
@@ -113,7 +120,9 @@ def serve(config: Path | None, **options: Any) -> None:
     except SidechatError as exc:
         raise click.ClickException(exc.message) from None
     click.echo(
-        f"sidechat {__version__} on http://{settings.host}:{port}/ (provider: {settings.provider})",
+        f"sidechat {__version__} on http://{settings.host}:{port}/ (provider: {settings.provider}"
+        + (f", {settings.workers} workers" if settings.workers > 1 else "")
+        + ")",
         err=True,
     )
     runtime.run(app)

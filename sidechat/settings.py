@@ -220,12 +220,23 @@ class Settings(BaseSettings):
             "Without it, one process with turns in memory."
         ),
     )
+    redis_prefix: str = Field(
+        default="sidechat:",
+        min_length=1,
+        max_length=64,
+        description="Prefix of every Redis key and channel sidechat uses (one per deployment).",
+    )
     workers: int = Field(
         default=1,
         ge=1,
         le=256,
         description="Server processes sharing the port; more than one needs `redis_url`.",
     )
+
+    @field_validator("redis_url", mode="before")
+    @classmethod
+    def _empty_is_none(cls, value: Any) -> Any:
+        return None if value == "" else value
 
     @model_validator(mode="after")
     def _workers_need_redis(self) -> Settings:

@@ -9,6 +9,7 @@ the upstream request.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections import OrderedDict
@@ -216,16 +217,28 @@ class Turns:
                 raise
         log = await self.bus.open_remote(turn_id)
         if log is None:
+            # Just begun elsewhere, its first events may still be in that process's window.
+            await asyncio.sleep(self.bus.config.window * 2 + 0.05)
+            log = await self.bus.open_remote(turn_id)
+        if log is None:
             raise NotFound("No such turn (it may have expired).")
         return Turn(turn_id, "", log, "streaming" if not log.finished else "done")
 
     async def cancel_anywhere(self, turn_id: str) -> Turn:
         """`cancel`, or with Redis ask the process generating the turn to stop it."""
         turn = await self.find(turn_id)
-        if self.bus is not None and turn_id not in self._turns and not turn.log.finished:
+        if turn_id in self._turns:
+            return self.cancel(turn_id)
+        if self.bus is not None and not turn.log.finished:
             await self.bus.cancel(turn_id)
-        elif turn_id in self._turns:
-            self.cancel(turn_id)
+            # Let the abort land (the producer stops within milliseconds), as a local cancel does.
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(2.0):
+                    while not turn.log.finished:
+                        await turn.log.read((await turn.log.read(0)).last_id, wait=1)
+        if turn.log.finished:
+            tail = (await turn.log.read(0)).payloads[-4:]
+            turn.status = "aborted" if protocol.abort() in tail else "done"
         return turn
 
     def rate(self, turn_id: str, rating: Rating, comment: str | None) -> Turn:

@@ -23,6 +23,7 @@ from collections.abc import Callable
 
 from redis import Redis as SyncRedis
 
+from bench.procs import free_port
 from sidechat import protocol
 from sidechat.bus import BusConfig, RedisBus
 from sidechat.eventlog import DONE, EventLog, MemoryEventLog
@@ -102,9 +103,38 @@ async def _redis_round(
     return cpu, redis_cpu, trips, delays
 
 
-async def main(args: argparse.Namespace) -> None:
+async def _measure(url: str, redis_pid: int, args: argparse.Namespace) -> None:
     windows = [float(w) for w in args.windows.split(",")]
-    port = 20000 + os.getpid() % 20000
+    total = args.turns * args.tokens
+    results: dict[float, list[tuple[float, float, float, list[float]]]] = {}
+    base: list[float] = []
+    for _ in range(args.rounds):
+        t0 = time.process_time()
+        await _load(lambda _: MemoryEventLog(), args.turns, args.tokens, args.interval)
+        base.append(time.process_time() - t0)
+        for w in windows:
+            results.setdefault(w, []).append(await _redis_round(url, w, args, redis_pid))
+    base_cpu = statistics.median(base)
+    print(f"{args.turns} turns x {args.tokens} tokens, one per {args.interval * 1000:g} ms")
+    print(f"memory-only load: {base_cpu / total * 1e3:.4f} ms CPU/token")
+    print("window_ms trips/1k_tokens sidechat_ms/token redis_ms/token total p50_ms p99_ms")
+    for w, runs in results.items():
+        cpu = statistics.median(r[0] for r in runs) - base_cpu
+        rcpu = statistics.median(r[1] for r in runs)
+        trips = statistics.median(r[2] for r in runs)
+        delays = sorted(d for r in runs for d in r[3])
+        p50 = delays[len(delays) // 2] * 1e3
+        p99 = delays[int(len(delays) * 0.99)] * 1e3
+        print(
+            f"{w * 1000:9g} {trips / total * 1000:16.1f} {cpu / total * 1e3:17.4f} "
+            f"{rcpu / total * 1e3:14.4f} {(cpu + rcpu) / total * 1e3:5.4f} "
+            f"{p50:6.2f} {p99:6.2f}"
+        )
+
+
+def main(args: argparse.Namespace) -> None:
+    """Run a redis-server of this run's own (so that its CPU is this load's alone)."""
+    port = free_port()
     with tempfile.TemporaryDirectory() as tmp:
         server = subprocess.Popen(
             ["redis-server", "--bind", "127.0.0.1", "--port", str(port), "--save", "",
@@ -112,38 +142,13 @@ async def main(args: argparse.Namespace) -> None:
             stdout=subprocess.DEVNULL,
         )  # fmt: skip
         try:
-            url = f"redis://127.0.0.1:{port}/0"
             for _ in range(100):
                 try:
                     SyncRedis(port=port).ping()
                     break
                 except Exception:
                     time.sleep(0.05)
-            total = args.turns * args.tokens
-            results: dict[float, list[tuple[float, float, float, list[float]]]] = {}
-            base: list[float] = []
-            for _ in range(args.rounds):
-                t0 = time.process_time()
-                await _load(lambda _: MemoryEventLog(), args.turns, args.tokens, args.interval)
-                base.append(time.process_time() - t0)
-                for w in windows:
-                    results.setdefault(w, []).append(await _redis_round(url, w, args, server.pid))
-            base_cpu = statistics.median(base)
-            print(f"{args.turns} turns x {args.tokens} tokens, one per {args.interval * 1000:g} ms")
-            print(f"memory-only load: {base_cpu / total * 1e3:.4f} ms CPU/token")
-            print("window_ms trips/1k_tokens sidechat_ms/token redis_ms/token total p50_ms p99_ms")
-            for w, runs in results.items():
-                cpu = statistics.median(r[0] for r in runs) - base_cpu
-                rcpu = statistics.median(r[1] for r in runs)
-                trips = statistics.median(r[2] for r in runs)
-                delays = sorted(d for r in runs for d in r[3])
-                p50 = delays[len(delays) // 2] * 1e3
-                p99 = delays[int(len(delays) * 0.99)] * 1e3
-                print(
-                    f"{w * 1000:9g} {trips / total * 1000:16.1f} {cpu / total * 1e3:17.4f} "
-                    f"{rcpu / total * 1e3:14.4f} {(cpu + rcpu) / total * 1e3:5.4f} "
-                    f"{p50:6.2f} {p99:6.2f}"
-                )
+            asyncio.run(_measure(f"redis://127.0.0.1:{port}/0", server.pid, args))
         finally:
             server.kill()
             server.wait()
@@ -156,4 +161,4 @@ if __name__ == "__main__":
     parser.add_argument("--tokens", type=int, default=200)
     parser.add_argument("--interval", type=float, default=0.02)
     parser.add_argument("--rounds", type=int, default=2)
-    asyncio.run(main(parser.parse_args()))
+    main(parser.parse_args())

@@ -4,7 +4,13 @@ Used only when a Redis URL is configured; without it sidechat is one process wit
 logs. See docs/design/redis.md.
 """
 
-from sidechat.bus.bus import BusUnavailable, RedisBus, request_from_json, request_to_json
+from sidechat.bus.bus import (
+    BusUnavailable,
+    RedisBus,
+    check_redis,
+    request_from_json,
+    request_to_json,
+)
 from sidechat.bus.continuation import ContinuationStyle, continuation_request
 from sidechat.bus.follower import RemoteEventLog
 from sidechat.bus.keys import BusConfig, TurnKeys
@@ -21,6 +27,7 @@ __all__ = [
     "RemoteEventLog",
     "Takeover",
     "TurnKeys",
+    "check_redis",
     "continuation_request",
     "request_from_json",
     "request_to_json",

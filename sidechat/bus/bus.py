@@ -24,7 +24,7 @@ from sidechat.bus.publisher import ProducerLog, Publisher
 from sidechat.errors import ConfigError
 from sidechat.providers.base import ChatRequest, Message
 
-__all__ = ["BusUnavailable", "RedisBus", "request_from_json", "request_to_json"]
+__all__ = ["BusUnavailable", "RedisBus", "check_redis", "request_from_json", "request_to_json"]
 
 
 class BusUnavailable(ConfigError):
@@ -100,10 +100,7 @@ class RedisBus:
             await bus.redis.script_load(_scripts.APPEND)
         except (RedisError, OSError) as exc:
             await bus._close_clients()
-            raise BusUnavailable(
-                f"Redis at {_safe_url(config.url)} is not answering: {exc}. Start it, or serve "
-                "without --redis-url (one process).",
-            ) from exc
+            raise BusUnavailable(_unavailable(config.url, exc)) from exc
         bus.publisher.open()
         bus.follower.open()
         bus.leases.open()
@@ -194,6 +191,28 @@ class RedisBus:
     def healthy(self) -> bool:
         """False while writes to Redis are failing (for /readyz)."""
         return self.publisher.healthy
+
+
+def check_redis(url: str, timeout: float = 3.0) -> None:
+    """Raise `BusUnavailable` (a clear message) unless Redis answers at `url`; synchronous, for
+    `sidechat serve` to refuse to start before it binds anything."""
+    from redis import Redis as SyncRedis
+
+    try:
+        client = SyncRedis.from_url(url, socket_connect_timeout=timeout, socket_timeout=timeout)
+        try:
+            client.ping()
+        finally:
+            client.close()
+    except (RedisError, OSError, ValueError) as exc:
+        raise BusUnavailable(_unavailable(url, exc)) from exc
+
+
+def _unavailable(url: str, exc: BaseException) -> str:
+    return (
+        f"Redis at {_safe_url(url)} is not answering: {exc}. Start it, or serve without "
+        "--redis-url (one process)."
+    )
 
 
 def _safe_url(url: str) -> str:
