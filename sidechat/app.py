@@ -359,7 +359,7 @@ def create_app(settings: Settings, provider: Provider | None = None) -> Sidechat
 
             url = settings.redis_url.get_secret_value()
             config = BusConfig(url=url, prefix=settings.redis_prefix, stream_ttl=settings.turn_ttl)
-            turns.bus = await RedisBus.connect(config)
+            turns.attach(await RedisBus.connect(config))
         try:
             await provider.open()
             turns.open()
@@ -371,9 +371,10 @@ def create_app(settings: Settings, provider: Provider | None = None) -> Sidechat
                 await turns.aclose()
                 await provider.aclose()
         finally:
-            if turns.bus is not None:
-                await turns.bus.aclose()
-                turns.bus = None
+            bus = turns.bus
+            if bus is not None:
+                await turns.detach()
+                await bus.aclose()
 
     # The router tries routes in order: the two every turn takes come first.
     routes = [

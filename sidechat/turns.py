@@ -21,13 +21,15 @@ from sidechat import protocol
 from sidechat._eager import eager_task
 from sidechat.conversations import Conversation, StoredMessage, new_id
 from sidechat.errors import Busy, NotFound
-from sidechat.eventlog import EventLog, MemoryEventLog
+from sidechat.eventlog import DONE, EventLog, MemoryEventLog
 from sidechat.generation import Generation
 from sidechat.providers.base import ChatRequest, Message
 from sidechat.settings import Settings
 
 if TYPE_CHECKING:
     from sidechat.bus import RedisBus
+    from sidechat.bus.continuation import ContinuationStyle
+    from sidechat.bus.watch import Watchdog
 
 __all__ = ["Rating", "Turn", "TurnStatus", "Turns"]
 
@@ -68,6 +70,7 @@ class Turns:
         # With Redis (`--redis-url`, set by the app's lifespan): logs are copied there, and
         # turns other processes generate are found, followed and cancelled through it.
         self.bus: RedisBus | None = None
+        self._watchdog: Watchdog | None = None
         self._background: set[asyncio.Task[None]] = set()
 
     def quiet_for(self) -> float:
@@ -85,6 +88,83 @@ class Turns:
         yield from (turn.log for turn in self._generating.values())
         if self.bus is not None:
             yield from self.bus.follower.live_logs()
+
+    # -- Redis ----------------------------------------------------------------------------
+    def attach(self, bus: RedisBus) -> None:
+        """Use `bus` from now on (the app's lifespan, with `--redis-url`): logs are copied to
+        Redis, other processes' turns are found through it, and turns whose producer died are
+        taken over and continued here."""
+        from sidechat.bus.watch import Watchdog
+
+        self.bus = bus
+        self._generation.on_planned = self._keep_request
+        self._watchdog = Watchdog(bus, self._take_over)
+        self._watchdog.open()
+
+    async def detach(self) -> None:
+        if self._watchdog is not None:
+            await self._watchdog.aclose()
+            self._watchdog = None
+        self._generation.on_planned = None
+        self.bus = None
+
+    def _keep_request(self, turn: Turn, request: ChatRequest) -> None:
+        if self.bus is not None:
+            # Off the turn's path: its first token waits for nothing.
+            task = asyncio.create_task(self._store_request(self.bus, turn.id, request))
+            self._background.add(task)
+            task.add_done_callback(self._background.discard)
+
+    async def _take_over(self, turn_id: str) -> None:
+        """Continue a turn whose producer died (its lease lapsed), if this process wins it."""
+        bus = self.bus
+        if bus is None or turn_id in self._turns:
+            return
+        if len(self._generating) >= self._settings.max_active_turns:
+            return  # another replica may have room
+        request = await bus.stored_request(turn_id)
+        taken = await bus.takeover(turn_id)
+        if taken is None:
+            return  # alive after all, ended, or another replica won it
+        logger.warning(
+            "turn %s: producer lost, continuing it here (epoch %d)", turn_id, taken.epoch
+        )
+        log = bus.resume(
+            taken,
+            on_cancel=lambda: self._cancel_here(turn_id),
+            on_fenced=lambda: self._cancel_here(turn_id),
+        )
+        turn = Turn(turn_id, "", log)
+        self._turns[turn_id] = turn
+        self._generating[turn_id] = turn
+        self._last_activity = time.monotonic()
+        sent = taken.text
+        if request is None or await bus.cancels.requested(turn_id):
+            # Nothing to continue from (or it was cancelled meanwhile): end it clearly.
+            tail = [protocol.text_end()] if sent else []
+            if request is None:
+                text = "The answer was interrupted and could not be continued. Please retry."
+                tail += (protocol.error(text), protocol.finish("error"))
+                turn.status = "error"
+            else:
+                tail.append(protocol.abort())
+                turn.status = "aborted"
+            log.extend([(payload, None) for payload in (*tail, DONE)])
+            log.finish()
+            turn.parts = (sent,)
+            bus.done(log)
+            del self._generating[turn_id]
+            self._last_activity = turn.finished_at = time.monotonic()
+            return
+        from sidechat.bus.continuation import continuation_request
+
+        style: ContinuationStyle = (
+            "prefill" if self._settings.provider == "anthropic" else "instruction"
+        )
+        continuation = continuation_request(request, sent, style)
+        turn.task = asyncio.create_task(
+            self._run(turn, None, continuation, continued=sent), name=f"turn-{turn_id}"
+        )
 
     # -- lifecycle ------------------------------------------------------------------------
     def open(self) -> None:
@@ -248,15 +328,16 @@ class Turns:
         logger.info("feedback turn=%s rating=%s", turn.id, rating)
         return turn
 
-    async def _run(self, turn: Turn, conversation: Conversation, request: ChatRequest) -> None:
+    async def _run(
+        self,
+        turn: Turn,
+        conversation: Conversation | None,
+        request: ChatRequest,
+        continued: str | None = None,
+    ) -> None:
         bus = self.bus
-        if bus is not None:
-            # Kept for a takeover; off the turn's path (its first token waits for nothing).
-            task = asyncio.create_task(self._store_request(bus, turn.id, request))
-            self._background.add(task)
-            task.add_done_callback(self._background.discard)
         try:
-            await self._generation.run(turn, request)
+            await self._generation.run(turn, request, continued=continued)
         finally:
             if bus is not None:
                 from sidechat.bus import ProducerLog
@@ -266,7 +347,8 @@ class Turns:
             del self._generating[turn.id]
             self._last_activity = turn.finished_at = time.monotonic()
             turn.task = None  # a finished turn keeps its events, not its task
-            self._settle(turn, conversation)
+            if conversation is not None:
+                self._settle(turn, conversation)
 
     @staticmethod
     async def _store_request(bus: RedisBus, turn_id: str, request: ChatRequest) -> None:
