@@ -166,12 +166,36 @@ class Turns:
             self._run(turn, None, continuation, continued=sent), name=f"turn-{turn_id}"
         )
 
+    async def _hand_over(self) -> None:
+        """The process stops with turns still generating: leave them to the other replicas
+        instead of ending them with an error. Copying stops at a batch boundary (Redis keeps a
+        consistent prefix of each), the leases are given up, and a replica following the turn
+        takes it over and continues it; the error tail the cancelled tasks write stays here."""
+        from sidechat.bus import ProducerLog
+
+        bus = self.bus
+        assert bus is not None
+        logs = [t.log for t in self._generating.values() if isinstance(t.log, ProducerLog)]
+        if not logs:
+            return
+        for log in logs:
+            log.fenced = True
+        await bus.publisher.flush(within=2.0)  # the batch in flight, if any
+        for log in logs:
+            try:
+                await bus.leases.release(log)
+            except Exception as exc:  # the lease lapses by itself within lease_ttl
+                logger.warning("turn %s: lease not released: %s", log.keys.turn_id, exc)
+        logger.info("handed %d generating turns over to the other replicas", len(logs))
+
     # -- lifecycle ------------------------------------------------------------------------
     def open(self) -> None:
         """Start forgetting finished turns past their time to live (in the running loop)."""
         self._evictor = asyncio.create_task(self._evict_every(), name="sidechat-evict")
 
     async def aclose(self) -> None:
+        if self.bus is not None:
+            await self._hand_over()
         tasks = [t.task for t in self._turns.values() if t.task is not None and not t.task.done()]
         if self._evictor is not None:
             tasks.append(self._evictor)

@@ -55,3 +55,29 @@ async def test_kill_9_the_producer_and_the_answer_is_continued_elsewhere(
     messages = record.body["messages"]
     assert [m["role"] for m in messages[-3:]] == ["user", "assistant", "user"]
     assert "failover" in messages[-3]["content"] and messages[-2]["content"] == sent
+
+
+async def test_sigterm_hands_generating_turns_over(
+    upstream: FakeOpenAI, prefix: str, http: aiohttp.ClientSession
+) -> None:
+    args = ("--provider", "openai", "--base-url", upstream.base_url, "--model", "fake-model",
+            "--redis-url", REDIS_URL)  # fmt: skip
+    env = {"SIDECHAT_REDIS_PREFIX": prefix}
+    with start_sidechat(*args, env=env) as a, start_sidechat(*args, env=env) as b:
+        async with http.post(
+            f"{a.url}/api/chat", json={"message": "handover [[tokens=2000 interval=0.01]]"}
+        ) as r:
+            turn_id = (await r.json())["turn_id"]
+        async with http.get(f"{b.url}/api/turns/{turn_id}/stream") as r:
+            first = await read_events(r, limit=30)
+            a.proc.send_signal(signal.SIGTERM)  # a deploy: the replica stops
+            rest = await read_events(r)
+        assert a.proc.wait(15) in (0, -signal.SIGTERM)  # uvicorn re-raises the signal it handled
+        stopped = a.log()
+    events = first + rest
+    assert [int(e.id or 0) for e in events] == list(range(1, len(events) + 1))
+    chunks = ui_events(events)
+    assert not [c for c in chunks if c["type"] == "error"], chunks[-4:]  # not cut: continued
+    metadata = chunks[-1].get("messageMetadata")
+    assert isinstance(metadata, dict) and metadata.get("continued") is True
+    assert "handed 1 generating turns over" in stopped
