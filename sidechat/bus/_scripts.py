@@ -11,13 +11,13 @@ __all__ = ["APPEND", "RELEASE", "RENEW", "TAKEOVER"]
 # its first batch (so beginning a turn costs no round trip); any other epoch than the current
 # one is refused (-1): a zombie producer's late writes. Ids already in the stream are skipped,
 # so a batch retried after an uncertain failure is written once. Returns, per turn, the last
-# id in its stream (or -1).
+# id in its stream, -1 (fenced), or -2 - last when the events before the batch are missing.
 APPEND = """
 local maxlen, ttl, lease_ms, owner = ARGV[1], tonumber(ARGV[2]), ARGV[3], ARGV[4]
 local out = {}
 for t = 0, #KEYS / 3 - 1 do
   local stream, epoch, lease = KEYS[3 * t + 1], KEYS[3 * t + 2], KEYS[3 * t + 3]
-  local want, first, joined = ARGV[3 * t + 5], ARGV[3 * t + 6], ARGV[3 * t + 7]
+  local want, first, joined = ARGV[3 * t + 5], tonumber(ARGV[3 * t + 6]), ARGV[3 * t + 7]
   local cur = redis.call('GET', epoch)
   local ok = true
   if not cur then
@@ -30,26 +30,32 @@ for t = 0, #KEYS / 3 - 1 do
   elseif cur ~= want then
     ok = false
   end
-  if ok then
+  if not ok then
+    out[t + 1] = -1
+  else
     local last = 0
     local top = redis.call('XREVRANGE', stream, '+', '-', 'COUNT', 1)
     if top[1] then last = tonumber(string.match(top[1][1], '%-(%d+)$')) end
-    local n = tonumber(first) - 1
-    local done = false
-    for payload in string.gmatch(joined, '[^\\n]+') do
-      n = n + 1
-      if n > last then
-        redis.call('XADD', stream, 'MAXLEN', '~', maxlen, '0-' .. n, 'p', payload)
-        last = n
-        if payload == '[DONE]' then done = true end
+    if first - 1 > last then
+      -- Events before this batch are missing (Redis lost the stream, e.g. restarted without
+      -- persistence): ask for them again, from the last one it has.
+      out[t + 1] = -2 - last
+    else
+      local n = first - 1
+      local done = false
+      for payload in string.gmatch(joined, '[^\\n]+') do
+        n = n + 1
+        if n > last then
+          redis.call('XADD', stream, 'MAXLEN', '~', maxlen, '0-' .. n, 'p', payload)
+          last = n
+          if payload == '[DONE]' then done = true end
+        end
       end
+      redis.call('PEXPIRE', stream, ttl)
+      redis.call('PEXPIRE', epoch, ttl)
+      if done then redis.call('DEL', lease) end
+      out[t + 1] = last
     end
-    redis.call('PEXPIRE', stream, ttl)
-    redis.call('PEXPIRE', epoch, ttl)
-    if done then redis.call('DEL', lease) end
-    out[t + 1] = last
-  else
-    out[t + 1] = -1
   end
 end
 return out

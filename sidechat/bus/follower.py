@@ -22,6 +22,7 @@ from redis.asyncio import Redis
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from sidechat import protocol
 from sidechat.bus.keys import BusConfig, TurnKeys
 from sidechat.eventlog import DONE, MemoryEventLog
 
@@ -61,6 +62,14 @@ class RemoteEventLog(MemoryEventLog):
 
     def frames(self) -> tuple[bytes, ...]:
         return tuple(self._frames)
+
+    def abandon(self) -> None:
+        """End the log with an error: Redis lost events of it (e.g. a restart without
+        persistence), so readers are told rather than left waiting."""
+        if not self.finished:
+            text = "Part of this answer was lost. Please retry."
+            self.extend([(protocol.error(text), None), (DONE, None)])
+            self.finish()
 
     def feed(self, entries: Sequence[Entry]) -> bool:
         """Append `entries` (finishing the log at DONE); False when one is missing before
@@ -135,7 +144,9 @@ class Follower:
             return log
         log = RemoteEventLog(keys)
         if not await self._replay(log):
-            return None
+            if len(log) == 0:
+                return None  # no such turn (or its first events are not in Redis yet)
+            log.abandon()
         if not log.finished:
             existing = self._logs.setdefault(keys.stream, log)
             if existing is not log:
@@ -144,14 +155,14 @@ class Follower:
         return log
 
     async def _replay(self, log: RemoteEventLog) -> bool:
+        """Read what the log lacks; False when there is nothing, or a gap remains."""
         self.stats.replays += 1
         entries = cast(
             list[Entry], await self._redis.xrange(log.keys.stream, f"0-{len(log) + 1}", "+")
         )
         if not entries and len(log) == 0:
             return False
-        log.feed(entries)
-        return True
+        return log.feed(entries)
 
     async def _interrupt(self) -> None:
         """Make the blocking XREAD start again with the new set of streams."""
@@ -200,7 +211,7 @@ class Follower:
                 if log is None:
                     continue
                 self.stats.entries += len(entries)
-                if not log.feed(entries):
-                    await self._replay(log)  # trimmed or out of order: read the range again
+                if not log.feed(entries) and not await self._replay(log):
+                    log.abandon()  # still a gap: end it clearly rather than loop
                 if log.finished:
                     del self._logs[name]

@@ -77,6 +77,7 @@ class PublisherStats:
     failures: int = 0  # round trips that failed (Redis down or slow); retried
     fenced: int = 0  # turns whose writes were refused (taken over elsewhere)
     given_up: int = 0  # finished turns dropped from the backlog (Redis down too long)
+    resent: int = 0  # turns copied again because Redis had lost their stream (a restart)
 
 
 class Publisher:
@@ -182,6 +183,11 @@ class Publisher:
         for (log, count), result in zip(sent, results, strict=True):
             if result == -1:
                 self._fence(log)
+                continue
+            if result <= -2:  # Redis lost earlier events: the log has them all, send again
+                self.stats.resent += 1
+                log.published = -2 - int(result)
+                self._requeue((log,))
                 continue
             self.stats.events += min(count, int(result) - log.published)
             log.published = max(log.published, int(result))

@@ -27,6 +27,7 @@ class _OwnRedis:
         self.port = free_port()
         self.dir = directory
         self.proc: subprocess.Popen[bytes] | None = None
+        self.persist = "yes"
 
     @property
     def url(self) -> str:
@@ -35,7 +36,7 @@ class _OwnRedis:
     def start(self) -> None:
         self.proc = subprocess.Popen(
             ["redis-server", "--bind", "127.0.0.1", "--port", str(self.port), "--save", "",
-             "--appendonly", "yes", "--appendfsync", "always", "--dir", str(self.dir)],
+             "--appendonly", self.persist, "--appendfsync", "always", "--dir", str(self.dir)],
             stdout=subprocess.DEVNULL,
         )  # fmt: skip
         deadline = time.monotonic() + 10
@@ -100,6 +101,32 @@ async def test_redis_down_mid_turn_loses_nothing(own_redis: _OwnRedis) -> None:
         assert bus.healthy
         stored = await stream_entries(bus, turn_id)
         assert [i for i, _ in stored] == list(range(1, 105))
+        assert [p for _, p in stored] == (await log.read(0)).payloads
+    finally:
+        await bus.aclose()
+
+
+async def test_redis_restarted_empty_gets_the_whole_turn_again(own_redis: _OwnRedis) -> None:
+    bus = await RedisBus.connect(BusConfig(url=own_redis.url, prefix="lost:"))
+    try:
+        turn_id = f"t_{secrets.token_hex(6)}"
+        log = bus.produce(turn_id)
+        log.extend([(protocol.start(turn_id), None), (protocol.text_start(), None)])
+        for i in range(20):
+            log.append(protocol.text_delta(f"a{i} "), f"a{i} ")
+        assert await bus.publisher.flush()
+        own_redis.kill()
+        own_redis.persist = "no"
+        shutil.rmtree(own_redis.dir / "appendonlydir", ignore_errors=True)
+        own_redis.start()  # empty: the stream, epoch and lease are gone
+        for i in range(20):
+            log.append(protocol.text_delta(f"b{i} "), f"b{i} ")
+        log.extend([(protocol.text_end(), None), (DONE, None)])
+        log.finish()
+        assert await bus.publisher.flush(within=10)
+        assert bus.publisher.stats.resent >= 1
+        stored = await stream_entries(bus, turn_id)
+        assert [i for i, _ in stored] == list(range(1, 45))
         assert [p for _, p in stored] == (await log.read(0)).payloads
     finally:
         await bus.aclose()

@@ -5,12 +5,29 @@ from __future__ import annotations
 
 import signal
 import time
+from collections.abc import Callable
 
 import aiohttp
 
-from tests._servers import read_events, start_sidechat, ui_events
+from sidechat.sse import ParsedEvent, SSEParser
+from tests._servers import start_sidechat, ui_events
 from tests.bus.conftest import REDIS_URL
 from tests.fakes.openai_upstream import FakeOpenAI
+
+
+async def _read_with(
+    response: aiohttp.ClientResponse, after: int, action: Callable[[], None]
+) -> list[ParsedEvent]:
+    """Every event of the response; `action` runs once `after` events have arrived."""
+    parser = SSEParser()
+    events: list[ParsedEvent] = []
+    done = False
+    async for chunk in response.content.iter_any():
+        events.extend(parser.feed(chunk))
+        if not done and len(events) >= after:
+            action()
+            done = True
+    return events
 
 
 async def test_kill_9_the_producer_and_the_answer_is_continued_elsewhere(
@@ -25,14 +42,11 @@ async def test_kill_9_the_producer_and_the_answer_is_continued_elsewhere(
         ) as r:
             turn_id = (await r.json())["turn_id"]
         async with http.get(f"{b.url}/api/turns/{turn_id}/stream") as r:
-            first = await read_events(r, limit=30)
-            a.proc.send_signal(signal.SIGKILL)
+            events = await _read_with(r, 30, lambda: a.proc.send_signal(signal.SIGKILL))
             killed = time.monotonic()
             a.proc.wait()
-            rest = await read_events(r)
             ended = time.monotonic()
         log = b.log()
-    events = first + rest
     ids = [int(e.id or 0) for e in events]
     assert ids == list(range(1, len(events) + 1)), ids  # none reused, none missing
     chunks = ui_events(events)
@@ -69,12 +83,10 @@ async def test_sigterm_hands_generating_turns_over(
         ) as r:
             turn_id = (await r.json())["turn_id"]
         async with http.get(f"{b.url}/api/turns/{turn_id}/stream") as r:
-            first = await read_events(r, limit=30)
-            a.proc.send_signal(signal.SIGTERM)  # a deploy: the replica stops
-            rest = await read_events(r)
+            # SIGTERM: a deploy, the replica stops.
+            events = await _read_with(r, 30, lambda: a.proc.send_signal(signal.SIGTERM))
         assert a.proc.wait(15) in (0, -signal.SIGTERM)  # uvicorn re-raises the signal it handled
         stopped = a.log()
-    events = first + rest
     assert [int(e.id or 0) for e in events] == list(range(1, len(events) + 1))
     chunks = ui_events(events)
     assert not [c for c in chunks if c["type"] == "error"], chunks[-4:]  # not cut: continued
