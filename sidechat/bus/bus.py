@@ -89,6 +89,7 @@ class RedisBus:
         self.follower = Follower(self.redis, self._reader, config)
         self.leases = LeaseKeeper(self.redis, self.publisher, config)
         self.cancels = Cancels(self.redis, self._listener, config)
+        self.leases.on_cancelled = self.cancels.fire
 
     @classmethod
     async def connect(cls, config: BusConfig) -> RedisBus:

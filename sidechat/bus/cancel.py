@@ -3,7 +3,7 @@
 Every process keeps one pub/sub connection subscribed to the bus's cancel channel; the process
 generating the turn stops it when the message arrives (well under the 100 ms goal on a local
 network). The flag key (with the stream's time to live) covers a producer that is not listening
-at that moment: one that takes the turn over checks it first.
+at that moment: the lease renewal (every second) checks it, and so does a takeover.
 """
 
 from __future__ import annotations
@@ -52,6 +52,13 @@ class Cancels:
         """Call `callback` when any process cancels `turn_id` (until `unwatch`)."""
         self._callbacks[turn_id] = callback
 
+    def fire(self, turn_id: str) -> None:
+        """Call `turn_id`'s callback now (its flag was found set), once."""
+        callback = self._callbacks.pop(turn_id, None)
+        if callback is not None:
+            self.received += 1
+            callback()
+
     def unwatch(self, turn_id: str) -> None:
         self._callbacks.pop(turn_id, None)
 
@@ -79,10 +86,7 @@ class Cancels:
                         continue
                     data = message["data"]
                     turn_id = data.decode() if isinstance(data, bytes) else str(data)
-                    callback = self._callbacks.pop(turn_id, None)
-                    if callback is not None:
-                        self.received += 1
-                        callback()
+                    self.fire(turn_id)
             except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
                 logger.warning("redis cancel channel lost (%s); resubscribing", exc)
                 await asyncio.sleep(backoff)

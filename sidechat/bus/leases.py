@@ -1,7 +1,8 @@
 """Producer leases: renewed for every turn this process generates, taken over when they lapse.
 
 A producer's lease is claimed with its first batch of events (the `APPEND` script) and renewed
-here every `renew_every` seconds, for all of the process's turns in one pipelined round trip.
+here every `renew_every` seconds, for all of the process's turns in one pipelined round trip,
+which also checks their cancel flags (a cancel whose pub/sub message this process missed).
 A renewal refused (the epoch moved on: another process took the turn over) fences the log.
 `takeover` is what another process calls on a turn whose lease lapsed: a higher epoch, and the
 events already sent, from which it continues the answer.
@@ -12,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import cast
 
@@ -38,6 +40,8 @@ class LeaseKeeper:
         self._renew = redis.register_script(_scripts.RENEW)
         self._release = redis.register_script(_scripts.RELEASE)
         self._logs: dict[str, ProducerLog] = {}
+        # Called with a held turn's id when its cancel flag is set (set by `RedisBus`).
+        self.on_cancelled: Callable[[str], None] | None = None
         self._task: asyncio.Task[None] | None = None
         self.renewals = 0
         self.failures = 0
@@ -79,6 +83,7 @@ class LeaseKeeper:
         pipe = self._redis.pipeline(transaction=False)
         for log in logs:
             keys = log.keys
+            pipe.exists(keys.cancel)  # a cancel whose message this process missed
             pipe.evalsha(
                 self._renew.sha, 2, keys.lease, keys.epoch, self._config.owner, log.epoch, ms
             )
@@ -89,7 +94,10 @@ class LeaseKeeper:
             logger.warning("lease renewal failed (%s)", exc)
             return
         self.renewals += 1
-        for log, result in zip(logs, results, strict=True):
+        for i, log in enumerate(logs):
+            cancelled, result = results[2 * i], results[2 * i + 1]
+            if cancelled == 1 and self.on_cancelled is not None:
+                self.on_cancelled(log.keys.turn_id)
             if isinstance(result, NoScriptError):  # Redis restarted: next round works
                 with contextlib.suppress(RedisError, OSError):
                     await self._redis.script_load(_scripts.RENEW)

@@ -48,3 +48,17 @@ async def test_a_cancel_for_a_turn_not_here_does_nothing(bus: RedisBus, other: R
     await other.cancel(turn_id)  # after the turn ended: nobody is called
     await asyncio.sleep(0.05)
     assert called == []
+
+
+async def test_a_cancel_whose_message_was_missed_is_found_by_the_renewal(bus: RedisBus) -> None:
+    turn_id = f"t_{secrets.token_hex(6)}"
+    called = asyncio.Event()
+    log = bus.produce(turn_id, on_cancel=called.set)
+    log.append(protocol.start(turn_id))
+    # Only the flag, no message: as if this process's subscription was reconnecting.
+    await bus.redis.set(bus.config.keys(turn_id).cancel, b"1", px=60_000)
+    async with asyncio.timeout(bus.config.renew_every * 2 + 0.5):
+        await called.wait()
+    log.extend([(protocol.abort(), None), (b"[DONE]", None)])
+    log.finish()
+    bus.done(log)
