@@ -103,7 +103,7 @@ class LeaseKeeper:
                     await self._redis.script_load(_scripts.RENEW)
             elif result == 0 and log.published > 0:
                 # The epoch moved on: another process owns the turn now.
-                self._publisher._fence(log)
+                self._publisher.fence(log)
 
 
 @dataclass(frozen=True, slots=True)

@@ -182,7 +182,7 @@ class Publisher:
         self.stats.script_calls += 1
         for (log, count), result in zip(sent, results, strict=True):
             if result == -1:
-                self._fence(log)
+                self.fence(log)
                 continue
             if result <= -2:  # Redis lost earlier events: the log has them all, send again
                 self.stats.resent += 1
@@ -214,7 +214,8 @@ class Publisher:
                     keep.append(log)
             self._dirty = keep
 
-    def _fence(self, log: ProducerLog) -> None:
+    def fence(self, log: ProducerLog) -> None:
+        """Stop copying `log`: another process owns the turn now (its epoch moved on)."""
         if log.fenced:
             return
         log.fenced = True

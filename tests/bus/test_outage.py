@@ -10,14 +10,16 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import aiohttp
 import pytest
 from redis import Redis as SyncRedis
 
 from sidechat import protocol
 from sidechat.bus import BusConfig, BusUnavailable, RedisBus
 from sidechat.eventlog import DONE
-from tests._servers import free_port
+from tests._servers import free_port, read_events, start_sidechat, ui_events
 from tests.bus.conftest import stream_entries
+from tests.fakes.openai_upstream import FakeOpenAI
 
 
 class _OwnRedis:
@@ -130,3 +132,32 @@ async def test_redis_restarted_empty_gets_the_whole_turn_again(own_redis: _OwnRe
         assert [p for _, p in stored] == (await log.read(0)).payloads
     finally:
         await bus.aclose()
+
+
+async def test_readyz_reports_redis_failing_and_recovering(
+    own_redis: _OwnRedis, upstream: FakeOpenAI, http: aiohttp.ClientSession
+) -> None:
+    args = ("--provider", "openai", "--base-url", upstream.base_url, "--model", "fake-model",
+            "--redis-url", own_redis.url)  # fmt: skip
+    with start_sidechat(*args) as server:
+        async with http.get(f"{server.url}/readyz") as r:
+            assert r.status == 200
+        own_redis.kill()
+        # A turn still streams to its reader on this replica while its writes to Redis fail.
+        async with http.post(
+            f"{server.url}/api/chat",
+            headers={"Accept": "text/event-stream"},
+            json={"message": "offline [[tokens=20 interval=0.01]]"},
+        ) as r:
+            events = ui_events(await read_events(r))
+        text = "".join(str(c["delta"]) for c in events if c["type"] == "text-delta")
+        assert text == "".join(f"tok{i} " for i in range(20))
+        async with http.get(f"{server.url}/readyz") as r:
+            assert r.status == 503 and (await r.json())["status"] == "redis-unavailable"
+        own_redis.start()
+        for _ in range(50):
+            async with http.get(f"{server.url}/readyz") as r:
+                if r.status == 200:
+                    break
+            await asyncio.sleep(0.1)
+        assert r.status == 200
