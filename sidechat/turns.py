@@ -36,6 +36,7 @@ __all__ = ["Rating", "Turn", "TurnStatus", "Turns"]
 logger = logging.getLogger("sidechat.turns")
 
 TurnStatus = Literal["streaming", "done", "error", "aborted"]
+_CONTINUATION: dict[str, ContinuationStyle] = {"local": "prefix", "anthropic": "prefill"}
 Rating = Literal["up", "down"]
 
 
@@ -158,9 +159,9 @@ class Turns:
             return
         from sidechat.bus.continuation import continuation_request
 
-        style: ContinuationStyle = (
-            "prefill" if self._settings.provider == "anthropic" else "instruction"
-        )
+        # The embedded model is continued by prefix (its completion prompt ends with the text
+        # so far), Anthropic by prefill, any other chat API by an instruction.
+        style: ContinuationStyle = _CONTINUATION.get(self._settings.provider, "instruction")
         continuation = continuation_request(request, sent, style)
         turn.task = asyncio.create_task(
             self._run(turn, None, continuation, continued=sent), name=f"turn-{turn_id}"

@@ -37,3 +37,13 @@ def test_the_budget_shrinks_by_what_was_written_but_not_to_nothing() -> None:
 def test_nothing_sent_is_the_original_request() -> None:
     assert continuation_request(REQUEST, "", "instruction") is REQUEST
     assert list(REQUEST.messages) == [Message("user", "Why?")]  # not modified
+
+
+def test_a_completion_prompt_ends_with_the_answer_so_far_exactly() -> None:
+    from sidechat.providers._prompt import completion_prompt
+
+    original = completion_prompt(REQUEST)
+    partial = " Because the  sky\nis"
+    continued = completion_prompt(continuation_request(REQUEST, partial, "prefix"))
+    # The prompt the model saw, then what it wrote: it goes on from the last character.
+    assert continued == original + partial
