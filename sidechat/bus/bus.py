@@ -162,6 +162,7 @@ class RedisBus:
         """The turn's task has ended (its log is finished)."""
         self.leases.drop(log)
         self.cancels.unwatch(log.keys.turn_id)
+        log.on_fenced = None  # a finished turn's log keeps no reference to the registry
 
     async def store_request(self, turn_id: str, request: ChatRequest) -> None:
         """Keep the model request, so that a takeover can continue the answer."""
