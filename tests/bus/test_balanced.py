@@ -78,11 +78,16 @@ async def test_any_replica_serves_any_request(
                 f"{url}/api/chat", json={"message": f"who{n} [[tokens=300 interval=0.01]]"}
             ) as r:
                 turns.append((await r.json())["turn_id"])
-        await asyncio.sleep(0.3)
         for turn_id in turns:
-            # The replica generating a turn holds its lease (`owner:epoch`) while it does.
-            owner = cast(bytes | None, await redis.get(f"{prefix}{{{turn_id}}}:lease"))
-            assert owner is not None
+            # The replica generating a turn holds its lease (`owner:epoch`) while it does,
+            # from its first batch on.
+            owner = None
+            for _ in range(100):
+                owner = cast(bytes | None, await redis.get(f"{prefix}{{{turn_id}}}:lease"))
+                if owner is not None:
+                    break
+                await asyncio.sleep(0.03)
+            assert owner is not None, turn_id
             owners.add(owner.rsplit(b":", 1)[0])
             async with http.post(f"{url}/api/turns/{turn_id}/cancel") as r:
                 assert r.status == 200
