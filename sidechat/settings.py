@@ -11,7 +11,7 @@ import os
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -253,6 +253,44 @@ class Settings(BaseSettings):
         ge=1,
         description="Turns generating at once; beyond it `POST /api/chat` answers 429.",
     )
+
+    # Scale-out.
+    redis_url: SecretStr | None = Field(
+        default=None,
+        description=(
+            "Redis to coordinate several processes or machines through, e.g. "
+            "`redis://127.0.0.1:6379/0`: turns' events go to Redis Streams, so any replica can "
+            "stream, resume or cancel a turn another one started (docs/design/redis.md). "
+            "Without it, one process with turns in memory."
+        ),
+    )
+    redis_prefix: str = Field(
+        default="sidechat:",
+        min_length=1,
+        max_length=64,
+        description="Prefix of every Redis key and channel sidechat uses (one per deployment).",
+    )
+    workers: int = Field(
+        default=1,
+        ge=1,
+        le=256,
+        description="Server processes sharing the port; more than one needs `redis_url`.",
+    )
+
+    @field_validator("redis_url", mode="before")
+    @classmethod
+    def _empty_is_none(cls, value: Any) -> Any:
+        return None if value == "" else value
+
+    @model_validator(mode="after")
+    def _workers_need_redis(self) -> Settings:
+        if self.workers > 1 and self.redis_url is None:
+            raise ValueError(
+                f"--workers {self.workers} needs --redis-url (or SIDECHAT_REDIS_URL): separate "
+                "processes share turns only through Redis. Give a Redis URL, or serve with one "
+                "worker."
+            )
+        return self
 
     @field_validator("provider")
     @classmethod
