@@ -20,10 +20,9 @@ from pydantic_settings import (
 )
 
 from sidechat.errors import ConfigError
+from sidechat.providers.registry import provider_names
 
-__all__ = ["ProviderName", "Settings", "load_settings"]
-
-ProviderName = Literal["local", "openai", "anthropic"]
+__all__ = ["Settings", "load_settings"]
 
 DEFAULT_SYSTEM_PROMPT = (
     "You are the assistant of this website. Answer visitors' questions briefly and "
@@ -37,7 +36,7 @@ class Settings(BaseSettings):
     )
 
     # The model upstream.
-    provider: ProviderName = "local"
+    provider: str = "local"  # a name in sidechat.providers.registry
     base_url: str | None = None
     model: str | None = None
     api_key: SecretStr | None = None
@@ -74,6 +73,13 @@ class Settings(BaseSettings):
     max_turns: int = Field(default=10_000, ge=1)
     max_conversations: int = Field(default=10_000, ge=1)
     max_active_turns: int = Field(default=2_000, ge=1)
+
+    @field_validator("provider")
+    @classmethod
+    def _known_provider(cls, value: str) -> str:
+        if value not in provider_names():
+            raise ValueError(f"unknown provider {value!r}: use {', '.join(provider_names())}")
+        return value
 
     @field_validator("base_url")
     @classmethod

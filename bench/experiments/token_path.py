@@ -24,7 +24,7 @@ import uvloop
 
 from sidechat import protocol
 from sidechat.eventlog import MemoryEventLog
-from sidechat.providers._wire import _Connection
+from sidechat.providers._client import _Connection
 from sidechat.providers.base import StreamEvent, TextDelta
 from sidechat.providers.openai import _ChunkDecoder
 from sidechat.streaming import TurnStream

@@ -10,7 +10,7 @@ from multidict import CIMultiDict
 
 from sidechat.errors import ConfigError
 from sidechat.providers import ResilientProvider, build_provider, parse_fallback
-from sidechat.providers._http import _retry_after, is_loopback
+from sidechat.providers._http_provider import _retry_after, is_loopback
 from sidechat.providers._prompt import fit_to_context
 from sidechat.providers.anthropic import AnthropicProvider
 from sidechat.providers.base import ChatRequest, Message

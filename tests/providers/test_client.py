@@ -1,4 +1,4 @@
-"""The upstream HTTP client (`sidechat.providers._wire`) against a real TCP server on loopback
+"""The upstream HTTP client (`sidechat.providers._client`) against a real TCP server on loopback
 that answers each request with scripted bytes."""
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator, Callable
 
 import pytest
 
-from sidechat.providers._wire import Upstream, WireError
+from sidechat.providers._client import Upstream, WireError
 
 # A reply is a list of (delay in seconds, bytes to write); None closes the connection.
 Script = list[tuple[float, bytes | None]]
