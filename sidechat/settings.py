@@ -73,6 +73,16 @@ class Settings(BaseSettings):
     max_turns: int = Field(default=10_000, ge=1)
     max_conversations: int = Field(default=10_000, ge=1)
     max_active_turns: int = Field(default=2_000, ge=1)
+    # Finished turns kept in memory for replay, in MiB (the oldest go first; they stay in the
+    # store). A bound in bytes, where `max_turns` is a count.
+    max_memory_mb: float = Field(default=256.0, gt=0)
+
+    # Durable state (sidechat.store): a SQLite file in `data_dir`, or PostgreSQL.
+    data_dir: Path = Path(".sidechat")
+    database_url: SecretStr | None = None  # postgresql://...; may hold a password
+    memory_only: bool = False  # nothing kept across restarts (tests, benchmarks)
+    retention: float = Field(default=30.0, gt=0)  # days a conversation is kept after its last turn
+    shutdown_grace: float = Field(default=10.0, ge=0)  # seconds turns get to finish on SIGTERM
 
     @field_validator("provider")
     @classmethod

@@ -19,11 +19,13 @@ from typing import Literal
 from sidechat import protocol
 from sidechat._eager import eager_task
 from sidechat.conversations import Conversation, StoredMessage, new_id
-from sidechat.errors import Busy, NotFound
+from sidechat.errors import Busy, NotFound, Restarting
 from sidechat.eventlog import EventLog, MemoryEventLog
 from sidechat.generation import Generation
 from sidechat.providers.base import ChatRequest, Message
 from sidechat.settings import Settings
+from sidechat.store import StoredTurn, TurnStart
+from sidechat.store.recorder import Recorder
 
 __all__ = ["Rating", "Turn", "TurnStatus", "Turns"]
 
@@ -45,22 +47,45 @@ class Turn:
     finished_at: float | None = None
     rating: Rating | None = None
     comment: str | None = None
+    question: str = ""
+    started_at: float = 0.0  # Unix seconds
+    finish_reason: str | None = None
+    sources: int = 0
+    id_ceiling: int = 0  # no event of the turn has a larger id (see sidechat.store.recover)
+    stored: bool = False  # its ending is written to the store: memory may let it go
+    size: int = 0  # bytes it holds once finished (an estimate, for `max_memory_mb`)
 
     @property
     def text(self) -> str:
         return "".join(self.parts)
 
+    def record(self) -> StoredTurn:
+        """What the store keeps of it."""
+        return StoredTurn(
+            self.id, self.conversation_id, self.question, self.text, self.status,
+            self.finish_reason, self.sources, self.id_ceiling, self.started_at, time.time(),
+        )  # fmt: skip
+
 
 class Turns:
     """Begins, finds, cancels and eventually forgets turns."""
 
-    def __init__(self, settings: Settings, generation: Generation) -> None:
+    def __init__(
+        self, settings: Settings, generation: Generation, recorder: Recorder | None = None
+    ) -> None:
         self._settings = settings
         self._generation = generation
+        self._recorder = recorder
         self._turns: OrderedDict[str, Turn] = OrderedDict()
         self._generating: dict[str, Turn] = {}
         self._last_activity = time.monotonic()
         self._evictor: asyncio.Task[None] | None = None
+        self._closing = False
+        self._bytes = 0  # held by the finished turns in `_turns`
+        self._budget = int(settings.max_memory_mb * 1024 * 1024)
+        # The most events a turn can have: one per character of its reply at most (empty
+        # deltas are dropped), its sources, and the few around them.
+        self._id_ceiling = settings.max_turn_chars + settings.retrieval_k + 16
 
     def quiet_for(self) -> float:
         """Seconds since a turn last began or ended; 0 while any is being generated."""
@@ -99,33 +124,77 @@ class Turns:
 
     def _evict(self) -> None:
         """Forget finished turns past their time to live, and the oldest ones beyond
-        `max_turns`. Turns are kept in the order they began, so the scan stops at the first
-        finished turn that is still wanted: a call costs what it evicts (plus any turns still
-        generating ahead of it), not a pass over every kept turn."""
+        `max_turns` or beyond `max_memory_mb`; with a store, only those it holds (they are
+        served from it from then on). Turns are kept in the order they began, so the scan
+        stops at the first finished turn that is still wanted: a call costs what it evicts
+        (plus any turns still generating or unwritten ahead of it), not a pass over every
+        kept turn."""
         now = time.monotonic()
         ttl = self._settings.turn_ttl
         excess = len(self._turns) - self._settings.max_turns
+        over = self._bytes - self._budget
+        durable = self._recorder is not None
         stale: list[str] = []
         for turn_id, turn in self._turns.items():
-            if turn.finished_at is None:
+            if turn.finished_at is None or (durable and not turn.stored):
                 continue
-            if excess <= 0 and now - turn.finished_at <= ttl:
+            if excess <= 0 and over <= 0 and now - turn.finished_at <= ttl:
                 break
             stale.append(turn_id)
             excess -= 1
+            over -= turn.size
         for turn_id in stale:
-            del self._turns[turn_id]
+            self._bytes -= self._turns.pop(turn_id).size
 
     # -- turns ----------------------------------------------------------------------------
     def get(self, turn_id: str) -> Turn:
+        """A turn held in memory (see `find` for one the store may hold)."""
         turn = self._turns.get(turn_id)
         finished = turn.finished_at if turn is not None else None
-        if finished is not None and time.monotonic() - finished > self._settings.turn_ttl:
+        if (
+            finished is not None
+            and self._recorder is None
+            and time.monotonic() - finished > self._settings.turn_ttl
+        ):
             self._evict()  # past its time to live, even if the timer has not evicted it yet
             turn = None
         if turn is None:
             raise NotFound("No such turn (it may have expired).")
         return turn
+
+    def held(self, turn_id: str) -> Turn | None:
+        """A turn memory holds (the fast path: no task switch), else None."""
+        turn = self._turns.get(turn_id)
+        if turn is not None and self._recorder is None:
+            return self.get(turn_id)  # memory only: past its time to live it is gone
+        return turn
+
+    async def find(self, turn_id: str) -> Turn:
+        """A turn from memory or, once memory let it go (or after a restart), the store."""
+        turn = self._turns.get(turn_id)
+        if turn is not None or self._recorder is None:
+            return self.get(turn_id)
+        stored = await self._recorder.store.load_turn(turn_id)
+        turn = self._turns.get(turn_id)  # loaded by another request meanwhile
+        if turn is not None:
+            return turn
+        if stored is None or stored.status == "streaming":
+            raise NotFound("No such turn (it may have expired).")
+        log = await self._recorder.store.load_log(turn_id)
+        turn = Turn(turn_id, stored.conversation_id, log, stored.status, (stored.answer,))
+        turn.finished_at = time.monotonic()
+        turn.rating, turn.comment = stored.rating, stored.comment  # type: ignore[assignment]
+        turn.question, turn.started_at = stored.question, stored.started_at
+        turn.finish_reason, turn.sources = stored.finish_reason, stored.sources
+        turn.stored, turn.size = True, _size(turn)
+        self._keep(turn)
+        return turn
+
+    def _keep(self, turn: Turn) -> None:
+        self._turns[turn.id] = turn
+        self._bytes += turn.size
+        if self._bytes > self._budget or len(self._turns) > self._settings.max_turns:
+            self._evict()
 
     def active_turn(self, conversation: Conversation) -> Turn | None:
         if conversation.active_turn is None:
@@ -141,6 +210,8 @@ class Turns:
         """Record the user's message and start generating the reply. `history` overrides the
         stored one (the AI SDK client sends its own)."""
         settings = self._settings
+        if self._closing:
+            raise Restarting("The server is restarting. Please ask again in a moment.")
         if len(self._generating) >= settings.max_active_turns:
             raise Busy("The assistant is answering too many questions at once. Try again soon.")
         if history is None:
@@ -152,7 +223,11 @@ class Turns:
             # A new question supersedes a reply still being written in the same conversation.
             self.cancel(previous.id)
         turn = Turn(new_id("t_"), conversation.id, MemoryEventLog())
+        turn.question, turn.started_at, turn.id_ceiling = message, time.time(), self._id_ceiling
         turn.log.append(protocol.start(turn.id))
+        if self._recorder is not None:
+            start = TurnStart(turn.id, conversation.id, message, turn.started_at, turn.id_ceiling)
+            self._recorder.begin(start, turn.log)
         conversation.messages.append(StoredMessage("user", message))
         conversation.messages.append(
             StoredMessage("assistant", "", turn.id, "streaming", live_text=lambda: turn.text)
@@ -183,21 +258,58 @@ class Turns:
             turn.task.cancel()
         return turn
 
-    def rate(self, turn_id: str, rating: Rating, comment: str | None) -> Turn:
-        turn = self.get(turn_id)
+    async def rate(self, turn_id: str, rating: Rating, comment: str | None) -> Turn:
+        turn = await self.find(turn_id)
         turn.rating = rating
         turn.comment = comment
         logger.info("feedback turn=%s rating=%s", turn.id, rating)
+        if self._recorder is not None:
+            # Queued behind the turn's own writes; waited for briefly, never while failing.
+            await self._recorder.wait(self._recorder.store.save_feedback(turn.id, rating, comment))
         return turn
 
+    async def shutdown(self, grace: float) -> None:
+        """Stop taking turns; give those being generated `grace` seconds to finish, then end
+        them (an error telling the visitor the server is restarting, a finish, DONE: written
+        to every reader and to the store)."""
+        self._closing = True
+        tasks = {t.task for t in self._generating.values() if t.task is not None}
+        if tasks:
+            logger.info("shutdown: %d turn(s) being generated get %.1f s", len(tasks), grace)
+            _, pending = await asyncio.wait(tasks, timeout=grace)
+            for task in pending:
+                task.cancel()
+            if pending:
+                logger.warning("shutdown: ended %d turn(s) still generating", len(pending))
+                await asyncio.wait(pending, timeout=10.0)
+
     async def _run(self, turn: Turn, conversation: Conversation, request: ChatRequest) -> None:
+        recorder = self._recorder
         try:
-            await self._generation.run(turn, request)
+            await self._generation.run(
+                turn, request, self._write_ending if recorder is not None else None
+            )
         finally:
             del self._generating[turn.id]
             self._last_activity = turn.finished_at = time.monotonic()
             turn.task = None  # a finished turn keeps its events, not its task
             self._settle(turn, conversation)
+            turn.size = _size(turn)
+            self._bytes += turn.size
+            if self._bytes > self._budget:
+                self._evict()
+
+    async def _write_ending(self, turn: Turn) -> None:
+        recorder = self._recorder
+        assert recorder is not None
+        written = recorder.end(turn.record())
+
+        def stored(future: asyncio.Future[None]) -> None:
+            if not future.cancelled() and future.exception() is None:
+                turn.stored = True
+
+        written.add_done_callback(stored)
+        await recorder.wait(written)
 
     def _settle(self, turn: Turn, conversation: Conversation) -> None:
         for stored in reversed(conversation.messages):
@@ -208,3 +320,10 @@ class Turns:
                 break
         if conversation.active_turn == turn.id:
             conversation.active_turn = None
+
+
+def _size(turn: Turn) -> int:
+    """Bytes a finished turn holds, roughly: its frames and texts, plus each event's objects
+    (a bytes and a tuple slot, a str for each text delta) and the turn's own."""
+    frames = turn.log.since(0)
+    return sum(map(len, frames)) + 100 * len(frames) + 2 * len(turn.text) + 1500

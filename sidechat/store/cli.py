@@ -32,16 +32,16 @@ _DAYS = click.option(
 
 
 def _open(data_dir: Path | None, database_url: str | None) -> Store:
+    from sidechat.persistence import open_persistence
     from sidechat.settings import load_settings
-    from sidechat.store import make_store
 
-    settings = load_settings(data_dir=data_dir, database_url=database_url)
+    settings = load_settings(data_dir=data_dir, database_url=database_url, memory_only=False)
     try:
-        store = make_store(settings.data_dir, settings.database_url)
-        store.prepare()
+        persistence = open_persistence(settings)
     except StoreError as exc:
         raise click.ClickException(exc.message) from None
-    return store
+    assert persistence is not None
+    return persistence.store
 
 
 def _since(days: float | None) -> float:

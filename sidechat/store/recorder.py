@@ -60,16 +60,19 @@ class Recorder:
                 self.store.append_events(turn_id, live.written + 1, [payload_of(f) for f in frames])
                 live.written += len(frames)
 
-    async def end(self, turn: StoredTurn) -> bool:
-        """The turn has appended its last events but DONE: write the rest, DONE included, and
-        its outcome. True once written; False when the store is failing or slow (the write
-        stays queued and is retried), so a failing store never holds a turn's ending back."""
+    def end(self, turn: StoredTurn) -> asyncio.Future[None]:
+        """The turn has appended its last events but DONE: queue the rest, DONE included, and
+        its outcome; the future is done once they are written."""
         live = self._live.pop(turn.id, None)
-        if live is None:
-            return False
-        frames = live.log.since(live.written)
+        frames = live.log.since(live.written) if live is not None else ()
+        first = live.written + 1 if live is not None else 1
         payloads = [*(payload_of(f) for f in frames), DONE]
-        written = self.store.finish_turn(turn, live.written + 1, payloads)
+        return self.store.finish_turn(turn, first, payloads)
+
+    async def wait(self, written: asyncio.Future[None]) -> bool:
+        """Wait for a write, briefly: True once written; False at once while the store is
+        failing, or after `end_wait` seconds (the write stays queued and is retried), so a
+        failing store never holds a turn's ending back for long."""
         if self.store.failing:
             return False
         try:

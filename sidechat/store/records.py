@@ -149,6 +149,9 @@ class StoredEventLog(EventLog):
     async def read(self, after: int, wait: float | None = 0) -> Batch:
         return self.read_now(after)
 
+    def since(self, after: int) -> Sequence[bytes]:
+        return [f for first, frames, _ in self._runs for f in frames[max(after - first + 1, 0) :]]
+
     def read_now(self, after: int) -> Batch:
         after = max(after, 0)
         runs = self._runs

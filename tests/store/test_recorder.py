@@ -37,7 +37,7 @@ async def test_batches_while_generating_then_the_ending(store: Store) -> None:
             start.id, start.conversation_id, "Q?", text, "done", "stop", 0, 10_000,
             start.started_at, time.time(),
         )  # fmt: skip
-        assert await recorder.end(turn) is True
+        assert await recorder.wait(recorder.end(turn)) is True
         log.append(DONE)
         log.finish()
         stored = await store.load_log(start.id)
