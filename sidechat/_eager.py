@@ -8,7 +8,7 @@ the coroutine is handed back as an awaitable for the reader's own task (`start_n
 
 A turn's task starts eagerly (`eager_task`): its first step, up to writing the upstream request,
 runs in the request handler's pass instead of after the event loop's next round of socket
-callbacks, which under load was the first token's longest wait (BENCHMARKS.md, round 6).
+callbacks, which under load was the first token's longest wait (docs/design/eager-turn-start.md).
 """
 
 from __future__ import annotations

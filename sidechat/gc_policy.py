@@ -4,7 +4,7 @@ runtime (`sidechat serve`) installs it; the ASGI app never does.
 
 A full (generation 2) collection walks every tracked object and stops every stream while it
 does; with thousands of turns kept for resume it was the whole p99 tail at 500+ streams
-(BENCHMARKS.md: 750 streams, p99 added delay 37 ms, 2 ms with the heap frozen). `gc.freeze()`
+(docs/design/gc-policy.md: 750 streams, p99 added delay 37 ms, 2 ms frozen). `gc.freeze()`
 moves everything tracked so far to a generation the collector never walks, in constant time;
 objects there are still freed by reference counting, so evicted turns go away as before. What
 freezing would keep forever is garbage in reference cycles, so the heap is thawed and fully

@@ -36,53 +36,220 @@ class Settings(BaseSettings):
     )
 
     # The model upstream.
-    provider: str = "local"  # a name in sidechat.providers.registry
-    base_url: str | None = None
-    model: str | None = None
-    api_key: SecretStr | None = None
-    model_path: Path | None = None
-    fallback: tuple[str, ...] = ()
-    system_prompt: str = DEFAULT_SYSTEM_PROMPT
-    max_output_tokens: int = Field(default=512, ge=1, le=32_768)
-    temperature: float | None = Field(default=None, ge=0, le=2)
+    provider: str = Field(
+        default="local",
+        description=(
+            "The model upstream, a name in the provider registry: `local` (the embedded llama.cpp "
+            "model), `openai` (any OpenAI-compatible API), `anthropic` (the Messages API), or a "
+            "plugin's (the `sidechat.providers` entry point group)."
+        ),
+    )
+    base_url: str | None = Field(
+        default=None,
+        description=(
+            "The upstream API's base URL, e.g. `https://api.openai.com/v1` or "
+            "`http://127.0.0.1:11434/v1`; required by `openai`, optional for `anthropic`."
+        ),
+    )
+    model: str | None = Field(
+        default=None,
+        description=(
+            "The model name sent upstream, e.g. `gpt-4o-mini`; required by `openai` and "
+            "`anthropic`."
+        ),
+    )
+    api_key: SecretStr | None = Field(
+        default=None,
+        description=(
+            "The upstream's API key; prefer the environment variable (else `OPENAI_API_KEY` or "
+            "`ANTHROPIC_API_KEY` is read). Never logged, never accepted from the browser."
+        ),
+    )
+    model_path: Path | None = Field(
+        default=None,
+        description="A GGUF file for the embedded model instead of the bundled Gemma 3 270M.",
+    )
+    fallback: tuple[str, ...] = Field(
+        default=(),
+        description=(
+            "Providers tried in order when the one before fails before its first token: `local`, "
+            "`openai:MODEL@BASE_URL`, `anthropic:MODEL[@BASE_URL]`."
+        ),
+    )
+    system_prompt: str = Field(
+        default=DEFAULT_SYSTEM_PROMPT,
+        description="The assistant's instructions; retrieved passages are appended to it.",
+    )
+    max_output_tokens: int = Field(
+        default=512,
+        ge=1,
+        le=32_768,
+        description="The most tokens the model may write in one reply.",
+    )
+    temperature: float | None = Field(
+        default=None,
+        ge=0,
+        le=2,
+        description=(
+            "Sampling temperature sent upstream; unset leaves the upstream's default (Anthropic "
+            "caps it at 1)."
+        ),
+    )
 
     # Upstream resilience (seconds).
-    retry_budget: float = Field(default=20.0, ge=0)
-    connect_timeout: float = Field(default=10.0, gt=0)
-    first_token_timeout: float = Field(default=60.0, gt=0)
-    idle_timeout: float = Field(default=30.0, gt=0)
+    retry_budget: float = Field(
+        default=20.0,
+        ge=0,
+        description=(
+            "Seconds to keep retrying connection errors, 429 and 5xx before the first token, per "
+            "provider."
+        ),
+    )
+    connect_timeout: float = Field(
+        default=10.0,
+        gt=0,
+        description="Seconds to connect to the upstream.",
+    )
+    first_token_timeout: float = Field(
+        default=60.0,
+        gt=0,
+        description="Seconds to wait for the first token (a model still loading does not count).",
+    )
+    idle_timeout: float = Field(
+        default=30.0,
+        gt=0,
+        description="Seconds to wait between tokens before the turn ends with an error.",
+    )
 
     # Grounding.
-    index: Path | None = None
-    retrieval_k: int = Field(default=5, ge=1, le=50)
+    index: Path | None = Field(
+        default=None,
+        description=(
+            "The content index made by `sidechat ingest`; with it answers are grounded in your "
+            "pages and cite them."
+        ),
+    )
+    retrieval_k: int = Field(
+        default=5,
+        ge=1,
+        le=50,
+        description="Passages retrieved per question (at most two per page).",
+    )
 
     # The HTTP server.
-    host: str = "127.0.0.1"
-    port: int = Field(default=8000, ge=0, le=65535)
-    cors_origins: tuple[str, ...] = ("*",)
-    heartbeat: float = Field(default=15.0, gt=0)
-    log_level: Literal["debug", "info", "warning", "error"] = "info"
+    host: str = Field(
+        default="127.0.0.1",
+        description="Interface to listen on.",
+    )
+    port: int = Field(
+        default=8000,
+        ge=0,
+        le=65535,
+        description="Port to listen on (0 picks a free one).",
+    )
+    cors_origins: tuple[str, ...] = Field(
+        default=("*",),
+        description="Origins allowed to call the API; `*` allows any (no cookies are used).",
+    )
+    heartbeat: float = Field(
+        default=15.0,
+        gt=0,
+        description="Seconds between SSE heartbeat comments on an idle stream.",
+    )
+    log_level: Literal["debug", "info", "warning", "error"] = Field(
+        default="info",
+        description="Log level of sidechat and uvicorn; `debug` also shows llama.cpp's log.",
+    )
 
     # Limits on every input and on memory.
-    max_message_chars: int = Field(default=4_000, ge=1)
-    max_body_bytes: int = Field(default=512 * 1024, ge=1024)
-    max_history_messages: int = Field(default=20, ge=0)
-    max_history_chars: int = Field(default=12_000, ge=0)
-    max_turn_chars: int = Field(default=64_000, ge=1)
-    turn_ttl: float = Field(default=3600.0, gt=0)
-    max_turns: int = Field(default=10_000, ge=1)
-    max_conversations: int = Field(default=10_000, ge=1)
-    max_active_turns: int = Field(default=2_000, ge=1)
-    # Finished turns kept in memory for replay, in MiB (the oldest go first; they stay in the
-    # store). A bound in bytes, where `max_turns` is a count.
-    max_memory_mb: float = Field(default=256.0, gt=0)
+    max_message_chars: int = Field(
+        default=4_000,
+        ge=1,
+        description="The longest visitor message accepted, in characters.",
+    )
+    max_body_bytes: int = Field(
+        default=512 * 1024,
+        ge=1024,
+        description="The largest request body accepted, in bytes.",
+    )
+    max_history_messages: int = Field(
+        default=20,
+        ge=0,
+        description="Earlier messages of the conversation sent upstream with a new question.",
+    )
+    max_history_chars: int = Field(
+        default=12_000,
+        ge=0,
+        description="The most characters of earlier messages sent upstream with a new question.",
+    )
+    max_turn_chars: int = Field(
+        default=64_000,
+        ge=1,
+        description="The longest reply kept, in characters; the model is stopped beyond it.",
+    )
+    turn_ttl: float = Field(
+        default=3600.0,
+        gt=0,
+        description="Seconds a finished turn is kept for resume and long-polling.",
+    )
+    max_turns: int = Field(
+        default=10_000,
+        ge=1,
+        description="Turns kept in memory; the oldest finished ones are forgotten beyond it.",
+    )
+    max_conversations: int = Field(
+        default=10_000,
+        ge=1,
+        description=(
+            "Conversations kept in memory; the least recently used are forgotten beyond it."
+        ),
+    )
+    max_active_turns: int = Field(
+        default=2_000,
+        ge=1,
+        description="Turns generating at once; beyond it `POST /api/chat` answers 429.",
+    )
+    max_memory_mb: float = Field(
+        default=256.0,
+        gt=0,
+        description=(
+            "MiB of finished turns kept in memory for replay (a bound in bytes, where "
+            "`max_turns` is a count); the oldest go first and are served from the store."
+        ),
+    )
 
-    # Durable state (sidechat.store): a SQLite file in `data_dir`, or PostgreSQL.
-    data_dir: Path = Path(".sidechat")
-    database_url: SecretStr | None = None  # postgresql://...; may hold a password
-    memory_only: bool = False  # nothing kept across restarts (tests, benchmarks)
-    retention: float = Field(default=30.0, gt=0)  # days a conversation is kept after its last turn
-    shutdown_grace: float = Field(default=10.0, ge=0)  # seconds turns get to finish on SIGTERM
+    # Durable state (sidechat.store).
+    data_dir: Path = Field(
+        default=Path(".sidechat"),
+        description=(
+            "Where conversations, turns with their events, and feedback are kept: the SQLite "
+            "file `sidechat.db` (WAL mode) in this directory, unless `database_url` is set."
+        ),
+    )
+    database_url: SecretStr | None = Field(
+        default=None,
+        description=(
+            "A `postgresql://user:password@host/db` URL: keep the state in PostgreSQL instead "
+            "of the SQLite file. Never logged with its password."
+        ),
+    )
+    memory_only: bool = Field(
+        default=False,
+        description="Keep nothing across restarts (no store at all): for tests and benchmarks.",
+    )
+    retention: float = Field(
+        default=30.0,
+        gt=0,
+        description="Days a conversation is kept after its last turn; older ones are purged.",
+    )
+    shutdown_grace: float = Field(
+        default=10.0,
+        ge=0,
+        description=(
+            "Seconds turns being generated get to finish on SIGTERM; then they end with an "
+            "error telling the visitor the server is restarting."
+        ),
+    )
 
     @field_validator("provider")
     @classmethod

@@ -286,8 +286,8 @@ def _uvicorn_transport(send: Send, scope: Scope) -> asyncio.Transport | None:
 
     uvicorn's `send` is a coroutine: per frame a message dict, a coroutine object and a dozen
     checks on its own objects before its `transport.write`, paid per token for every reader.
-    Writing the chunk directly measured 9% less of sidechat's CPU per token (BENCHMARKS.md,
-    round 5). Only for uvicorn's httptools protocol (what `sidechat serve` runs) once it has
+    Writing it directly saved 9% of the CPU per token (docs/design/direct-transport-write.md).
+    Only for uvicorn's httptools protocol (what `sidechat serve` runs) once it has
     started a chunked body, and only while uvicorn itself would write at once: with the
     connection open and nothing already waiting in the transport's buffer (so its flow control
     is not bypassed), and never for the response's last write, which goes through `send` so

@@ -92,6 +92,7 @@ def _start(
     ]
 
     def limit_files() -> None:
+        assert open_files is not None
         hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
         resource.setrlimit(resource.RLIMIT_NOFILE, (open_files, hard))
 

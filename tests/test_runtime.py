@@ -12,6 +12,7 @@ import signal
 import socket
 import time
 from collections.abc import AsyncIterator
+from typing import Any
 
 import aiohttp
 import uvicorn
@@ -27,14 +28,14 @@ from tests.fakes.openai_upstream import FakeOpenAI
 SSE = {"Accept": "text/event-stream"}
 
 
-def _settings(upstream: FakeOpenAI, **more: object) -> Settings:
+def _settings(upstream: FakeOpenAI, **more: Any) -> Settings:
     return Settings(
         provider="openai",
         base_url=upstream.base_url,
         model="fake-model",
         host="127.0.0.1",
         port=0,
-        **more,  # type: ignore[arg-type]
+        **more,
     )
 
 

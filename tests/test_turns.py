@@ -28,7 +28,7 @@ class _Gated(Provider):
         self.gate: asyncio.Future[None] | None = None
 
     async def push(self, request: ChatRequest, sink: Sink) -> None:
-        self.asked.append(asyncio.current_task())  # type: ignore[arg-type]
+        self.asked.append(asyncio.current_task())
         self.gate = asyncio.get_running_loop().create_future()
         await self.gate
         sink(TextDelta("hello"))

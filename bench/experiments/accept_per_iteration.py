@@ -3,7 +3,7 @@ listening socket or several sharing the port (SO_REUSEPORT, Linux).
 
     python -m bench.experiments.accept_per_iteration [N_SOCKETS ...]   # default: 1 4 8 16
 
-BENCHMARKS.md, round 4: uvloop accepts one connection per listening socket per iteration, which
+docs/design/listening-sockets.md: uvloop takes one connection per listening socket per pass, which
 is why sidechat listens on several (`sidechat/_listen.py`).
 """
 

@@ -16,7 +16,7 @@ One fake upstream, one `sidechat serve` with `bench/experiments/ttft_probe` on i
   first token  the first token from the upstream to the load generator (on the EventSource
                path, a GET that connects after it gets it replayed: that wait is in here)
 
-BENCHMARKS.md, round 8.
+docs/performance-log.md, round 8.
 """
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 
 Why not aiohttp on this path: per token, aiohttp wakes the reading task through its
 StreamReader and the reply then climbs a chain of async generators; at hundreds of streams that
-hand-off was the largest cost sidechat added (BENCHMARKS.md). Here the response is parsed by
+hand-off was sidechat's largest cost (docs/design/upstream-client.md). The response is parsed by
 httptools inside the protocol's `data_received` and each body chunk goes to a callback on the
 spot, so a token travels from the socket to the turn's event log with no task switch. It does
 what model APIs need and no more: a POST with a body, TLS, keep-alive pooling, a connect

@@ -2,7 +2,7 @@
 server, LM Studio, OpenRouter, Groq...).
 
 Not the official SDK: it sits on httpx, whose line iterator measured several times slower per
-token on this product's hot path (see shared notes/performance.md). Here each network read is fed
+token on this product's hot path (docs/design/upstream-client.md). Here each network read is fed
 straight to the incremental SSE parser, inside the connection's data callback (`_client`).
 """
 

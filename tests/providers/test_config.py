@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from email.utils import formatdate
+from typing import Any
 
 import pytest
 from multidict import CIMultiDict
@@ -58,11 +59,11 @@ def test_build_provider_chain(monkeypatch: pytest.MonkeyPatch) -> None:
     ],
 )
 def test_config_errors(
-    values: dict[str, object], message: str, monkeypatch: pytest.MonkeyPatch
+    values: dict[str, Any], message: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("ANTHROPIC_API_KEY", "sk-ant-x")
     with pytest.raises(ConfigError, match=message):
-        build_provider(Settings(**values))  # type: ignore[arg-type]
+        build_provider(Settings(**values))
 
 
 def test_anthropic_needs_a_key(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -18,7 +18,7 @@ import pytest
 from pydantic import ValidationError
 
 from sidechat.errors import ConfigError
-from sidechat.providers import build_provider, parse_fallback, provider_names
+from sidechat.providers import ResilientProvider, build_provider, parse_fallback, provider_names
 from sidechat.providers.registry import providers
 from sidechat.settings import Settings
 from tests._servers import read_events, start_sidechat, ui_events
@@ -106,7 +106,8 @@ def test_a_plugin_provider_is_found_and_used_everywhere(
     with pytest.raises(ConfigError, match="--provider echo needs --model"):
         build_provider(Settings(provider="echo"))
     chain = build_provider(Settings(provider="echo", model="m1", fallback=("echo:m2",)))
-    assert [type(p).__name__ for p in chain.chain] == ["Echo", "Echo"]  # type: ignore[attr-defined]
+    assert isinstance(chain, ResilientProvider)
+    assert [type(p).__name__ for p in chain.chain] == ["Echo", "Echo"]
 
 
 def test_sidechat_serve_streams_from_a_plugin_provider(plugin_dir: Path) -> None:

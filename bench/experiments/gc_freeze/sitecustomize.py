@@ -4,7 +4,7 @@ in a `sidechat serve` process, to measure what full (gen 2) collections cost it.
     PYTHONPATH=bench/experiments/gc_freeze python -m bench.profile -c 500 --prefill 2000 --no-spy
 
 Every Python process started with this PYTHONPATH imports it; only one whose command line has
-`serve` starts the thread. See BENCHMARKS.md, "Profile findings".
+`serve` starts the thread. See docs/performance-log.md, "Profile findings".
 """
 
 import gc
