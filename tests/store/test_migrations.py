@@ -37,8 +37,8 @@ def _execute(url: str, statement: str, params: tuple[Any, ...] = ()) -> list[tup
             return conn.execute(statement.replace("%s", "?"), params).fetchall()
     import psycopg
 
-    with psycopg.connect(url, autocommit=True) as conn:
-        cursor = conn.execute(statement, params)
+    with psycopg.connect(url, autocommit=True) as pg:
+        cursor = pg.execute(statement, params)
         return cursor.fetchall() if cursor.description else []
 
 
