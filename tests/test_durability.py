@@ -239,3 +239,49 @@ def test_a_full_disk_stops_the_server_with_the_reason(tmp_path: Path) -> None:
     with small_disk(tmp_path, "256k") as disk:
         _fill(disk)
         assert "full disk" in _serve_fails("--data-dir", str(disk / "data"))
+
+
+def test_a_full_disk_at_run_time_keeps_turns_streaming_and_counts_what_waits(
+    upstream: FakeOpenAI, tmp_path: Path
+) -> None:
+    from tests.store.test_faults import small_disk
+
+    with small_disk(tmp_path, "8m") as disk:
+        asyncio.run(_disk_fills_mid_run(upstream, disk))
+
+
+async def _disk_fills_mid_run(upstream: FakeOpenAI, disk: Path) -> None:
+    from tests.store.test_faults import _fill
+
+    store = ["--data-dir", str(disk / "data")]
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=60)) as http:
+        with serving(upstream, store) as server:
+            filler = _fill(disk)
+            answers = []
+            for i in range(3):
+                async with http.post(
+                    f"{server.url}/api/chat",
+                    headers=SSE,
+                    json={"message": f"disk full {i} [[tokens=50 interval=0.01]]"},
+                ) as r:
+                    turn_id = r.headers["X-Turn-Id"]
+                    got = await read_frames(r)
+                assert got[-1][1] == "[DONE]" and chunk_types(got)[-1] == "finish"
+                answers.append((turn_id, got))
+            async with http.get(f"{server.url}/readyz") as r:
+                health = (await r.json())["store"]
+            assert not health["ok"] and health["incidents"] == 1
+            assert health["unwritten_events"] >= 3 * 50 and "full" in health["last_error"]
+            filler.unlink()
+            for _ in range(100):
+                async with http.get(f"{server.url}/readyz") as r:
+                    health = (await r.json())["store"]
+                if health["ok"] and health["unwritten_writes"] == 0:
+                    break
+                await asyncio.sleep(0.1)
+            assert health["ok"] and health["unwritten_writes"] == 0
+            log = server.log()
+        assert log.count("writes are failing") == 1, "logged once per incident"
+        with serving(upstream, store) as again:
+            for turn_id, got in answers:
+                assert await replay(http, f"{again.url}/api/turns/{turn_id}/stream") == got

@@ -32,7 +32,7 @@ START_TURN = (
     "VALUES (%s, %s, %s, 'streaming', %s, %s, %s) ON CONFLICT (id) DO NOTHING"
 )
 INSERT_EVENTS = (
-    "INSERT INTO turn_events (turn_id, first_id, payloads) VALUES (%s, %s, %s) "
+    "INSERT INTO turn_events (turn_id, first_id, frames) VALUES (%s, %s, %s) "
     "ON CONFLICT (turn_id, first_id) DO NOTHING"
 )
 FINISH_TURN = (
@@ -54,7 +54,7 @@ SELECT_TURN = f"{_TURNS} WHERE t.id = %s"
 SELECT_TURNS_OF = f"{_TURNS} WHERE t.conversation_id = %s ORDER BY t.started_at, t.id"
 SELECT_INTERRUPTED = f"{_TURNS} WHERE t.status = 'streaming' ORDER BY t.started_at"
 SELECT_CONVERSATION = "SELECT id, created_at, updated_at FROM conversations WHERE id = %s"
-SELECT_EVENTS = "SELECT first_id, payloads FROM turn_events WHERE turn_id = %s ORDER BY first_id"
+SELECT_EVENTS = "SELECT first_id, frames FROM turn_events WHERE turn_id = %s ORDER BY first_id"
 SELECT_EXPORT_CONVERSATIONS = (
     "SELECT id, created_at, updated_at FROM conversations WHERE updated_at >= %s "
     "ORDER BY created_at, id"

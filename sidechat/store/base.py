@@ -27,8 +27,9 @@ from sidechat.store.records import (
     StoredTurn,
     TurnStart,
     day_of,
-    join_payloads,
-    split_payloads,
+    frames_of,
+    join_frames,
+    split_frames,
 )
 
 __all__ = ["Statement", "Store", "StoreUnavailable"]
@@ -154,22 +155,30 @@ class Store(ABC):
             ]
         )
 
+    def append_frames(self, turn_id: str, first_id: int, frames: Sequence[bytes]) -> None:
+        """Queue a batch of a turn's events (ids `first_id...`), as their SSE frames."""
+        if frames:
+            row = (turn_id, first_id, join_frames(frames))
+            self._queue([(sql.INSERT_EVENTS, row)], events=len(frames))
+
     def append_events(self, turn_id: str, first_id: int, payloads: Sequence[bytes]) -> None:
-        """Queue a batch of a turn's events (ids `first_id...`)."""
-        if payloads:
-            row = (turn_id, first_id, join_payloads(payloads))
-            self._queue([(sql.INSERT_EVENTS, row)], events=len(payloads))
+        """Queue a batch of a turn's events (ids `first_id...`), as their JSON payloads."""
+        self.append_frames(turn_id, first_id, frames_of(first_id, payloads))
 
     def finish_turn(
         self,
         turn: StoredTurn,
         first_id: int,
-        payloads: Sequence[bytes],
+        payloads: Sequence[bytes] = (),
+        frames: Sequence[bytes] = (),
     ) -> asyncio.Future[None]:
-        """Queue a turn's last events and its outcome; the future is done once written."""
+        """Queue a turn's last events (`payloads`, or their `frames`) and its outcome; the
+        future is done once written."""
         statements: list[Statement] = []
         if payloads:
-            statements.append((sql.INSERT_EVENTS, (turn.id, first_id, join_payloads(payloads))))
+            frames = frames_of(first_id, payloads)
+        if frames:
+            statements.append((sql.INSERT_EVENTS, (turn.id, first_id, join_frames(frames))))
         finished = turn.finished_at or time.time()
         statements += [
             (
@@ -178,7 +187,7 @@ class Store(ABC):
             ),
             (sql.TOUCH_CONVERSATION, (finished, turn.conversation_id)),
         ]
-        return self._queue_waited(statements, events=len(payloads))
+        return self._queue_waited(statements, events=len(frames))
 
     def save_feedback(self, turn_id: str, rating: str, comment: str | None) -> asyncio.Future[None]:
         row = (turn_id, rating, comment, time.time())
@@ -191,8 +200,13 @@ class Store(ABC):
         await self._queue_waited(statements)
 
     def _queue(self, statements: list[Statement], events: int = 0) -> None:
+        # Not waited for: written with the next waited write or `kick` (the recorder kicks
+        # once per batch interval), so a burst of turns starting costs one transaction.
         self._pending.append(_Op(statements, events))
-        if self._wake is not None and not self._wake.done():
+
+    def kick(self) -> None:
+        """Write what is queued now."""
+        if self._pending and self._wake is not None and not self._wake.done():
             self._wake.set_result(None)
 
     def _queue_waited(self, statements: list[Statement], events: int = 0) -> asyncio.Future[None]:
@@ -285,7 +299,7 @@ class Store(ABC):
 
     async def load_chunks(self, turn_id: str) -> list[Chunk]:
         rows = await self._rows(sql.SELECT_EVENTS, turn_id)
-        return [Chunk(int(first), split_payloads(text)) for first, text in rows]
+        return [Chunk(int(first), split_frames(text)) for first, text in rows]
 
     async def load_log(self, turn_id: str) -> StoredEventLog:
         return StoredEventLog(await self.load_chunks(turn_id))

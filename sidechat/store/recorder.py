@@ -13,7 +13,8 @@ import contextlib
 import logging
 from dataclasses import dataclass
 
-from sidechat.eventlog import DONE, EventLog, payload_of
+from sidechat.eventlog import DONE, EventLog
+from sidechat.sse import DATA_FRAME
 from sidechat.store.base import Store
 from sidechat.store.records import StoredTurn, TurnStart
 
@@ -29,7 +30,7 @@ class _Live:
 
 
 class Recorder:
-    def __init__(self, store: Store, interval: float = 0.2, end_wait: float = 5.0) -> None:
+    def __init__(self, store: Store, interval: float = 0.2, end_wait: float = 2.0) -> None:
         self.store = store
         self._interval = interval
         self._end_wait = end_wait
@@ -57,8 +58,9 @@ class Recorder:
         for turn_id, live in self._live.items():
             frames = live.log.since(live.written)
             if frames:
-                self.store.append_events(turn_id, live.written + 1, [payload_of(f) for f in frames])
+                self.store.append_frames(turn_id, live.written + 1, frames)
                 live.written += len(frames)
+        self.store.kick()
 
     def end(self, turn: StoredTurn) -> asyncio.Future[None]:
         """The turn has appended its last events but DONE: queue the rest, DONE included, and
@@ -66,8 +68,8 @@ class Recorder:
         live = self._live.pop(turn.id, None)
         frames = live.log.since(live.written) if live is not None else ()
         first = live.written + 1 if live is not None else 1
-        payloads = [*(payload_of(f) for f in frames), DONE]
-        return self.store.finish_turn(turn, first, payloads)
+        done = DATA_FRAME % (first + len(frames), DONE)
+        return self.store.finish_turn(turn, first, frames=[*frames, done])
 
     async def wait(self, written: asyncio.Future[None]) -> bool:
         """Wait for a write, briefly: True once written; False at once while the store is

@@ -9,7 +9,7 @@ from typing import Literal
 
 import orjson
 
-from sidechat.eventlog import Batch, EventLog
+from sidechat.eventlog import Batch, EventLog, payload_of
 from sidechat.sse import DATA_FRAME
 
 __all__ = [
@@ -19,8 +19,9 @@ __all__ = [
     "StoredTurn",
     "TurnStart",
     "day_of",
-    "join_payloads",
-    "split_payloads",
+    "frames_of",
+    "join_frames",
+    "split_frames",
 ]
 
 Status = Literal["streaming", "done", "error", "aborted"]
@@ -69,22 +70,32 @@ class StoredConversation:
 
 @dataclass(frozen=True, slots=True)
 class Chunk:
-    """Consecutive events `first_id, first_id + 1, ...` as written in one batch."""
+    """Consecutive events `first_id, first_id + 1, ...` as written in one batch: their SSE
+    frames, byte for byte as readers got them."""
 
     first_id: int
-    payloads: tuple[bytes, ...]
+    frames: tuple[bytes, ...]
+
+    @property
+    def payloads(self) -> list[bytes]:
+        return [payload_of(frame) for frame in self.frames]
 
 
-def join_payloads(payloads: Sequence[bytes]) -> str:
-    """One chunk's column value: the payloads one per line (compact JSON has no raw newline)."""
-    joined = b"\n".join(payloads)
-    if joined.count(b"\n") != len(payloads) - 1:
-        raise ValueError("an event payload contains a newline")
-    return joined.decode()
+def frames_of(first_id: int, payloads: Sequence[bytes]) -> list[bytes]:
+    """The frames of events `first_id...` with these payloads (as `EventLog.append` makes)."""
+    return [DATA_FRAME % (first_id + i, payload) for i, payload in enumerate(payloads)]
 
 
-def split_payloads(text: str) -> tuple[bytes, ...]:
-    return tuple(text.encode().split(b"\n"))
+def join_frames(frames: Sequence[bytes]) -> str:
+    """One chunk's column value: the frames joined (one C-level join: nothing per event)."""
+    return b"".join(frames).decode()
+
+
+def split_frames(text: str) -> tuple[bytes, ...]:
+    # A frame is `id: N\ndata: JSON\n\n` and compact JSON has no raw newline, so frames end
+    # exactly where a blank line does.
+    parts = text.encode().split(b"\n\n")
+    return tuple(part + b"\n\n" for part in parts[:-1])
 
 
 def _delta(payload: bytes) -> str | None:
@@ -114,10 +125,9 @@ class StoredEventLog(EventLog):
                 frames, deltas = [], []
             if not frames:
                 first = chunk.first_id
-            for offset, payload in enumerate(chunk.payloads):
-                frames.append(DATA_FRAME % (chunk.first_id + offset, payload))
-                deltas.append(_delta(payload))
-            next_id = chunk.first_id + len(chunk.payloads)
+            frames += chunk.frames
+            deltas += [_delta(payload_of(frame)) for frame in chunk.frames]
+            next_id = chunk.first_id + len(chunk.frames)
         if frames:
             runs.append((first, tuple(frames), tuple(deltas)))
         self._runs = tuple(runs)

@@ -7,6 +7,7 @@ import time
 
 from sidechat import protocol
 from sidechat.eventlog import DONE
+from sidechat.sse import DATA_FRAME
 from sidechat.store.base import Store
 from sidechat.store.records import Chunk, StoredEventLog
 
@@ -37,8 +38,8 @@ async def close_interrupted(store: Store) -> int:
         chunks = await store.load_chunks(turn.id)
         if not any(c.first_id == 1 for c in chunks):
             # The turn's first event is fixed by its id: what readers saw, if anything.
-            chunks.insert(0, Chunk(1, (protocol.start(turn.id),)))
-            store.append_events(turn.id, 1, chunks[0].payloads)
+            chunks.insert(0, Chunk(1, (DATA_FRAME % (1, protocol.start(turn.id)),)))
+            store.append_frames(turn.id, 1, chunks[0].frames)
         payloads = [p for c in sorted(chunks, key=lambda c: c.first_id) for p in c.payloads]
         log = StoredEventLog(chunks)
         turn.answer = "".join(d for d in _all_deltas(log) if d is not None)

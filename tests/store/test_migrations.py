@@ -76,7 +76,8 @@ async def test_from_each_earlier_version_keeps_the_data(
             "id_ceiling, started_at, finished_at) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)",
             ("t_1", "c_1", "Old question?", "Old answer.", "done", 1, 100, STARTED, STARTED),
         )
-        _execute(url, "INSERT INTO turn_events VALUES (%s, %s, %s)", ("t_1", 1, '{"a":1}'))
+        frame = 'id: 1\ndata: {"a":1}\n\n'
+        _execute(url, "INSERT INTO turn_events VALUES (%s, %s, %s)", ("t_1", 1, frame))
         if version >= "0002":
             _execute(
                 url, "INSERT INTO feedback VALUES (%s, %s, %s, %s)", ("t_1", "up", "ok", STARTED)
@@ -92,7 +93,7 @@ async def test_from_each_earlier_version_keeps_the_data(
             [turn] = conversation.turns
             assert (turn.question, turn.answer) == ("Old question?", "Old answer.")
             assert turn.rating == ("up" if version >= "0002" else None)
-            assert [c.payloads for c in await store.load_chunks("t_1")] == [(b'{"a":1}',)]
+            assert [c.payloads for c in await store.load_chunks("t_1")] == [[b'{"a":1}']]
             days = await store.stats(0)
             day = datetime.datetime.fromtimestamp(STARTED, datetime.UTC).date().isoformat()
             assert [d["day"] for d in days] == [day]  # 0003 filled in the day of older turns

@@ -197,5 +197,6 @@ async def test_stats_and_export(store: Store) -> None:
 def test_a_stored_log_with_a_retried_batch_counts_it_once() -> None:
     from sidechat.store import Chunk
 
-    log = StoredEventLog([Chunk(1, (b'{"a":1}', b'{"a":2}')), Chunk(1, (b'{"a":1}',))])
+    one, two = b'id: 1\ndata: {"a":1}\n\n', b'id: 2\ndata: {"a":2}\n\n'
+    log = StoredEventLog([Chunk(1, (one, two)), Chunk(1, (one,))])
     assert log.last_id == 2

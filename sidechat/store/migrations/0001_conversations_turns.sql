@@ -1,6 +1,6 @@
 -- Conversations, their turns and each turn's event log, in SQL both SQLite and PostgreSQL read.
 -- Times are Unix seconds; a turn's events are kept as chunks (one row per write batch, never one
--- per token), each the events' JSON payloads one per line.
+-- per token), each the events' SSE frames as sent (`id: N\ndata: JSON\n\n`), joined.
 CREATE TABLE conversations (
     id TEXT PRIMARY KEY,
     created_at DOUBLE PRECISION NOT NULL,
@@ -26,6 +26,6 @@ CREATE INDEX turns_status ON turns (status);
 CREATE TABLE turn_events (
     turn_id TEXT NOT NULL REFERENCES turns (id),
     first_id BIGINT NOT NULL,
-    payloads TEXT NOT NULL,
+    frames TEXT NOT NULL,
     PRIMARY KEY (turn_id, first_id)
 );
