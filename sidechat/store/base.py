@@ -367,13 +367,30 @@ def _turn(row: tuple[Any, ...]) -> StoredTurn:
     )
 
 
+# The order statements of one transaction run in: what a row refers to comes first (a turn's
+# conversation, then the turn, then its events, outcome and feedback); within a kind the order
+# they were queued in (so the latest update of a row is the one that stays).
+_RANK = {
+    statement: rank
+    for rank, statement in enumerate(
+        [
+            sql.UPSERT_CONVERSATION,
+            sql.START_TURN,
+            sql.INSERT_EVENTS,
+            sql.FINISH_TURN,
+            sql.TOUCH_CONVERSATION,
+            sql.UPSERT_FEEDBACK,
+            *sql.DELETE_OLD,
+        ]
+    )
+}
+
+
 def _grouped(ops: Sequence[_Op]) -> list[tuple[str, list[tuple[Any, ...]]]]:
-    """Consecutive uses of one statement become one `executemany`."""
-    groups: list[tuple[str, list[tuple[Any, ...]]]] = []
+    """The statements of `ops` by kind, each kind's rows together (one `executemany`, or one
+    statement for many rows), in the order of `_RANK`."""
+    groups: dict[str, list[tuple[Any, ...]]] = {}
     for op in ops:
         for statement, params in op.statements:
-            if groups and groups[-1][0] == statement:
-                groups[-1][1].append(params)
-            else:
-                groups.append((statement, [params]))
-    return groups
+            groups.setdefault(statement, []).append(params)
+    return sorted(groups.items(), key=lambda group: _RANK.get(group[0], len(_RANK)))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import urllib.parse
 from collections.abc import Sequence
 from typing import Any
@@ -9,6 +10,7 @@ from typing import Any
 import psycopg
 from psycopg_pool import AsyncConnectionPool
 
+from sidechat.store import _sql as sql
 from sidechat.store.base import Store
 from sidechat.store.migrate import StoreError, migrate
 
@@ -74,8 +76,14 @@ class PostgresStore(Store):
             for statement, rows in groups:
                 if len(rows) == 1:
                     await cursor.execute(statement, rows[0])
-                else:
-                    await cursor.executemany(statement, rows)
+                    continue
+                for start in range(0, len(rows), _ROWS_PER_STATEMENT):
+                    some = rows[start : start + _ROWS_PER_STATEMENT]
+                    bulk = _bulk(statement, some)
+                    if bulk is None:
+                        await cursor.executemany(statement, some)
+                    else:
+                        await cursor.execute(*bulk)
 
     async def _fetch(self, statement: str, params: tuple[Any, ...]) -> list[tuple[Any, ...]]:
         assert self._pool is not None
@@ -85,6 +93,43 @@ class PostgresStore(Store):
 
     def _is_data_error(self, exc: Exception) -> bool:
         return isinstance(exc, psycopg.IntegrityError | psycopg.DataError | ValueError)
+
+
+_ROWS_PER_STATEMENT = 500  # PostgreSQL takes at most 65,535 parameters a statement
+_INSERT = re.compile(r"^(INSERT INTO .+? VALUES )(\(.+?\))( ON CONFLICT .+)$", re.S)
+# The two updates of a turn's end, for many rows in one statement.
+_BULK_UPDATES = {
+    sql.FINISH_TURN: (
+        "UPDATE turns AS t SET answer = v.answer, status = v.status, "
+        "finish_reason = v.finish_reason, sources = v.sources::integer, "
+        "finished_at = v.finished_at::double precision FROM (VALUES {values}) "
+        "AS v(answer, status, finish_reason, sources, finished_at, id) WHERE t.id = v.id",
+        6,
+    ),
+    sql.TOUCH_CONVERSATION: (
+        "UPDATE conversations AS c SET updated_at = v.updated_at::double precision "
+        "FROM (VALUES {values}) AS v(updated_at, id) WHERE c.id = v.id",
+        2,
+    ),
+}
+
+
+def _bulk(statement: str, rows: list[tuple[Any, ...]]) -> tuple[str, list[Any]] | None:
+    """One statement for many rows (psycopg's per-row work is most of a write's cost), or None
+    for statements written one row at a time."""
+    update = _BULK_UPDATES.get(statement)
+    if update is not None:
+        template, width = update
+        rows = list({row[-1]: row for row in rows}.values())  # one update per row id
+        values = ", ".join(["(" + ", ".join(["%s"] * width) + ")"] * len(rows))
+        return template.format(values=values), [p for row in rows for p in row]
+    match = _INSERT.match(statement)
+    if match is None:
+        return None
+    head, value, tail = match.groups()
+    if "DO UPDATE" in tail:  # a row may not be updated twice in one statement: the last wins
+        rows = list({row[0]: row for row in rows}.values())
+    return head + ", ".join([value] * len(rows)) + tail, [p for row in rows for p in row]
 
 
 def _with_timeout(url: str) -> str:
