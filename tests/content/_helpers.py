@@ -17,7 +17,8 @@ def ingest(*args: str | Path, ok: bool = True) -> subprocess.CompletedProcess[st
         [sys.executable, "-m", "sidechat", "ingest", *map(str, args)],
         capture_output=True,
         text=True,
-        timeout=300,
+        # The TIL corpus's embeddings take ~2 minutes of one core; more on a shared machine.
+        timeout=900,
     )
     if ok:
         assert result.returncode == 0, result.stderr
