@@ -5,6 +5,7 @@ from __future__ import annotations
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import orjson
 import pytest
@@ -57,10 +58,10 @@ def test_recall_on_the_til_corpus(til_index: Path) -> None:
 @needs_til
 @pytest.mark.skipif(not VISITORS.is_file(), reason="examples/questions/til-visitors.json is absent")
 def test_hybrid_beats_bm25_on_the_dev_split(til_index: Path) -> None:
-    def scores(*flags: str) -> dict[str, float]:
+    def scores(*flags: str) -> dict[str, Any]:
         result = run_eval(VISITORS, "--index", til_index, "--split", "dev", "--json", *flags)
         assert result.returncode == 0, result.stderr
-        report: dict[str, float] = orjson.loads(result.stdout)
+        report: dict[str, Any] = orjson.loads(result.stdout)
         return report
 
     bm25, hybrid = scores("--bm25"), scores()
