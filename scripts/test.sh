@@ -10,6 +10,13 @@ if [ -f widget/package-lock.json ]; then
   fi
   (cd widget && PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 npm ci --no-audit --no-fund --loglevel=error)
 fi
+# The store's tests use the real PostgreSQL at 127.0.0.1:5432 (Debian's package, trust auth on
+# loopback, database `test`): start its cluster when it is not answering.
+if command -v pg_isready >/dev/null 2>&1 && ! pg_isready -q -h 127.0.0.1; then
+  if [ "$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo"; fi
+  $SUDO pg_ctlcluster --skip-systemctl-redirect "$(ls /etc/postgresql | sort -V | tail -1)" main start || true
+  for _ in $(seq 1 30); do pg_isready -q -h 127.0.0.1 && break; sleep 0.5; done
+fi
 # nginx, for tests/deploy/test_nginx.py (which skips without it); the package lists are
 # refreshed only when the install fails without a refresh.
 if ! command -v nginx >/dev/null 2>&1 && [ ! -x /usr/sbin/nginx ]; then

@@ -24,10 +24,11 @@ from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from sidechat import __version__
-from sidechat.conversations import Conversations
-from sidechat.errors import BadRequest, SidechatError
+from sidechat.conversations import Conversation, Conversations
+from sidechat.errors import BadRequest, NotFound, SidechatError
 from sidechat.eventlog import DONE
 from sidechat.generation import Generation
+from sidechat.persistence import Persistence, open_persistence
 from sidechat.providers import Provider, build_provider
 from sidechat.request_bodies import parse_chat, parse_event_id, read_json
 from sidechat.settings import Settings
@@ -50,7 +51,7 @@ class JSON(Response):
 
 def error_response(exc: SidechatError, headers: dict[str, str]) -> JSON:
     body = {"error": {"code": exc.code, "message": exc.message}}
-    if exc.status_code == 429:
+    if exc.status_code in (429, 503):
         headers = {**headers, "retry-after": "5"}
     return JSON(body, status_code=exc.status_code, headers=headers)
 
@@ -67,6 +68,16 @@ class Sidechat:
     demo_page: str | None  # the demo's HTML, pointing at this widget version
     # Awaited in order by `shutdown(grace)`, e.g. a store flushing what it has not yet written.
     on_shutdown: list[Callable[[float], Awaitable[None]]] = field(default_factory=list)
+    persistence: Persistence | None = None  # None: memory only
+
+    async def conversation(self, conversation_id: str) -> Conversation:
+        """A conversation from memory or the store; NotFound when neither has it."""
+        held = self.conversations.find(conversation_id)
+        if held is None and self.persistence is not None:
+            held = await self.persistence.conversation(self.conversations, conversation_id)
+        if held is None:
+            raise NotFound("No such conversation.")
+        return self.conversations.get(conversation_id)
 
     def quiet_for(self) -> float:
         """Seconds since a turn last began or ended; 0 while any is being generated (what a
@@ -131,11 +142,12 @@ async def post_chat(app: Sidechat, request: Request) -> ASGIApp:
     conversations = app.conversations
     if chat.client_chat:
         assert chat.conversation_id is not None
-        conversation = conversations.find(chat.conversation_id) or conversations.create(
-            chat.conversation_id
-        )
+        try:
+            conversation = await app.conversation(chat.conversation_id)
+        except NotFound:
+            conversation = conversations.create(chat.conversation_id)
     elif chat.conversation_id is not None:
-        conversation = conversations.get(chat.conversation_id)
+        conversation = await app.conversation(chat.conversation_id)
     else:
         conversation = conversations.create()
     language = "en"
@@ -163,7 +175,10 @@ async def post_chat(app: Sidechat, request: Request) -> ASGIApp:
 
 
 async def resume_chat(app: Sidechat, request: Request) -> ASGIApp:
-    conversation = app.conversations.find(request.path_params["chat_id"])
+    try:
+        conversation: Conversation | None = await app.conversation(request.path_params["chat_id"])
+    except NotFound:
+        conversation = None
     turn = app.turns.active_turn(conversation) if conversation is not None else None
     if turn is None or turn.log.finished:
         return Response(status_code=204, headers=app.cors(request))
@@ -171,7 +186,8 @@ async def resume_chat(app: Sidechat, request: Request) -> ASGIApp:
 
 
 async def turn_stream(app: Sidechat, request: Request) -> ASGIApp:
-    turn = await app.turns.find(request.path_params["turn_id"])
+    turn_id = request.path_params["turn_id"]
+    turn = app.turns.held(turn_id) or await app.turns.find(turn_id)
     header = request.headers.get("last-event-id")
     if header is not None:
         after = parse_event_id(header, "Last-Event-ID")
@@ -211,19 +227,19 @@ async def cancel_turn(app: Sidechat, request: Request) -> ASGIApp:
 
 
 async def turn_feedback(app: Sidechat, request: Request) -> ASGIApp:
-    turn = app.turns.get(request.path_params["turn_id"])
+    turn = await app.turns.find(request.path_params["turn_id"])
     body = await read_json(request, 8 * 1024)
     if not isinstance(body, dict) or body.get("rating") not in ("up", "down"):
         raise BadRequest('\'rating\' must be "up" or "down".')
     comment = body.get("comment")
     if comment is not None and (not isinstance(comment, str) or len(comment) > 2000):
         raise BadRequest("'comment' must be a string of at most 2000 characters.")
-    app.turns.rate(turn.id, body["rating"], comment)
+    await app.turns.rate(turn.id, body["rating"], comment)
     return JSON({"ok": True}, headers=app.cors(request))
 
 
 async def get_conversation(app: Sidechat, request: Request) -> ASGIApp:
-    conversation = app.conversations.get(request.path_params["conversation_id"])
+    conversation = await app.conversation(request.path_params["conversation_id"])
     return JSON(
         {
             "id": conversation.id,
@@ -254,11 +270,16 @@ async def healthz(app: Sidechat, request: Request) -> ASGIApp:
 
 async def readyz(app: Sidechat, request: Request) -> ASGIApp:
     ready = await app.provider.ready()
+    body: dict[str, Any] = {"status": "ready" if ready else "loading"}
+    if app.persistence is not None:
+        # Writes that wait (the database is failing) are counted here; turns go on from memory.
+        body["store"] = app.persistence.store.health()
     bus = app.turns.bus
     if bus is not None and not bus.healthy:
         # Turns still stream to this replica's own readers; others cannot follow them now.
-        return JSON({"status": "redis-unavailable"}, status_code=503)
-    return JSON({"status": "ready" if ready else "loading"}, status_code=200 if ready else 503)
+        body["status"] = "redis-unavailable"
+        return JSON(body, status_code=503)
+    return JSON(body, status_code=200 if ready else 503)
 
 
 async def widget(app: Sidechat, request: Request) -> ASGIApp:
@@ -346,11 +367,16 @@ def create_app(settings: Settings, provider: Provider | None = None) -> Sidechat
         from sidechat.content import open_index
 
         retriever = open_index(settings.index)
+    persistence = open_persistence(settings)
     conversations = Conversations(settings.max_conversations)
-    turns = Turns(settings, Generation(settings, provider, retriever))
+    recorder = persistence.recorder if persistence is not None else None
+    turns = Turns(settings, Generation(settings, provider, retriever), recorder)
     heartbeat = Heartbeat(settings.heartbeat, turns.live_logs)
     version = _widget_version()
     state = Sidechat(settings, provider, conversations, turns, version, _demo_page(version))
+    state.persistence = persistence
+    # On SIGTERM: no new turns; those generating get `shutdown_grace` seconds, then end.
+    state.on_shutdown.append(lambda _grace: turns.shutdown(settings.shutdown_grace))
 
     def route(
         path: str, handler: Callable[[Sidechat, Request], Awaitable[ASGIApp]], method: str = "GET"
@@ -359,13 +385,20 @@ def create_app(settings: Settings, provider: Provider | None = None) -> Sidechat
 
     @contextlib.asynccontextmanager
     async def lifespan() -> AsyncIterator[None]:
-        if settings.redis_url is not None:
-            from sidechat.bus import BusConfig, RedisBus
+        async with contextlib.AsyncExitStack() as stack:
+            if persistence is not None:  # entered first, left last: turns write as they end
+                await stack.enter_async_context(persistence.lifespan())
+            if settings.redis_url is not None:
+                from sidechat.bus import BusConfig, RedisBus
 
-            url = settings.redis_url.get_secret_value()
-            config = BusConfig(url=url, prefix=settings.redis_prefix, stream_ttl=settings.turn_ttl)
-            turns.attach(await RedisBus.connect(config))
-        try:
+                url = settings.redis_url.get_secret_value()
+                config = BusConfig(
+                    url=url, prefix=settings.redis_prefix, stream_ttl=settings.turn_ttl
+                )
+                bus = await RedisBus.connect(config)
+                turns.attach(bus)
+                stack.push_async_callback(bus.aclose)
+                stack.push_async_callback(turns.detach)
             await provider.open()
             turns.open()
             heartbeat.open()
@@ -375,11 +408,6 @@ def create_app(settings: Settings, provider: Provider | None = None) -> Sidechat
                 await heartbeat.aclose()
                 await turns.aclose()
                 await provider.aclose()
-        finally:
-            bus = turns.bus
-            if bus is not None:
-                await turns.detach()
-                await bus.aclose()
 
     # The router tries routes in order: the two every turn takes come first.
     routes = [

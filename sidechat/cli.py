@@ -111,6 +111,36 @@ def _settings_error(exc: ValidationError) -> click.ClickException:
 @click.option(
     "--workers", type=int, help="Server processes on the port (needs --redis-url). [default 1]"
 )
+@click.option(
+    "--data-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Where conversations, turns and feedback are kept (a SQLite file). "
+    "[env: SIDECHAT_DATA_DIR; default .sidechat]",
+)
+@click.option(
+    "--database-url",
+    help="Keep them in PostgreSQL instead: postgresql://user:password@host/db. "
+    "[env: SIDECHAT_DATABASE_URL]",
+)
+@click.option(
+    "--memory-only",
+    is_flag=True,
+    default=None,
+    help="Keep nothing across restarts (tests and benchmarks). [env: SIDECHAT_MEMORY_ONLY]",
+)
+@click.option(
+    "--retention", type=float, help="Days a conversation is kept after its last turn [30]."
+)
+@click.option(
+    "--shutdown-grace",
+    type=float,
+    help="Seconds turns get to finish on SIGTERM before they end with an error [10].",
+)
+@click.option(
+    "--max-memory-mb",
+    type=float,
+    help="MiB of finished turns kept in memory; older ones are served from the store [256].",
+)
 @click.option("--log-level", type=click.Choice(["debug", "info", "warning", "error"]))
 def serve(config: Path | None, **options: Any) -> None:
     """Start the HTTP server."""
@@ -166,7 +196,15 @@ def _register_optional() -> None:
     cli.add_command(eval_cmd, name="eval")
 
 
+def _register_store() -> None:
+    from sidechat.store.cli import export, stats
+
+    cli.add_command(export)
+    cli.add_command(stats)
+
+
 _register_optional()
+_register_store()
 
 
 def _register_doctor() -> None:

@@ -12,6 +12,7 @@ __all__ = [
     "NotFound",
     "PayloadTooLarge",
     "ProviderError",
+    "Restarting",
     "SidechatError",
 ]
 
@@ -41,6 +42,13 @@ class Busy(SidechatError):
 
     status_code = 429
     code = "busy"
+
+
+class Restarting(SidechatError):
+    """The server is stopping (a restart or a deploy): it takes no new turns."""
+
+    status_code = 503
+    code = "restarting"
 
 
 class PayloadTooLarge(SidechatError):

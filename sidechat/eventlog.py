@@ -93,6 +93,10 @@ class EventLog(ABC):
     def wake(self) -> None:
         """Release waiting readers with whatever there is (used for heartbeats)."""
 
+    def since(self, after: int) -> Sequence[bytes]:
+        """The frames of events with id > `after`, at once (what the store's batches take)."""
+        raise NotImplementedError
+
     def subscribe(self, listener: Listener) -> bool:
         """Have `listener` called on every append from now on (a reader that has caught up
         writes each frame as it is made, with no task switch). False when the log cannot."""
@@ -212,6 +216,9 @@ class MemoryEventLog(EventLog):
 
     def __len__(self) -> int:
         return len(self._frames)
+
+    def since(self, after: int) -> Sequence[bytes]:
+        return self._frames[after:]
 
     async def read(self, after: int, wait: float | None = 0) -> Batch:
         after = max(after, 0)

@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -29,6 +29,7 @@ from sidechat.providers.base import (
     Usage,
 )
 from sidechat.settings import Settings
+from sidechat.store.recover import RESTART_TEXT
 
 if TYPE_CHECKING:
     from sidechat.answers.citations import CitationFilter
@@ -110,6 +111,7 @@ class Generation:
         plan = await self._answerer.plan(question, history, language=turn.language)
         for source in plan.sources:
             turn.log.append(protocol.source_url(source.source_id, source.url, source.title))
+        turn.sources = len(plan.sources)
         if isinstance(plan, Ready):
             return ReadyAnswer(plan.text, metadata={"answer": plan.kind})
         system = f"{request.system}\n\n{plan.context}"
@@ -118,10 +120,19 @@ class Generation:
         )
         return CitedRequest(grounded, plan.checker())
 
-    async def run(self, turn: Turn, request: ChatRequest, *, continued: str | None = None) -> None:
+    async def run(
+        self,
+        turn: Turn,
+        request: ChatRequest,
+        before_done: Callable[[Turn], Awaitable[None]] | None = None,
+        *,
+        continued: str | None = None,
+    ) -> None:
         """The turn's task: plan, stream the reply into `turn.log`, end it with the tail and
-        settle `turn` (status, text, finished_at). Cancelled by a visitor's cancel (the turn is
-        aborted) or by shutdown (an error event, then the cancellation goes on).
+        settle `turn` (status, text, finish reason). Cancelled by a visitor's cancel (the turn
+        is aborted) or by shutdown (an error event and a finish, then the cancellation goes
+        on). `before_done` runs once the tail is in the log and before DONE (the store writes
+        the turn there, so a reader that got DONE finds the turn again after a restart).
 
         `continued`: the text another process already wrote (a takeover): `request` is then
         the planned request continuing it, the text part is open, and `finish` says so."""
@@ -144,8 +155,8 @@ class Generation:
                 text = event.text
                 if checker is not None:
                     text = checker.feed(text)
-                    if not text:
-                        return
+                if not text:
+                    return  # nothing to say; and every event costs the turn a character
                 if started:
                     append(delta(text), text)
                 else:  # the text part opens with its first delta: one write to live readers
@@ -195,30 +206,36 @@ class Generation:
                 else:
                     await self._provider.push(plan, on_event)
             tail.append(protocol.finish(reason, metadata))
-            turn.status = "done"
+            turn.status, turn.finish_reason = "done", reason
         except asyncio.CancelledError:
             if not turn.cancel_requested:
                 # Shutdown, not a visitor's cancel: record it, then let cancellation proceed.
-                tail.append(protocol.error("The server restarted while answering. Please retry."))
-                turn.status = "error"
+                tail += (protocol.error(RESTART_TEXT), protocol.finish("error"))
+                turn.status, turn.finish_reason = "error", "error"
                 raise
             tail.append(protocol.abort())
             turn.status = "aborted"
         except ProviderError as exc:
             logger.warning("turn %s failed: %s", turn.id, exc.detail)
             tail += (protocol.error(exc.message), protocol.finish("error"))
-            turn.status = "error"
+            turn.status, turn.finish_reason = "error", "error"
         except Exception:
             logger.exception("turn %s crashed", turn.id)
             tail += (
                 protocol.error("Something went wrong while answering. Please retry."),
                 protocol.finish("error"),
             )
-            turn.status = "error"
+            turn.status, turn.finish_reason = "error", "error"
         finally:
             if started:
                 tail.insert(0, protocol.text_end())
-            tail.append(DONE)
+            if before_done is None:
+                tail.append(DONE)  # with the tail: one write to live readers
             log.extend([(payload, None) for payload in tail])
-            log.finish()
             turn.parts = (turn.text,)  # a tuple of str: no longer tracked by the GC
+            if before_done is not None:
+                try:
+                    await before_done(turn)
+                finally:
+                    log.append(DONE)
+            log.finish()

@@ -253,6 +253,47 @@ class Settings(BaseSettings):
         ge=1,
         description="Turns generating at once; beyond it `POST /api/chat` answers 429.",
     )
+    max_memory_mb: float = Field(
+        default=256.0,
+        gt=0,
+        description=(
+            "MiB of finished turns kept in memory for replay (a bound in bytes, where "
+            "`max_turns` is a count); the oldest go first and are served from the store."
+        ),
+    )
+
+    # Durable state (sidechat.store).
+    data_dir: Path = Field(
+        default=Path(".sidechat"),
+        description=(
+            "Where conversations, turns with their events, and feedback are kept: the SQLite "
+            "file `sidechat.db` (WAL mode) in this directory, unless `database_url` is set."
+        ),
+    )
+    database_url: SecretStr | None = Field(
+        default=None,
+        description=(
+            "A `postgresql://user:password@host/db` URL: keep the state in PostgreSQL instead "
+            "of the SQLite file. Never logged with its password."
+        ),
+    )
+    memory_only: bool = Field(
+        default=False,
+        description="Keep nothing across restarts (no store at all): for tests and benchmarks.",
+    )
+    retention: float = Field(
+        default=30.0,
+        gt=0,
+        description="Days a conversation is kept after its last turn; older ones are purged.",
+    )
+    shutdown_grace: float = Field(
+        default=10.0,
+        ge=0,
+        description=(
+            "Seconds turns being generated get to finish on SIGTERM; then they end with an "
+            "error telling the visitor the server is restarting."
+        ),
+    )
 
     # Scale-out.
     redis_url: SecretStr | None = Field(

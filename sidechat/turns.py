@@ -20,11 +20,13 @@ from typing import TYPE_CHECKING, Literal
 from sidechat import protocol
 from sidechat._eager import eager_task
 from sidechat.conversations import Conversation, StoredMessage, new_id
-from sidechat.errors import Busy, NotFound
+from sidechat.errors import Busy, NotFound, Restarting
 from sidechat.eventlog import DONE, EventLog, MemoryEventLog
 from sidechat.generation import Generation
 from sidechat.providers.base import ChatRequest, Message
 from sidechat.settings import Settings
+from sidechat.store import StoredTurn, TurnStart
+from sidechat.store.recorder import Recorder
 
 if TYPE_CHECKING:
     from sidechat.bus import RedisBus
@@ -52,19 +54,36 @@ class Turn:
     finished_at: float | None = None
     rating: Rating | None = None
     comment: str | None = None
+    question: str = ""
+    started_at: float = 0.0  # Unix seconds
+    finish_reason: str | None = None
+    sources: int = 0
+    id_ceiling: int = 0  # no event of the turn has a larger id (see sidechat.store.recover)
+    stored: bool = False  # its ending is written to the store: memory may let it go
+    size: int = 0  # bytes it holds once finished (an estimate, for `max_memory_mb`)
     language: str = "en"  # the visitor's, for replies sidechat writes itself ("not found")
 
     @property
     def text(self) -> str:
         return "".join(self.parts)
 
+    def record(self) -> StoredTurn:
+        """What the store keeps of it."""
+        return StoredTurn(
+            self.id, self.conversation_id, self.question, self.text, self.status,
+            self.finish_reason, self.sources, self.id_ceiling, self.started_at, time.time(),
+        )  # fmt: skip
+
 
 class Turns:
     """Begins, finds, cancels and eventually forgets turns."""
 
-    def __init__(self, settings: Settings, generation: Generation) -> None:
+    def __init__(
+        self, settings: Settings, generation: Generation, recorder: Recorder | None = None
+    ) -> None:
         self._settings = settings
         self._generation = generation
+        self._recorder = recorder
         self._turns: OrderedDict[str, Turn] = OrderedDict()
         self._generating: dict[str, Turn] = {}
         self._last_activity = time.monotonic()
@@ -74,6 +93,12 @@ class Turns:
         self.bus: RedisBus | None = None
         self._watchdog: Watchdog | None = None
         self._background: set[asyncio.Task[None]] = set()
+        self._closing = False
+        self._bytes = 0  # held by the finished turns in `_turns`
+        self._budget = int(settings.max_memory_mb * 1024 * 1024)
+        # The most events a turn can have: one per character of its reply at most (empty
+        # deltas are dropped), its sources, and the few around them.
+        self._id_ceiling = settings.max_turn_chars + settings.retrieval_k + 64
 
     @property
     def grounded(self) -> bool:
@@ -221,33 +246,96 @@ class Turns:
 
     def _evict(self) -> None:
         """Forget finished turns past their time to live, and the oldest ones beyond
-        `max_turns`. Turns are kept in the order they began, so the scan stops at the first
-        finished turn that is still wanted: a call costs what it evicts (plus any turns still
-        generating ahead of it), not a pass over every kept turn."""
+        `max_turns` or beyond `max_memory_mb`; with a store, only those it holds (they are
+        served from it from then on). Turns are kept in the order they began, so the scan
+        stops at the first finished turn that is still wanted: a call costs what it evicts
+        (plus any turns still generating or unwritten ahead of it), not a pass over every
+        kept turn."""
         now = time.monotonic()
         ttl = self._settings.turn_ttl
         excess = len(self._turns) - self._settings.max_turns
+        over = self._bytes - self._budget
+        durable = self._recorder is not None
         stale: list[str] = []
         for turn_id, turn in self._turns.items():
-            if turn.finished_at is None:
+            if turn.finished_at is None or (durable and not turn.stored):
                 continue
-            if excess <= 0 and now - turn.finished_at <= ttl:
+            if excess <= 0 and over <= 0 and now - turn.finished_at <= ttl:
                 break
             stale.append(turn_id)
             excess -= 1
+            over -= turn.size
         for turn_id in stale:
-            del self._turns[turn_id]
+            self._bytes -= self._turns.pop(turn_id).size
 
     # -- turns ----------------------------------------------------------------------------
     def get(self, turn_id: str) -> Turn:
+        """A turn held in memory (see `find` for one the store may hold)."""
         turn = self._turns.get(turn_id)
         finished = turn.finished_at if turn is not None else None
-        if finished is not None and time.monotonic() - finished > self._settings.turn_ttl:
+        if (
+            finished is not None
+            and self._recorder is None
+            and time.monotonic() - finished > self._settings.turn_ttl
+        ):
             self._evict()  # past its time to live, even if the timer has not evicted it yet
             turn = None
         if turn is None:
             raise NotFound("No such turn (it may have expired).")
         return turn
+
+    def held(self, turn_id: str) -> Turn | None:
+        """A turn memory holds (the fast path: no task switch), else None."""
+        turn = self._turns.get(turn_id)
+        if turn is not None and self._recorder is None:
+            return self.get(turn_id)  # memory only: past its time to live it is gone
+        return turn
+
+    async def find(self, turn_id: str) -> Turn:
+        """A turn from memory; once memory let it go (or after a restart), from the store; with
+        Redis, one another process generates (or generated), replayed and followed live."""
+        turn = self._turns.get(turn_id)
+        if turn is not None or (self._recorder is None and self.bus is None):
+            return self.get(turn_id)
+        if self._recorder is not None:
+            turn = await self._load(turn_id)
+            if turn is not None:
+                return turn
+        if self.bus is None:
+            raise NotFound("No such turn (it may have expired).")
+        log = await self.bus.open_remote(turn_id)
+        if log is None:
+            # Just begun elsewhere, its first events may still be in that process's window.
+            await asyncio.sleep(self.bus.config.window * 2 + 0.05)
+            log = await self.bus.open_remote(turn_id)
+        if log is None:
+            raise NotFound("No such turn (it may have expired).")
+        return Turn(turn_id, "", log, "streaming" if not log.finished else "done")
+
+    async def _load(self, turn_id: str) -> Turn | None:
+        """A finished turn from the store, kept in memory again; None if it holds none."""
+        assert self._recorder is not None
+        stored = await self._recorder.store.load_turn(turn_id)
+        turn = self._turns.get(turn_id)  # loaded by another request meanwhile
+        if turn is not None:
+            return turn
+        if stored is None or stored.status == "streaming":
+            return None
+        log = await self._recorder.store.load_log(turn_id)
+        turn = Turn(turn_id, stored.conversation_id, log, stored.status, (stored.answer,))
+        turn.finished_at = time.monotonic()
+        turn.rating, turn.comment = stored.rating, stored.comment  # type: ignore[assignment]
+        turn.question, turn.started_at = stored.question, stored.started_at
+        turn.finish_reason, turn.sources = stored.finish_reason, stored.sources
+        turn.stored, turn.size = True, _size(turn)
+        self._keep(turn)
+        return turn
+
+    def _keep(self, turn: Turn) -> None:
+        self._turns[turn.id] = turn
+        self._bytes += turn.size
+        if self._bytes > self._budget or len(self._turns) > self._settings.max_turns:
+            self._evict()
 
     def active_turn(self, conversation: Conversation) -> Turn | None:
         if conversation.active_turn is None:
@@ -264,6 +352,8 @@ class Turns:
         """Record the user's message and start generating the reply. `history` overrides the
         stored one (the AI SDK client sends its own); `language` is the visitor's."""
         settings = self._settings
+        if self._closing:
+            raise Restarting("The server is restarting. Please ask again in a moment.")
         if len(self._generating) >= settings.max_active_turns:
             raise Busy("The assistant is answering too many questions at once. Try again soon.")
         if history is None:
@@ -285,7 +375,11 @@ class Turns:
                 on_fenced=lambda: self._cancel_here(turn_id),
             )
         turn = Turn(turn_id, conversation.id, log, language=language)
+        turn.question, turn.started_at, turn.id_ceiling = message, time.time(), self._id_ceiling
         turn.log.append(protocol.start(turn.id))
+        if self._recorder is not None:
+            start = TurnStart(turn.id, conversation.id, message, turn.started_at, turn.id_ceiling)
+            self._recorder.begin(start, turn.log)
         conversation.messages.append(StoredMessage("user", message))
         conversation.messages.append(
             StoredMessage("assistant", "", turn.id, "streaming", live_text=lambda: turn.text)
@@ -320,23 +414,6 @@ class Turns:
         if turn_id in self._generating:
             self.cancel(turn_id)
 
-    async def find(self, turn_id: str) -> Turn:
-        """`get`, or with Redis a turn another process generates (or generated): its log
-        replayed from Redis and followed live."""
-        try:
-            return self.get(turn_id)
-        except NotFound:
-            if self.bus is None:
-                raise
-        log = await self.bus.open_remote(turn_id)
-        if log is None:
-            # Just begun elsewhere, its first events may still be in that process's window.
-            await asyncio.sleep(self.bus.config.window * 2 + 0.05)
-            log = await self.bus.open_remote(turn_id)
-        if log is None:
-            raise NotFound("No such turn (it may have expired).")
-        return Turn(turn_id, "", log, "streaming" if not log.finished else "done")
-
     async def cancel_anywhere(self, turn_id: str) -> Turn:
         """`cancel`, or with Redis ask the process generating the turn to stop it."""
         turn = await self.find(turn_id)
@@ -354,12 +431,34 @@ class Turns:
             turn.status = "aborted" if protocol.abort() in tail else "done"
         return turn
 
-    def rate(self, turn_id: str, rating: Rating, comment: str | None) -> Turn:
-        turn = self.get(turn_id)
+    async def rate(self, turn_id: str, rating: Rating, comment: str | None) -> Turn:
+        turn = await self.find(turn_id)
         turn.rating = rating
         turn.comment = comment
         logger.info("feedback turn=%s rating=%s", turn.id, rating)
+        if self._recorder is not None:
+            # Queued behind the turn's own writes; waited for briefly, never while failing.
+            await self._recorder.wait(self._recorder.store.save_feedback(turn.id, rating, comment))
         return turn
+
+    async def shutdown(self, grace: float) -> None:
+        """Stop taking turns; give those being generated `grace` seconds to finish, then end
+        them (an error telling the visitor the server is restarting, a finish, DONE: written
+        to every reader and to the store). With Redis, they are handed over to the other
+        replicas at once instead (see `_hand_over`)."""
+        self._closing = True
+        tasks = {t.task for t in self._generating.values() if t.task is not None}
+        if self.bus is not None:
+            await self._hand_over()
+            grace = 0.0
+        if tasks:
+            logger.info("shutdown: %d turn(s) being generated get %.1f s", len(tasks), grace)
+            _, pending = await asyncio.wait(tasks, timeout=grace) if grace > 0 else ((), tasks)
+            for task in pending:
+                task.cancel()
+            if pending:
+                logger.warning("shutdown: ended %d turn(s) still generating", len(pending))
+                await asyncio.wait(pending, timeout=10.0)
 
     async def _run(
         self,
@@ -369,8 +468,14 @@ class Turns:
         continued: str | None = None,
     ) -> None:
         bus = self.bus
+        recorder = self._recorder
         try:
-            await self._generation.run(turn, request, continued=continued)
+            await self._generation.run(
+                turn,
+                request,
+                self._write_ending if recorder is not None else None,
+                continued=continued,
+            )
         finally:
             if bus is not None:
                 from sidechat.bus import ProducerLog
@@ -382,6 +487,10 @@ class Turns:
             turn.task = None  # a finished turn keeps its events, not its task
             if conversation is not None:
                 self._settle(turn, conversation)
+            turn.size = _size(turn)
+            self._bytes += turn.size
+            if self._bytes > self._budget:
+                self._evict()
 
     @staticmethod
     async def _store_request(bus: RedisBus, turn_id: str, request: ChatRequest) -> None:
@@ -389,6 +498,18 @@ class Turns:
             await bus.store_request(turn_id, request)
         except Exception as exc:  # a takeover will end the turn with an error instead
             logger.warning("turn %s: request not kept in redis: %s", turn_id, exc)
+
+    async def _write_ending(self, turn: Turn) -> None:
+        recorder = self._recorder
+        assert recorder is not None
+        written = recorder.end(turn.record())
+
+        def stored(future: asyncio.Future[None]) -> None:
+            if not future.cancelled() and future.exception() is None:
+                turn.stored = True
+
+        written.add_done_callback(stored)
+        await recorder.wait(written)
 
     def _settle(self, turn: Turn, conversation: Conversation) -> None:
         for stored in reversed(conversation.messages):
@@ -399,3 +520,10 @@ class Turns:
                 break
         if conversation.active_turn == turn.id:
             conversation.active_turn = None
+
+
+def _size(turn: Turn) -> int:
+    """Bytes a finished turn holds, roughly: its frames and texts, plus each event's objects
+    (a bytes and a tuple slot, a str for each text delta) and the turn's own."""
+    frames = turn.log.since(0)
+    return sum(map(len, frames)) + 100 * len(frames) + 2 * len(turn.text) + 1500

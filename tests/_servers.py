@@ -8,6 +8,7 @@ import resource
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -49,7 +50,30 @@ def start_sidechat(
     open_files: int | None = None,
 ) -> Iterator[SidechatProcess]:
     """Run `python -m sidechat serve ARGS` on a free port until the block ends; `open_files`
-    starts it with that soft limit on open files, as a shell or a service manager might."""
+    starts it with that soft limit on open files, as a shell or a service manager might.
+    Unless ARGS name a store, the server keeps its state in a data directory of its own (two
+    servers on one store would close each other's turns at start-up), removed afterwards."""
+    own_store = not {"--data-dir", "--database-url", "--memory-only"} & set(args)
+    with contextlib.ExitStack() as stack:
+        if own_store:
+            data_dir = stack.enter_context(tempfile.TemporaryDirectory(prefix="sidechat-data-"))
+            args = (*args, "--data-dir", data_dir)
+        yield stack.enter_context(
+            _start(args, env=env, ready_path=ready_path, timeout=timeout, log_dir=log_dir,
+                   open_files=open_files)
+        )  # fmt: skip
+
+
+@contextlib.contextmanager
+def _start(
+    args: tuple[str, ...],
+    *,
+    env: dict[str, str] | None,
+    ready_path: str,
+    timeout: float,
+    log_dir: Path | None,
+    open_files: int | None,
+) -> Iterator[SidechatProcess]:
     port = free_port()
     log_dir = log_dir or Path(os.environ.get("SIDECHAT_TEST_LOGS", "/tmp"))
     log_dir.mkdir(parents=True, exist_ok=True)

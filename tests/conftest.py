@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import os
+import tempfile
 from collections.abc import AsyncIterator, Iterator
 
 import aiohttp
@@ -7,6 +9,11 @@ import pytest
 
 from tests._servers import SidechatProcess, start_sidechat
 from tests.fakes.openai_upstream import FakeOpenAI
+
+# Apps made in the test process keep their state in a directory of the session's, not in the
+# working tree's .sidechat/ (servers started by tests/_servers.py get one each).
+_DATA = tempfile.TemporaryDirectory(prefix="sidechat-tests-")
+os.environ.setdefault("SIDECHAT_DATA_DIR", _DATA.name)
 
 
 @pytest.fixture(scope="session")

@@ -397,7 +397,9 @@ async def test_cors_preflight(server: SidechatProcess, http: aiohttp.ClientSessi
 def test_finished_turns_are_forgotten_beyond_max_turns_and_after_their_ttl(
     upstream: FakeOpenAI,
 ) -> None:
+    # Memory only: with a store, turns memory lets go are served from it (tests/store).
     args = ["--provider", "openai", "--base-url", upstream.base_url, "--model", "m"]
+    args.append("--memory-only")
     env = {"SIDECHAT_MAX_TURNS": "3", "SIDECHAT_TURN_TTL": "1.5", "SIDECHAT_HEARTBEAT": "0.2"}
     with start_sidechat(*args, env=env) as server:
         asyncio.run(_eviction(server))

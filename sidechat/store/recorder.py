@@ -1,0 +1,97 @@
+"""Persisting generating turns: their events go to the store in batches, off the token path.
+
+Nothing happens per token: one timer (every `interval` seconds, 0.2 by default) takes what each
+generating turn's log gained since the last batch and queues it, all turns' batches in one
+write. A turn's end writes the rest and its outcome; `end` waits (briefly) for that write, so
+a reader that got the turn's `[DONE]` can count on the turn being there after a restart.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from dataclasses import dataclass
+
+from sidechat.eventlog import DONE, EventLog
+from sidechat.sse import DATA_FRAME
+from sidechat.store.base import Store
+from sidechat.store.records import StoredTurn, TurnStart
+
+__all__ = ["Recorder"]
+
+logger = logging.getLogger("sidechat.store")
+
+
+@dataclass(slots=True)
+class _Live:
+    log: EventLog
+    written: int = 0  # the last event id handed to the store
+
+
+class Recorder:
+    def __init__(self, store: Store, interval: float = 0.2, end_wait: float = 2.0) -> None:
+        self.store = store
+        self._interval = interval
+        self._end_wait = end_wait
+        self._live: dict[str, _Live] = {}
+        self._timer: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        self._timer = asyncio.create_task(self._tick(), name="sidechat-store-batches")
+
+    async def aclose(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._timer
+            self._timer = None
+        self.flush()
+
+    def begin(self, start: TurnStart, log: EventLog) -> None:
+        """A turn started: record it (its events follow in batches)."""
+        self.store.start_turn(start)
+        self._live[start.id] = _Live(log)
+
+    def flush(self) -> None:
+        """Queue every generating turn's new events now."""
+        for turn_id, live in self._live.items():
+            frames = live.log.since(live.written)
+            if frames:
+                self.store.append_frames(turn_id, live.written + 1, frames)
+                live.written += len(frames)
+        self.store.kick()
+
+    def end(self, turn: StoredTurn) -> asyncio.Future[None]:
+        """The turn has appended its last events but DONE: queue the rest, DONE included, and
+        its outcome; the future is done once they are written."""
+        live = self._live.pop(turn.id, None)
+        frames = live.log.since(live.written) if live is not None else ()
+        first = live.written + 1 if live is not None else 1
+        done = DATA_FRAME % (first + len(frames), DONE)
+        return self.store.finish_turn(turn, first, frames=[*frames, done])
+
+    async def wait(self, written: asyncio.Future[None]) -> bool:
+        """Wait for a write, briefly: True once written; False at once while the store is
+        failing, or after `end_wait` seconds (the write stays queued and is retried), so a
+        failing store never holds a turn's ending back for long."""
+        if self.store.failing:
+            return False
+        try:
+            async with asyncio.timeout(self._end_wait):
+                await asyncio.shield(written)
+        except TimeoutError:
+            return False
+        return True
+
+    @property
+    def generating(self) -> int:
+        return len(self._live)
+
+    async def _tick(self) -> None:
+        while True:
+            await asyncio.sleep(self._interval)
+            try:
+                self.flush()
+            except Exception:  # a bug here must not stop the batches of every other turn
+                logger.exception("store: queueing a batch failed")
