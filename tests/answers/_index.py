@@ -31,4 +31,4 @@ def blog_index(tmp_path_factory: pytest.TempPathFactory) -> SqliteRetriever:
 def til_index(tmp_path_factory: pytest.TempPathFactory) -> SqliteRetriever:
     if not TIL.is_dir():
         pytest.skip("the TIL corpus (../shared/corpora/simonw-til) is absent")
-    return open_index(til_db(tmp_path_factory)[0])
+    return open_index(til_db(tmp_path_factory, TIL)[0])

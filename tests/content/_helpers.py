@@ -30,12 +30,12 @@ def ingest(*args: str | Path, ok: bool = True) -> subprocess.CompletedProcess[st
 _til_db: list[tuple[Path, str]] = []
 
 
-def til_db(tmp_path_factory: Any) -> tuple[Path, str]:
+def til_db(tmp_path_factory: Any, corpus: Path = TIL) -> tuple[Path, str]:
     """The TIL corpus ingested once per test session (its embeddings cost minutes of CPU), and
     what that ingest printed; callers only read it."""
     if not _til_db:
         path = tmp_path_factory.mktemp("til") / "til.db"
-        _til_db.append((path, ingest(TIL, "--index", path, "-q").stdout))
+        _til_db.append((path, ingest(corpus, "--index", path, "-q").stdout))
     return _til_db[0]
 
 
