@@ -31,7 +31,7 @@ from array import array
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 from urllib.parse import urlsplit
 
 import orjson
@@ -251,7 +251,7 @@ class _Conn(asyncio.Protocol):
         self.written_ms = 0.0
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = transport  # type: ignore[assignment]
+        self.transport = cast(asyncio.Transport, transport)
         self.connected_ms = now_ms()
 
     def connection_lost(self, exc: Exception | None) -> None:

@@ -53,7 +53,8 @@ def resume_line(res: dict[str, Any]) -> str:
 
 
 def _level(result: dict[str, Any], system: str, level: int) -> dict[str, Any] | None:
-    return result.get("sweep", {}).get(system, {}).get(str(level))
+    level_result: dict[str, Any] | None = result.get("sweep", {}).get(system, {}).get(str(level))
+    return level_result
 
 
 def _nearest_level(result: dict[str, Any], wanted: int) -> int | None:

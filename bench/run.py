@@ -319,7 +319,7 @@ def _hopeless(res: dict[str, Any]) -> bool:
     """Past this point higher levels only take time: stop sweeping the system."""
     p99 = res["added_delay_ms"]["p99"]
     errors = sum(res["errors"].values())
-    return (p99 is not None and p99 > 2000) or errors > 0.2 * max(1, res["turns"])
+    return bool((p99 is not None and p99 > 2000) or errors > 0.2 * max(1, res["turns"]))
 
 
 async def measure_level(cfg: Config, system: System, up_port: int, level: int) -> dict[str, Any]:

@@ -41,7 +41,7 @@ import os
 import re
 import signal
 import time
-from typing import Any
+from typing import Any, cast
 
 import orjson
 
@@ -291,7 +291,7 @@ class _Conn(asyncio.Protocol):
         self.turn: _Turn | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = transport  # type: ignore[assignment]
+        self.transport = cast(asyncio.Transport, transport)
 
     def connection_lost(self, exc: Exception | None) -> None:
         if self.turn is not None and not self.turn.closed:
@@ -336,10 +336,10 @@ class _Conn(asyncio.Protocol):
         fmt = _FORMATS.get(path) or ("openai" if path.endswith("/chat/completions") else None)
         if method == "POST" and fmt is not None:
             ctype = b"text/plain; charset=utf-8" if fmt == "plain" else b"text/event-stream"
-            head = _RESPONSE_HEAD % (ctype, b"" if keep_alive else b"connection: close\r\n")
+            reply = _RESPONSE_HEAD % (ctype, b"" if keep_alive else b"connection: close\r\n")
             if fmt == "anthropic":
-                head += _chunk(_ANT_HEAD)  # Anthropic opens the stream before the first token
-            transport.write(head)
+                reply += _chunk(_ANT_HEAD)  # Anthropic opens the stream before the first token
+            transport.write(reply)
             self.turn = self.up.start_turn(self, body, fmt, keep_alive)
             return
         if path == "/_stats":

@@ -1,4 +1,9 @@
-"""The ASGI application: routes of the HTTP contract, wired to turns and conversations."""
+"""The ASGI application: routes of the HTTP contract, wired to turns and conversations.
+
+`create_app(settings)` changes nothing outside itself (no garbage-collector policy, no signal
+handlers, no sockets: those are the runtime's, `sidechat.runtime`), so it can be mounted in any
+ASGI server or app. Mounted under another app, enter its `lifespan()` from the host's lifespan.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +12,7 @@ import contextlib
 import hashlib
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -19,17 +24,17 @@ from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from sidechat import __version__
-from sidechat._requests import parse_chat, parse_event_id, read_json
 from sidechat.conversations import Conversations
 from sidechat.errors import BadRequest, SidechatError
 from sidechat.eventlog import DONE
-from sidechat.heap import HeapKeeper
+from sidechat.generation import Generation
 from sidechat.providers import Provider, build_provider
+from sidechat.request_bodies import parse_chat, parse_event_id, read_json
 from sidechat.settings import Settings
-from sidechat.streaming import SeedFormat, TurnStream
+from sidechat.streaming import Heartbeat, SeedFormat, TurnStream
 from sidechat.turns import Turns
 
-__all__ = ["JSON", "Sidechat", "create_app"]
+__all__ = ["JSON", "Sidechat", "SidechatApp", "create_app"]
 
 logger = logging.getLogger("sidechat.app")
 STATIC = Path(__file__).parent / "static"
@@ -60,6 +65,22 @@ class Sidechat:
     turns: Turns
     widget_version: str
     demo_page: str | None  # the demo's HTML, pointing at this widget version
+    # Awaited in order by `shutdown(grace)`, e.g. a store flushing what it has not yet written.
+    on_shutdown: list[Callable[[float], Awaitable[None]]] = field(default_factory=list)
+
+    def quiet_for(self) -> float:
+        """Seconds since a turn last began or ended; 0 while any is being generated (what a
+        process-wide policy, such as the runtime's GC timing, may ask of the app)."""
+        return self.turns.quiet_for()
+
+    async def shutdown(self, grace: float) -> None:
+        """The process is going to stop: called by the runtime on SIGTERM or SIGINT, before
+        uvicorn stops accepting and gives open responses `grace` seconds to finish; the
+        lifespan's exit then cancels the turns still generating. The place for work that must
+        happen while the app still runs (e.g. persisting turns): the `on_shutdown` callbacks."""
+        logger.info("shutting down: %d turns being generated", self.turns.generating())
+        for callback in self.on_shutdown:
+            await callback(grace)
 
     def cors(self, request: Request) -> dict[str, str]:
         origins = self.settings.cors_origins
@@ -117,7 +138,7 @@ async def post_chat(app: Sidechat, request: Request) -> ASGIApp:
         conversation = conversations.get(chat.conversation_id)
     else:
         conversation = conversations.create()
-    turn = app.turns.start(conversation, chat.message, chat.history)
+    turn = app.turns.begin(conversation, chat.message, chat.history)
     if chat.client_chat or "text/event-stream" in request.headers.get("accept", ""):
         headers = _stream_headers(
             app, request, **{"X-Conversation-Id": conversation.id, "X-Turn-Id": turn.id}
@@ -215,7 +236,7 @@ async def seed_chat(app: Sidechat, request: Request) -> ASGIApp:
         raise BadRequest('The body must be {"message": "..."}.')
     chat = parse_chat(body, settings.max_message_chars, settings.max_history_messages)
     conversation = app.conversations.create()
-    turn = app.turns.start(conversation, chat.message)
+    turn = app.turns.begin(conversation, chat.message)
     headers = _stream_headers(
         app, request, **{"X-Conversation-Id": conversation.id, "X-Turn-Id": turn.id}
     )
@@ -260,16 +281,25 @@ async def index(app: Sidechat, request: Request) -> ASGIApp:
     )
 
 
-class Preflight:
-    """Answers CORS preflight requests; passes everything else through untouched."""
+class SidechatApp:
+    """The ASGI app: answers CORS preflight requests itself and passes everything else to the
+    router. `state` is what the runtime may ask of it; `lifespan()` opens and closes what it
+    holds (the provider, the turns' timers)."""
 
-    def __init__(self, app: ASGIApp, origins: tuple[str, ...]) -> None:
-        self._app = app
-        self._origins = origins
+    def __init__(
+        self,
+        router: ASGIApp,
+        state: Sidechat,
+        lifespan: Callable[[], contextlib.AbstractAsyncContextManager[None]],
+    ) -> None:
+        self._router = router
+        self._origins = state.settings.cors_origins
+        self.state = state
+        self.lifespan = lifespan
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["method"] != "OPTIONS":
-            await self._app(scope, receive, send)
+            await self._router(scope, receive, send)
             return
         request = Request(scope)
         origin = request.headers.get("origin", "")
@@ -300,7 +330,7 @@ def _demo_page(widget_version: str) -> str | None:
     )
 
 
-def create_app(settings: Settings, provider: Provider | None = None) -> ASGIApp:
+def create_app(settings: Settings, provider: Provider | None = None) -> SidechatApp:
     provider = provider or build_provider(settings)
     retriever = None
     if settings.index is not None:
@@ -308,11 +338,10 @@ def create_app(settings: Settings, provider: Provider | None = None) -> ASGIApp:
 
         retriever = open_index(settings.index)
     conversations = Conversations(settings.max_conversations)
-    turns = Turns(settings, provider, retriever)
+    turns = Turns(settings, Generation(settings, provider, retriever))
+    heartbeat = Heartbeat(settings.heartbeat, turns.live_logs)
     version = _widget_version()
     state = Sidechat(settings, provider, conversations, turns, version, _demo_page(version))
-    # Quiet for two seconds: a burst that has just ended is likely followed by more of it.
-    heap = HeapKeeper(busy=lambda: turns.quiet_for() < 2.0)
 
     def route(
         path: str, handler: Callable[[Sidechat, Request], Awaitable[ASGIApp]], method: str = "GET"
@@ -320,14 +349,14 @@ def create_app(settings: Settings, provider: Provider | None = None) -> ASGIApp:
         return Route(path, Endpoint(state, handler), methods=[method])
 
     @contextlib.asynccontextmanager
-    async def lifespan(_: object) -> AsyncIterator[None]:
-        await provider.start()
-        await turns.start_background()
-        heap.start()
+    async def lifespan() -> AsyncIterator[None]:
+        await provider.open()
+        turns.open()
+        heartbeat.open()
         try:
             yield
         finally:
-            await heap.aclose()
+            await heartbeat.aclose()
             await turns.aclose()
             await provider.aclose()
 
@@ -347,5 +376,5 @@ def create_app(settings: Settings, provider: Provider | None = None) -> ASGIApp:
         route("/", index),
         Mount("/static", StaticFiles(directory=STATIC, check_dir=False), name="static"),
     ]
-    router = Router(routes, lifespan=lifespan)
-    return Preflight(router, settings.cors_origins)
+    router = Router(routes, lifespan=lambda _: lifespan())
+    return SidechatApp(router, state, lifespan)

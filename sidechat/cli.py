@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import contextlib
 import logging
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -13,10 +11,9 @@ from pydantic import ValidationError
 
 from sidechat import __version__
 from sidechat.errors import SidechatError
+from sidechat.providers.registry import provider_names
 
 __all__ = ["cli", "main"]
-
-_BACKLOG = 4096  # connections the kernel queues per listening socket before they are accepted
 
 
 @click.group()
@@ -38,7 +35,7 @@ def _settings_error(exc: ValidationError) -> click.ClickException:
 @click.option("--port", type=int, help="Port to bind. [env: SIDECHAT_PORT; default 8000]")
 @click.option(
     "--provider",
-    type=click.Choice(["local", "openai", "anthropic"]),
+    type=click.Choice(provider_names()),
     help="Model upstream. [env: SIDECHAT_PROVIDER; default local]",
 )
 @click.option(
@@ -81,10 +78,8 @@ def _settings_error(exc: ValidationError) -> click.ClickException:
 @click.option("--log-level", type=click.Choice(["debug", "info", "warning", "error"]))
 def serve(config: Path | None, **options: Any) -> None:
     """Start the HTTP server."""
-    import uvicorn
-
-    from sidechat._listen import listening_sockets
     from sidechat.app import create_app
+    from sidechat.runtime import Runtime
     from sidechat.settings import load_settings
 
     for name in ("fallback", "cors_origins"):
@@ -99,9 +94,9 @@ def serve(config: Path | None, **options: Any) -> None:
         level=settings.log_level.upper(),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
-    _raise_open_files_limit()
+    runtime = Runtime(settings)
     try:
-        sockets = listening_sockets(settings.host, settings.port, backlog=_BACKLOG)
+        port = runtime.listen()
     except OSError as exc:
         raise click.ClickException(
             f"cannot listen on {settings.host}:{settings.port}: {exc.strerror or exc}"
@@ -110,46 +105,11 @@ def serve(config: Path | None, **options: Any) -> None:
         app = create_app(settings)
     except SidechatError as exc:
         raise click.ClickException(exc.message) from None
-    port = sockets[0].getsockname()[1]  # the one chosen, when asked for port 0
     click.echo(
         f"sidechat {__version__} on http://{settings.host}:{port}/ (provider: {settings.provider})",
         err=True,
     )
-    server = uvicorn.Server(
-        uvicorn.Config(
-            app,
-            host=settings.host,
-            port=settings.port,
-            loop="uvloop" if sys.platform != "win32" else "asyncio",
-            http="httptools",
-            lifespan="on",
-            access_log=False,
-            # sidechat reads neither the client's address nor the scheme, so uvicorn's
-            # X-Forwarded-* middleware would only be a layer every request climbs.
-            proxy_headers=False,
-            log_level=settings.log_level,
-            backlog=_BACKLOG,
-            timeout_graceful_shutdown=3,
-        )
-    )
-    server.run(sockets=sockets)
-
-
-def _raise_open_files_limit() -> None:
-    """Lift the soft limit on open files to the hard one: each stream holds two sockets (the
-    visitor's and the upstream's), and the usual soft limit of 1,024 (a shell's, systemd's for
-    services) exists only for programs that still use select(); the event loop uses epoll.
-    Started with it, sidechat refused connections from about 500 streams on."""
-    try:
-        import resource
-    except ImportError:  # pragma: no cover - not on Windows
-        return
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    # Linux refuses an infinite soft limit on files; 2**20 is its default ceiling (nr_open).
-    want = max(soft, 1 << 20) if hard == resource.RLIM_INFINITY else hard
-    if soft < want:
-        with contextlib.suppress(ValueError, OSError):
-            resource.setrlimit(resource.RLIMIT_NOFILE, (want, hard))
+    runtime.run(app)
 
 
 def _register_optional() -> None:

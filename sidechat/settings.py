@@ -20,10 +20,9 @@ from pydantic_settings import (
 )
 
 from sidechat.errors import ConfigError
+from sidechat.providers.registry import provider_names
 
-__all__ = ["ProviderName", "Settings", "load_settings"]
-
-ProviderName = Literal["local", "openai", "anthropic"]
+__all__ = ["Settings", "load_settings"]
 
 DEFAULT_SYSTEM_PROMPT = (
     "You are the assistant of this website. Answer visitors' questions briefly and "
@@ -37,11 +36,12 @@ class Settings(BaseSettings):
     )
 
     # The model upstream.
-    provider: ProviderName = Field(
+    provider: str = Field(
         default="local",
         description=(
-            "The model upstream: `local` (the embedded llama.cpp model), `openai` (any OpenAI-"
-            "compatible API) or `anthropic` (the Messages API)."
+            "The model upstream, a name in the provider registry: `local` (the embedded llama.cpp "
+            "model), `openai` (any OpenAI-compatible API), `anthropic` (the Messages API), or a "
+            "plugin's (the `sidechat.providers` entry point group)."
         ),
     )
     base_url: str | None = Field(
@@ -209,6 +209,13 @@ class Settings(BaseSettings):
         ge=1,
         description="Turns generating at once; beyond it `POST /api/chat` answers 429.",
     )
+
+    @field_validator("provider")
+    @classmethod
+    def _known_provider(cls, value: str) -> str:
+        if value not in provider_names():
+            raise ValueError(f"unknown provider {value!r}: use {', '.join(provider_names())}")
+        return value
 
     @field_validator("base_url")
     @classmethod

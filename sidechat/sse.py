@@ -1,5 +1,5 @@
-"""Server-Sent Events on the wire: frames as value objects with a pure `encode()`, and an
-incremental parser for reading upstream streams.
+"""Server-Sent Events on the wire: the frame sidechat writes (`DATA_FRAME`), and an incremental
+parser for reading upstream streams.
 
 The parser follows the WHATWG event-stream rules (CRLF, CR or LF line ends, comments, multi-line
 data, `id`, `event`, `retry`) and keeps partial lines across chunks, so a line split between two
@@ -8,49 +8,9 @@ network reads is never lost.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import NamedTuple
 
-__all__ = ["DATA_FRAME", "Comment", "Event", "ParsedEvent", "SSEParser"]
-
-
-def _field_lines(name: bytes, value: str) -> bytes:
-    # A value with line breaks becomes several lines of the same field, as the spec requires.
-    lines = value.replace("\r\n", "\n").replace("\r", "\n").split("\n")
-    return b"".join(name + b": " + line.encode() + b"\n" for line in lines)
-
-
-@dataclass(frozen=True, slots=True)
-class Event:
-    data: str
-    id: str | int | None = None
-    event: str | None = None
-    retry: int | None = None
-
-    def encode(self) -> bytes:
-        out = b""
-        if self.id is not None:
-            ident = str(self.id)
-            if "\n" in ident or "\r" in ident or "\0" in ident:
-                raise ValueError("an SSE id cannot contain line breaks or NUL")
-            out += b"id: " + ident.encode() + b"\n"
-        if self.event is not None:
-            if "\n" in self.event or "\r" in self.event:
-                raise ValueError("an SSE event name cannot contain line breaks")
-            out += b"event: " + self.event.encode() + b"\n"
-        if self.retry is not None:
-            out += b"retry: %d\n" % self.retry
-        return out + _field_lines(b"data", self.data) + b"\n"
-
-
-@dataclass(frozen=True, slots=True)
-class Comment:
-    text: str = ""
-
-    def encode(self) -> bytes:
-        if not self.text:
-            return b":\n\n"
-        return _field_lines(b"", self.text) + b"\n"
+__all__ = ["DATA_FRAME", "ParsedEvent", "SSEParser"]
 
 
 # The hot-path frame: one `id` + one `data` line, `% (event_id, payload)`; the payload must hold

@@ -4,13 +4,15 @@ The pump (replay, follow, heartbeat) runs in the response's task; a watcher task
 disconnect and cancels it. Frames a reader fell behind on go out joined in one write. A reader of
 the UI protocol that has caught up subscribes to the log and writes each new frame from inside
 `append` (no task wake-up per token); it goes back to its task when a write has to wait for the
-socket, on a heartbeat, and when the turn ends.
+socket, on a heartbeat, and when the turn ends. One `Heartbeat` timer per app wakes the readers
+of turns that have gone quiet, so that they send a comment.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, Sequence
+import time
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from types import CoroutineType
 from typing import cast
 
@@ -21,7 +23,7 @@ from sidechat import protocol
 from sidechat._eager import Suspended, start_now
 from sidechat.eventlog import DONE, Batch, EventLog, payload_of
 
-__all__ = ["SSE_HEADERS", "SeedFormat", "TurnStream"]
+__all__ = ["SSE_HEADERS", "Heartbeat", "SeedFormat", "TurnStream"]
 
 SSE_HEADERS: tuple[tuple[bytes, bytes], ...] = (
     (b"content-type", b"text/event-stream; charset=utf-8"),
@@ -59,6 +61,37 @@ class SeedFormat:
                 text = orjson.loads(payload)["errorText"]
                 out.append(b"data: " + orjson.dumps({"token": "", "error": text}) + b"\n\n")
         return b"".join(out)
+
+
+class Heartbeat:
+    """One timer for every reader: every half `interval`, wake the readers of the logs (of
+    turns being generated) that have been silent for half an interval, so they send a comment:
+    no stream stays silent for a whole interval, and streams that are sending tokens are left
+    alone. Readers of finished turns need none (their response ends)."""
+
+    def __init__(self, interval: float, live_logs: Callable[[], Iterable[EventLog]]) -> None:
+        self._half = interval / 2
+        self._live_logs = live_logs
+        self._task: asyncio.Task[None] | None = None
+
+    def open(self) -> None:
+        """Start the timer in the running event loop."""
+        self._task = asyncio.create_task(self._tick(), name="sidechat-heartbeat")
+
+    async def aclose(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.wait((self._task,))
+            self._task = None
+
+    async def _tick(self) -> None:
+        half = self._half
+        while True:
+            await asyncio.sleep(half)
+            quiet = time.monotonic() - half
+            for log in self._live_logs():
+                if log.last_append <= quiet:
+                    log.wake()
 
 
 class TurnStream:

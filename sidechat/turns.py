@@ -1,42 +1,31 @@
-"""Turns: one generation task per turn, decoupled from any HTTP connection.
+"""The turn registry: turns begun, found, cancelled, rated and eventually forgotten.
 
-The task reads the provider's stream and appends UI-message-stream events to the turn's event
-log; readers (SSE, long-poll, the seed's format) replay and follow the log independently. A reader
-that goes away changes nothing; `cancel` stops the task, which closes the upstream request.
+A turn's reply is written by its own task (`generation`), decoupled from any HTTP connection:
+readers (SSE, long-poll, the seed's format) replay and follow the turn's event log
+independently. A reader that goes away changes nothing; `cancel` stops the task, which closes
+the upstream request.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Literal
 
 from sidechat import protocol
 from sidechat._eager import eager_task
 from sidechat.conversations import Conversation, StoredMessage, new_id
-from sidechat.errors import Busy, NotFound, ProviderError
-from sidechat.eventlog import DONE, EventLog, MemoryEventLog
-from sidechat.providers.base import (
-    ChatRequest,
-    Finish,
-    FinishReason,
-    Message,
-    Provider,
-    StreamEvent,
-    TextDelta,
-    Usage,
-)
+from sidechat.errors import Busy, NotFound
+from sidechat.eventlog import EventLog, MemoryEventLog
+from sidechat.generation import Generation
+from sidechat.providers.base import ChatRequest, Message
 from sidechat.settings import Settings
 
-if TYPE_CHECKING:
-    from sidechat.content import Retriever
-
-__all__ = ["Turn", "TurnStatus", "Turns"]
+__all__ = ["Rating", "Turn", "TurnStatus", "Turns"]
 
 logger = logging.getLogger("sidechat.turns")
 
@@ -62,62 +51,55 @@ class Turn:
         return "".join(self.parts)
 
 
-class _Enough(Exception):
-    """The reply reached `max_turn_chars`: stop the upstream."""
-
-
 class Turns:
-    """Starts, finds, cancels and eventually forgets turns."""
+    """Begins, finds, cancels and eventually forgets turns."""
 
-    def __init__(
-        self,
-        settings: Settings,
-        provider: Provider,
-        retriever: Retriever | None = None,
-    ) -> None:
+    def __init__(self, settings: Settings, generation: Generation) -> None:
         self._settings = settings
-        self._provider = provider
-        self._retriever = retriever
+        self._generation = generation
         self._turns: OrderedDict[str, Turn] = OrderedDict()
         self._generating: dict[str, Turn] = {}
         self._last_activity = time.monotonic()
-        self._heartbeat: asyncio.Task[None] | None = None
+        self._evictor: asyncio.Task[None] | None = None
 
     def quiet_for(self) -> float:
-        """Seconds since a turn last started or ended; 0 while any is being generated."""
+        """Seconds since a turn last began or ended; 0 while any is being generated."""
         if self._generating:
             return 0.0
         return time.monotonic() - self._last_activity
 
+    def generating(self) -> int:
+        """How many turns are being generated."""
+        return len(self._generating)
+
+    def live_logs(self) -> Iterator[EventLog]:
+        """The event logs of the turns being generated."""
+        return (turn.log for turn in self._generating.values())
+
     # -- lifecycle ------------------------------------------------------------------------
-    async def start_background(self) -> None:
-        self._heartbeat = asyncio.create_task(self._tick(), name="sidechat-heartbeat")
+    def open(self) -> None:
+        """Start forgetting finished turns past their time to live (in the running loop)."""
+        self._evictor = asyncio.create_task(self._evict_every(), name="sidechat-evict")
 
     async def aclose(self) -> None:
         tasks = [t.task for t in self._turns.values() if t.task is not None and not t.task.done()]
-        if self._heartbeat is not None:
-            tasks.append(self._heartbeat)
+        if self._evictor is not None:
+            tasks.append(self._evictor)
+            self._evictor = None
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
 
-    async def _tick(self) -> None:
-        # One timer for every reader: wake the readers of turns that have been silent for half
-        # a heartbeat, so they send a comment (no stream stays silent for a whole heartbeat,
-        # and streams that are sending tokens are left alone); forget finished turns past their
-        # time to live.
-        half = self._settings.heartbeat / 2
+    async def _evict_every(self) -> None:
+        # `get` never hands out an expired turn; this only gives their memory back.
+        interval = min(self._settings.turn_ttl / 4, 30.0)
         while True:
-            await asyncio.sleep(half)
-            quiet = time.monotonic() - half
-            for turn in self._generating.values():
-                if turn.log.last_append <= quiet:
-                    turn.log.wake()
+            await asyncio.sleep(interval)
             self._evict()
 
     def _evict(self) -> None:
         """Forget finished turns past their time to live, and the oldest ones beyond
-        `max_turns`. Turns are kept in the order they started, so the scan stops at the first
+        `max_turns`. Turns are kept in the order they began, so the scan stops at the first
         finished turn that is still wanted: a call costs what it evicts (plus any turns still
         generating ahead of it), not a pass over every kept turn."""
         now = time.monotonic()
@@ -137,6 +119,10 @@ class Turns:
     # -- turns ----------------------------------------------------------------------------
     def get(self, turn_id: str) -> Turn:
         turn = self._turns.get(turn_id)
+        finished = turn.finished_at if turn is not None else None
+        if finished is not None and time.monotonic() - finished > self._settings.turn_ttl:
+            self._evict()  # past its time to live, even if the timer has not evicted it yet
+            turn = None
         if turn is None:
             raise NotFound("No such turn (it may have expired).")
         return turn
@@ -146,7 +132,7 @@ class Turns:
             return None
         return self._turns.get(conversation.active_turn)
 
-    def start(
+    def begin(
         self,
         conversation: Conversation,
         message: str,
@@ -204,97 +190,12 @@ class Turns:
         logger.info("feedback turn=%s rating=%s", turn.id, rating)
         return turn
 
-    async def _ground(self, turn: Turn, request: ChatRequest) -> ChatRequest:
-        if self._retriever is None:
-            return request
-        from sidechat.grounding import ground
-
-        question = request.messages[-1].content
-        history = [m.content for m in request.messages[:-1] if m.role == "user"]
-        grounding = await ground(
-            self._retriever, question, history=history, k=self._settings.retrieval_k
-        )
-        for source in grounding.sources:
-            turn.log.append(protocol.source_url(source.source_id, source.url, source.title))
-        system = f"{request.system}\n\n{grounding.context}" if grounding.context else request.system
-        return ChatRequest(
-            request.messages, system, request.max_tokens, request.temperature, request.stop
-        )
-
     async def _run(self, turn: Turn, conversation: Conversation, request: ChatRequest) -> None:
-        log = turn.log
-        append = log.append
-        delta = protocol.text_delta
-        parts: list[str] = []
-        turn.parts = parts
-        budget = self._settings.max_turn_chars
-        started = False
-        reason: FinishReason = "stop"
-        metadata: dict[str, Any] = {}
-
-        # Called by the provider for each event as it arrives (for HTTP upstreams, straight
-        # from the socket's data callback): the per-token path of the whole server.
-        def on_event(event: StreamEvent) -> None:
-            nonlocal started, budget, reason
-            if type(event) is TextDelta:
-                text = event.text
-                if started:
-                    append(delta(text), text)
-                else:  # the text part opens with its first delta: one write to live readers
-                    log.extend(((protocol.text_start(), None), (delta(text), text)))
-                    started = True
-                parts.append(text)
-                budget -= len(text)
-                if budget <= 0:
-                    reason = "length"
-                    raise _Enough
-            elif type(event) is Usage:
-                metadata["usage"] = {
-                    "inputTokens": event.input_tokens,
-                    "outputTokens": event.output_tokens,
-                }
-            elif type(event) is Finish:
-                reason = event.reason
-                if event.model:
-                    metadata["model"] = event.model
-
-        # The turn's last events, appended together with DONE (one write to live readers).
-        tail: list[bytes] = []
         try:
-            request = await self._ground(turn, request)
-            with contextlib.suppress(_Enough):
-                await self._provider.push(request, on_event)
-            tail.append(protocol.finish(reason, metadata))
-            turn.status = "done"
-        except asyncio.CancelledError:
-            if not turn.cancel_requested:
-                # Shutdown, not a visitor's cancel: record it, then let cancellation proceed.
-                tail.append(protocol.error("The server restarted while answering. Please retry."))
-                turn.status = "error"
-                raise
-            tail.append(protocol.abort())
-            turn.status = "aborted"
-        except ProviderError as exc:
-            logger.warning("turn %s failed: %s", turn.id, exc.detail)
-            tail += (protocol.error(exc.message), protocol.finish("error"))
-            turn.status = "error"
-        except Exception:
-            logger.exception("turn %s crashed", turn.id)
-            tail += (
-                protocol.error("Something went wrong while answering. Please retry."),
-                protocol.finish("error"),
-            )
-            turn.status = "error"
+            await self._generation.run(turn, request)
         finally:
             del self._generating[turn.id]
-            self._last_activity = time.monotonic()
-            if started:
-                tail.insert(0, protocol.text_end())
-            tail.append(DONE)
-            log.extend([(payload, None) for payload in tail])
-            log.finish()
-            turn.finished_at = time.monotonic()
-            turn.parts = (turn.text,)  # a tuple of str: no longer tracked by the GC
+            self._last_activity = turn.finished_at = time.monotonic()
             turn.task = None  # a finished turn keeps its events, not its task
             self._settle(turn, conversation)
 

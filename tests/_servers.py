@@ -68,6 +68,7 @@ def start_sidechat(
     ]
 
     def limit_files() -> None:
+        assert open_files is not None
         hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
         resource.setrlimit(resource.RLIMIT_NOFILE, (open_files, hard))
 

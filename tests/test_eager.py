@@ -122,7 +122,8 @@ async def test_a_timeout_entered_in_the_first_step_binds_to_the_eager_task() -> 
     task = eager_task(slow())
     await task  # the caller is not the one cancelled by the timeout
     assert outcome == ["timed out"]
-    assert asyncio.current_task().cancelling() == 0  # type: ignore[union-attr]
+    caller = asyncio.current_task()
+    assert caller is not None and caller.cancelling() == 0
 
 
 async def test_cancelling_an_eager_task_before_it_ran_again_reaches_the_coroutine() -> None:

@@ -2,28 +2,10 @@ from __future__ import annotations
 
 import pytest
 
-from sidechat.sse import DATA_FRAME, Comment, Event, ParsedEvent, SSEParser
+from sidechat.sse import DATA_FRAME, ParsedEvent, SSEParser
 
 
-def test_event_encodes_exact_bytes() -> None:
-    assert Event("hi").encode() == b"data: hi\n\n"
-    assert Event("a\nb\r\nc", id=7, event="x", retry=1000).encode() == (
-        b"id: 7\nevent: x\nretry: 1000\ndata: a\ndata: b\ndata: c\n\n"
-    )
-    assert Event("").encode() == b"data: \n\n"
-
-
-def test_event_rejects_line_breaks_in_id_and_name() -> None:
-    with pytest.raises(ValueError):
-        Event("x", id="1\n2").encode()
-    with pytest.raises(ValueError):
-        Event("x", event="a\rb").encode()
-
-
-def test_comment_and_data_frame() -> None:
-    assert Comment().encode() == b":\n\n"
-    assert Comment("ping").encode() == b": ping\n\n"
-    assert Comment("a\nb").encode() == b": a\n: b\n\n"
+def test_data_frame() -> None:
     assert DATA_FRAME % (12, b'{"a":1}') == b'id: 12\ndata: {"a":1}\n\n'
 
 

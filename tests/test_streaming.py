@@ -3,6 +3,8 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+from starlette.types import Message
+
 from sidechat.eventlog import DONE, MemoryEventLog
 from sidechat.streaming import TurnStream
 
@@ -11,10 +13,10 @@ class _Client:
     """An ASGI server's side of one response: records what is sent; never disconnects."""
 
     def __init__(self) -> None:
-        self.sent: list[dict[str, Any]] = []
+        self.sent: list[Message] = []
         self._gone = asyncio.Event()
 
-    async def send(self, message: dict[str, Any]) -> None:
+    async def send(self, message: Message) -> None:
         self.sent.append(message)
 
     async def receive(self) -> dict[str, Any]:

@@ -1,6 +1,6 @@
 """Turns in-process: the turn's task starts eagerly (its first step, up to the upstream request,
-runs before `Turns.start` returns), and a turn that ends in that first step, or is cancelled
-before its task ran again, still ends cleanly. Providers here are small `PushProvider`s: the
+runs before `Turns.begin` returns), and a turn that ends in that first step, or is cancelled
+before its task ran again, still ends cleanly. Providers here are small `Provider`s: the
 provider interface itself, with no upstream behind it."""
 
 from __future__ import annotations
@@ -12,12 +12,13 @@ import orjson
 from sidechat.conversations import Conversations
 from sidechat.errors import ProviderError
 from sidechat.eventlog import payload_of
-from sidechat.providers.base import ChatRequest, Finish, PushProvider, Sink, TextDelta
+from sidechat.generation import Generation
+from sidechat.providers.base import ChatRequest, Finish, Provider, Sink, TextDelta
 from sidechat.settings import Settings
 from sidechat.turns import Turn, Turns
 
 
-class _Gated(PushProvider):
+class _Gated(Provider):
     """Records when and in which task it was asked, then streams once its gate opens."""
 
     id = "gated"
@@ -27,18 +28,23 @@ class _Gated(PushProvider):
         self.gate: asyncio.Future[None] | None = None
 
     async def push(self, request: ChatRequest, sink: Sink) -> None:
-        self.asked.append(asyncio.current_task())  # type: ignore[arg-type]
+        self.asked.append(asyncio.current_task())
         self.gate = asyncio.get_running_loop().create_future()
         await self.gate
         sink(TextDelta("hello"))
         sink(Finish("stop"))
 
 
-class _Refusing(PushProvider):
+class _Refusing(Provider):
     id = "refusing"
 
     async def push(self, request: ChatRequest, sink: Sink) -> None:
         raise ProviderError("The model service refused this request.", detail="at once")
+
+
+def _turns(provider: Provider) -> Turns:
+    settings = Settings()
+    return Turns(settings, Generation(settings, provider))
 
 
 async def _event_types(turn: Turn) -> list[str]:
@@ -49,13 +55,13 @@ async def _event_types(turn: Turn) -> list[str]:
     ]
 
 
-async def test_the_upstream_request_goes_out_before_start_returns() -> None:
+async def test_the_upstream_request_goes_out_before_begin_returns() -> None:
     provider = _Gated()
-    turns = Turns(Settings(), provider)
+    turns = _turns(provider)
     conversation = Conversations(10).create()
     caller = asyncio.current_task()
-    turn = turns.start(conversation, "hi")
-    # No await since `start`: the turn's first step already ran, inside the turn's own task.
+    turn = turns.begin(conversation, "hi")
+    # No await since `begin`: the turn's first step already ran, inside the turn's own task.
     assert provider.asked == [turn.task]
     assert turn.task is not None and turn.task is not caller
     assert asyncio.current_task() is caller
@@ -69,9 +75,9 @@ async def test_the_upstream_request_goes_out_before_start_returns() -> None:
 
 
 async def test_a_turn_that_fails_in_its_first_step_ends_cleanly_and_keeps_no_task() -> None:
-    turns = Turns(Settings(), _Refusing())
+    turns = _turns(_Refusing())
     conversation = Conversations(10).create()
-    turn = turns.start(conversation, "hi")
+    turn = turns.begin(conversation, "hi")
     assert turn.status == "error" and turn.task is None and turn.log.finished
     assert await _event_types(turn) == ["start", "error", "finish", "DONE"]
     assert turns.quiet_for() > 0 and conversation.active_turn is None  # none generating
@@ -80,9 +86,9 @@ async def test_a_turn_that_fails_in_its_first_step_ends_cleanly_and_keeps_no_tas
 
 async def test_cancelling_before_the_turn_task_ran_again_aborts_the_turn() -> None:
     provider = _Gated()
-    turns = Turns(Settings(), provider)
+    turns = _turns(provider)
     conversation = Conversations(10).create()
-    turn = turns.start(conversation, "hi")
+    turn = turns.begin(conversation, "hi")
     task = turn.task
     assert task is not None
     turns.cancel(turn.id)  # before the task's own first step: the turn still sees it

@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import os
 import urllib.parse
+from typing import cast
 
 import httptools
 import orjson
@@ -35,7 +36,7 @@ class _Upstream(asyncio.Protocol):
         self.parser = httptools.HttpResponseParser(self)
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = transport  # type: ignore[assignment]
+        self.transport = cast(asyncio.Transport, transport)
 
     def data_received(self, data: bytes) -> None:
         self.parser.feed_data(data)
@@ -66,7 +67,7 @@ class _Client(asyncio.Protocol):
         self.body: list[bytes] = []
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = transport  # type: ignore[assignment]
+        self.transport = cast(asyncio.Transport, transport)
 
     def data_received(self, data: bytes) -> None:
         try:

@@ -18,13 +18,14 @@ import sys
 import time
 from collections.abc import Callable
 from types import FrameType
-from typing import Any
+from typing import Any, cast
 
 import uvloop
+from starlette.types import Send
 
 from sidechat import protocol
 from sidechat.eventlog import MemoryEventLog
-from sidechat.providers._wire import _Connection
+from sidechat.providers._client import _Connection
 from sidechat.providers.base import StreamEvent, TextDelta
 from sidechat.providers.openai import _ChunkDecoder
 from sidechat.streaming import TurnStream
@@ -40,8 +41,8 @@ STAGES = (
 _HEAD = b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\ncontent-type: text/event-stream\r\n\r\n"
 
 
-class _Discard:
-    def write(self, data: bytes) -> None:
+class _Discard(asyncio.Transport):
+    def write(self, data: bytes | bytearray | memoryview) -> None:
         pass
 
     def is_closing(self) -> bool:
@@ -67,7 +68,7 @@ def chunk(i: int) -> bytes:
 def pipeline(stage: int, loop: asyncio.AbstractEventLoop) -> _Connection:
     """An upstream connection whose body goes through the first `stage + 1` layers."""
     connection = _Connection()
-    connection.connection_made(_Discard())  # type: ignore[arg-type]
+    connection.connection_made(_Discard())
     connection.data_received(_HEAD)
     if stage == 0:
         connection.set_sink(lambda body: False)
@@ -106,8 +107,8 @@ def pipeline(stage: int, loop: asyncio.AbstractEventLoop) -> _Connection:
     connection.set_sink(decoder.feed)
     if stage >= 4:
         stream = TurnStream(log)
-        stream._direct = _Discard()  # type: ignore[assignment]
-        stream._send = lambda message: None  # type: ignore[assignment,return-value]
+        stream._direct = _Discard()
+        stream._send = cast(Send, lambda message: None)  # never awaited: frames go direct
         stream._wakeup = loop.create_future()
         log.subscribe(stream._listener)
     return connection

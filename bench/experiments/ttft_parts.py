@@ -10,7 +10,7 @@ One fake upstream, one `sidechat serve` with `bench/experiments/ttft_probe` on i
   connect      the load generator's connect, until it wrote the request (its own lag included)
   accept       the request waiting in the listen queue (0 when accepted before its bytes came)
   read         the request read and parsed, once both accepted and written
-  dispatch     the app's task started, routed, handled up to `Turns.start`
+  dispatch     the app's task started, routed, handled up to `Turns.begin`
   upstream     the upstream request written and read by the upstream (from its first token's
                timestamp minus the TTFT it was asked for: its timer's lateness is in here)
   first token  the first token from the upstream to the load generator (on the EventSource

@@ -14,7 +14,7 @@ from typing import Any, ClassVar
 import orjson
 
 from sidechat.errors import ProviderError
-from sidechat.providers._http import HTTPProvider, broken_stream, garbled_reply
+from sidechat.providers._http_provider import HTTPProvider, broken_stream, garbled_reply
 from sidechat.providers.base import (
     ChatRequest,
     Finish,
@@ -39,8 +39,6 @@ _STOP_REASONS: dict[str, FinishReason] = {
 
 class AnthropicProvider(HTTPProvider):
     id: ClassVar[str] = "anthropic"
-    needs_key: ClassVar[bool] = True
-    key_env_var: ClassVar[str | None] = "ANTHROPIC_API_KEY"
     vendor = "The Anthropic API"
 
     def __init__(

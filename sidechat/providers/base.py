@@ -1,17 +1,14 @@
-"""The provider contract: one async-generator method that turns a chat into stream events.
+"""The provider contract: `push(request, sink)` calls `sink` with each stream event as the
+model makes it, and returns at the end.
 
-`push` is the same stream delivered to a callback. Its default drives `stream`; providers whose
-native form is `push` (the HTTP ones call the sink straight from the network callback: no task
-switch and no generator hand-off per token) derive from `PushProvider`, which builds `stream` on
-top of it.
+A callback, not an async generator: the HTTP providers call the sink straight from the network
+callback, so a token reaches the turn's event log with no task switch and no generator hand-off.
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 from abc import ABC, abstractmethod
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import ClassVar, Literal
 
@@ -21,7 +18,6 @@ __all__ = [
     "FinishReason",
     "Message",
     "Provider",
-    "PushProvider",
     "Sink",
     "StreamEvent",
     "TextDelta",
@@ -72,27 +68,20 @@ Sink = Callable[[StreamEvent], None]
 
 
 class Provider(ABC):
-    """A model upstream. `stream` yields `TextDelta`s as the model makes them, then optionally
-    `Usage` and `Finish`; it raises `ProviderError` on upstream failure. Closing the generator
-    (e.g. on cancel) must close the upstream request."""
+    """A model upstream. `push` calls `sink` with `TextDelta`s as the model makes them, then
+    optionally `Usage` and `Finish`, and returns at the end of the stream; it raises
+    `ProviderError` on upstream failure. An exception raised by `sink` stops the stream (and
+    closes the upstream request) and propagates; cancelling the caller closes the upstream
+    request too."""
 
     id: ClassVar[str]
-    needs_key: ClassVar[bool] = False
-    key_env_var: ClassVar[str | None] = None
 
     @abstractmethod
-    def stream(self, request: ChatRequest) -> AsyncIterator[StreamEvent]: ...
+    async def push(self, request: ChatRequest, sink: Sink) -> None: ...
 
-    async def push(self, request: ChatRequest, sink: Sink) -> None:
-        """Call `sink` with each event of `stream(request)` as it comes; return at the end.
-        An exception raised by `sink` stops the stream (and closes the upstream request) and
-        propagates. Cancelling the caller closes the upstream request too."""
-        async with contextlib.aclosing(self.stream(request)) as events:  # type: ignore[type-var]
-            async for event in events:
-                sink(event)
-
-    async def start(self) -> None:
-        """Acquire resources (sessions, models). Called once before the first turn."""
+    async def open(self) -> None:
+        """Acquire resources (connection pools, models). Called once before the first turn;
+        a provider used without it opens itself on first use."""
 
     async def ready(self) -> bool:
         """True once the provider can serve turns (the embedded model has loaded)."""
@@ -103,25 +92,4 @@ class Provider(ABC):
         (the embedded model failed to load). Not counted against the first-token timeout."""
 
     async def aclose(self) -> None:
-        """Release what `start` acquired."""
-
-
-class PushProvider(Provider):
-    """A provider whose native form is `push`; `stream` is derived from it (a task pushes into
-    a queue the generator drains)."""
-
-    @abstractmethod
-    async def push(self, request: ChatRequest, sink: Sink) -> None: ...
-
-    async def stream(self, request: ChatRequest) -> AsyncIterator[StreamEvent]:
-        queue: asyncio.Queue[StreamEvent | None] = asyncio.Queue()
-        task = asyncio.ensure_future(self.push(request, queue.put_nowait))
-        task.add_done_callback(lambda _: queue.put_nowait(None))
-        try:
-            while (event := await queue.get()) is not None:
-                yield event
-            await task  # its exception, if any
-        finally:
-            if not task.done():
-                task.cancel()
-                await asyncio.wait((task,))
+        """Release what `open` acquired."""

@@ -1,7 +1,7 @@
 """The embedded default: llama.cpp in-process (xllamacpp), served on a loopback port and read
 through the same OpenAI-compatible streaming code as every other upstream.
 
-The model loads once per process, in a background thread started by `start()`, so the server
+The model loads once per process, in a background thread started by `open()`, so the server
 answers `/healthz` at once; turns that arrive before the model is ready wait for it.
 """
 
@@ -23,7 +23,7 @@ from sidechat.providers._prompt import STOP, completion_prompt, fit_to_context
 from sidechat.providers.base import (
     ChatRequest,
     Finish,
-    PushProvider,
+    Provider,
     Sink,
     StreamEvent,
 )
@@ -71,10 +71,8 @@ def _report_failure(task: asyncio.Task[None]) -> None:
         )
 
 
-class LocalProvider(PushProvider):
+class LocalProvider(Provider):
     id: ClassVar[str] = "local"
-    needs_key: ClassVar[bool] = False
-    key_env_var: ClassVar[str | None] = None
 
     def __init__(
         self,
@@ -100,7 +98,7 @@ class LocalProvider(PushProvider):
         self._inner: OpenAIProvider | None = None
         self._loading: asyncio.Task[None] | None = None
 
-    async def start(self) -> None:
+    async def open(self) -> None:
         if self._loading is None:
             self._loading = asyncio.create_task(self._load(), name="sidechat-model-load")
             self._loading.add_done_callback(_report_failure)
@@ -122,7 +120,7 @@ class LocalProvider(PushProvider):
             keepalive=False,
         )
         try:
-            await inner.start()
+            await inner.open()
             await _wait_healthy(f"http://127.0.0.1:{port}/health")
         except BaseException:
             await inner.aclose()
@@ -170,7 +168,7 @@ class LocalProvider(PushProvider):
 
     async def _wait_loaded(self) -> OpenAIProvider:
         if self._loading is None:
-            await self.start()
+            await self.open()
         assert self._loading is not None
         try:
             await asyncio.shield(self._loading)

@@ -3,7 +3,7 @@ server, LM Studio, OpenRouter, Groq...).
 
 Not the official SDK: it sits on httpx, whose line iterator measured several times slower per
 token on this product's hot path (docs/design/upstream-client.md). Here each network read is fed
-straight to the incremental SSE parser, inside the connection's data callback (`_wire`).
+straight to the incremental SSE parser, inside the connection's data callback (`_client`).
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from typing import Any, ClassVar, Literal
 import orjson
 
 from sidechat.errors import ProviderError
-from sidechat.providers._http import HTTPProvider, broken_stream, garbled_reply
+from sidechat.providers._http_provider import HTTPProvider, broken_stream, garbled_reply
 from sidechat.providers.base import (
     ChatRequest,
     Finish,
@@ -38,8 +38,6 @@ _FINISH_REASONS: dict[str, FinishReason] = {
 
 class OpenAIProvider(HTTPProvider):
     id: ClassVar[str] = "openai"
-    needs_key: ClassVar[bool] = True
-    key_env_var: ClassVar[str | None] = "OPENAI_API_KEY"
     vendor = "The OpenAI-compatible API"
 
     def __init__(

@@ -19,7 +19,6 @@ from sidechat.errors import ProviderError
 from sidechat.providers.base import (
     ChatRequest,
     Provider,
-    PushProvider,
     Sink,
     StreamEvent,
     TextDelta,
@@ -50,7 +49,7 @@ class _Started(Exception):
         self.error = error
 
 
-class ResilientProvider(PushProvider):
+class ResilientProvider(Provider):
     id: ClassVar[str] = "resilient"
 
     def __init__(self, chain: Sequence[Provider], policy: RetryPolicy) -> None:
@@ -59,9 +58,9 @@ class ResilientProvider(PushProvider):
         self.chain = list(chain)
         self.policy = policy
 
-    async def start(self) -> None:
+    async def open(self) -> None:
         for provider in self.chain:
-            await provider.start()
+            await provider.open()
 
     async def ready(self) -> bool:
         return await self.chain[0].ready()

@@ -11,6 +11,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -22,7 +23,7 @@ pytest.importorskip(
 pytest.importorskip("httpx", reason="the bench extra is not installed (pip install -e '.[bench]')")
 
 
-def _quick_run(out: Path, *args: str) -> dict:
+def _quick_run(out: Path, *args: str) -> dict[str, Any]:
     """`python -m bench.run --quick ARGS` writing into `out`; its latest.json."""
     markdown = str(out / "BENCHMARKS.md")
     proc = subprocess.run(
@@ -44,12 +45,12 @@ def _quick_run(out: Path, *args: str) -> dict:
         env={**os.environ, "PYTHONUNBUFFERED": "1"},
     )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    result: dict = json.loads((out / "latest.json").read_text())
+    result: dict[str, Any] = json.loads((out / "latest.json").read_text())
     return result
 
 
 @pytest.fixture(scope="module")
-def quick_run(tmp_path_factory: pytest.TempPathFactory) -> dict:
+def quick_run(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     out = tmp_path_factory.mktemp("bench")
     result = _quick_run(out)
     result["_markdown"] = (out / "BENCHMARKS.md").read_text()
@@ -57,7 +58,7 @@ def quick_run(tmp_path_factory: pytest.TempPathFactory) -> dict:
     return result
 
 
-def test_structure(quick_run: dict) -> None:
+def test_structure(quick_run: dict[str, Any]) -> None:
     for key in ("machine", "config", "systems", "idle", "sweep", "capacity", "resume", "model"):
         assert key in quick_run, key
     assert quick_run["machine"]["cores"] >= 1
@@ -75,7 +76,7 @@ def test_structure(quick_run: dict) -> None:
             assert res["ttft_ms"]["p50"] > 0
 
 
-def test_sidechat_loses_nothing(quick_run: dict) -> None:
+def test_sidechat_loses_nothing(quick_run: dict[str, Any]) -> None:
     for name in ("sidechat", "sidechat-es"):
         for level, res in quick_run["sweep"][name].items():
             assert res["errors"] == {}, (name, level, res["errors"])
@@ -85,7 +86,7 @@ def test_sidechat_loses_nothing(quick_run: dict) -> None:
         assert all(r["tokens"] % expected == 0 for r in quick_run["sweep"][name].values())
 
 
-def test_sidechat_resume_exactly_once(quick_run: dict) -> None:
+def test_sidechat_resume_exactly_once(quick_run: dict[str, Any]) -> None:
     for name in ("sidechat", "sidechat-es"):
         resume = quick_run["resume"][name]
         assert resume["exactly_once"], resume
@@ -93,7 +94,7 @@ def test_sidechat_resume_exactly_once(quick_run: dict) -> None:
         assert resume["first_replayed_event_ms"]["p50"] is not None
 
 
-def test_idle_and_reports(quick_run: dict) -> None:
+def test_idle_and_reports(quick_run: dict[str, Any]) -> None:
     idle = quick_run["idle"]["sidechat"]
     assert idle["open"] == idle["streams"]
     assert idle["forwarded_upstream"] >= idle["streams"]

@@ -71,7 +71,7 @@ POST = (
     ],
 )
 def test_layouts_titles_and_urls(
-    tmp_path: Path, layout: str, files: dict[str, str], expected: dict[str, str]
+    tmp_path: Path, layout: str, files: dict[str, str | bytes], expected: dict[str, str]
 ) -> None:
     root = write(tmp_path / "site", files)
     index = tmp_path / "index.db"

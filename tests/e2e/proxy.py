@@ -46,7 +46,7 @@ class Proxy:
         self.down = False
         self.port = 0
         self.requests: list[str] = []
-        self._live: set[asyncio.BaseTransport] = set()
+        self._live: set[asyncio.Transport] = set()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
         self._session: aiohttp.ClientSession | None = None
@@ -75,7 +75,7 @@ class Proxy:
             loop.run_until_complete(runner.setup())
             site = web.TCPSite(runner, "127.0.0.1", 0)
             loop.run_until_complete(site.start())
-            self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+            self.port = int(runner.addresses[0][1])
 
             async def session() -> aiohttp.ClientSession:
                 return aiohttp.ClientSession(

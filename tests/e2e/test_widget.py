@@ -468,7 +468,7 @@ def test_configuration_by_attributes_and_init(page: Any, proxy: Proxy) -> None:
     box = page.get_by_role("textbox", name="Question")
     assert box.get_attribute("placeholder") == "Votre question…"
     expect(page.locator(BOT).first).to_have_text(re.compile("Bonjour !"))
-    assert page.locator("sidechat-widget").bounding_box()["x"] < 100  # type: ignore[index]
+    assert page.locator("sidechat-widget").bounding_box()["x"] < 100
     # The JS API re-creates the widget with new options on top of the attributes.
     page.evaluate("sidechat.init({title: 'Autre titre', theme: 'light', strings: {send: 'Go'}})")
     expect(page.locator("sidechat-widget")).to_have_count(1)

@@ -36,7 +36,7 @@ def answer(page: Any, index: int = -1) -> str:
 
 
 def busy(page: Any) -> bool:
-    return page.locator(BOT).last.get_attribute("aria-busy") == "true"
+    return bool(page.locator(BOT).last.get_attribute("aria-busy") == "true")
 
 
 def wait_answer_done(page: Any, timeout: float = 30.0) -> str:

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import time
 from email.utils import formatdate
+from typing import Any
 
 import pytest
 from multidict import CIMultiDict
 
 from sidechat.errors import ConfigError
 from sidechat.providers import ResilientProvider, build_provider, parse_fallback
-from sidechat.providers._http import _retry_after, is_loopback
+from sidechat.providers._http_provider import _retry_after, is_loopback
 from sidechat.providers._prompt import fit_to_context
 from sidechat.providers.anthropic import AnthropicProvider
 from sidechat.providers.base import ChatRequest, Message
@@ -58,11 +59,11 @@ def test_build_provider_chain(monkeypatch: pytest.MonkeyPatch) -> None:
     ],
 )
 def test_config_errors(
-    values: dict[str, object], message: str, monkeypatch: pytest.MonkeyPatch
+    values: dict[str, Any], message: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("ANTHROPIC_API_KEY", "sk-ant-x")
     with pytest.raises(ConfigError, match=message):
-        build_provider(Settings(**values))  # type: ignore[arg-type]
+        build_provider(Settings(**values))
 
 
 def test_anthropic_needs_a_key(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -4,7 +4,7 @@
 SIGUSR1 starts recording, SIGUSR2 stops it and writes `$TTFT_PROBE_OUT` (JSON):
 - per request: the client's port, and wall-clock times of uvicorn's `connection_made` (the
   accept), of the request parsed (`on_message_complete`) and of the app's task starting;
-- per turn: when `Turns.start` ran, keyed by the bench tag at the end of the message;
+- per turn: when `Turns.begin` ran, keyed by the bench tag at the end of the message;
 - a 5 ms timer's lateness (how long the loop was busy), young collections' time, and the
   process's run-queue wait (/proc/self/schedstat) over the window.
 
@@ -54,7 +54,7 @@ def _patch() -> None:
     made = h.HttpToolsProtocol.connection_made
     complete = h.HttpToolsProtocol.on_message_complete
     run_asgi = h.RequestResponseCycle.run_asgi
-    start = turns.Turns.start
+    begin = turns.Turns.begin
 
     def connection_made(self: Any, transport: Any) -> None:
         self._probe_made = time.time() * 1000.0
@@ -75,17 +75,17 @@ def _patch() -> None:
             _requests.append((probe[0], method, probe[1], self._probe_parsed, time.time() * 1000))
         await run_asgi(self, app)
 
-    def start_timed(self: Any, conversation: Any, message: str, history: Any = None) -> Any:
+    def begin_timed(self: Any, conversation: Any, message: str, history: Any = None) -> Any:
         if _state["on"]:
             match = _TAG.search(message)
             if match:
                 _starts[match.group(1)] = time.time() * 1000.0
-        return start(self, conversation, message, history)
+        return begin(self, conversation, message, history)
 
     h.HttpToolsProtocol.connection_made = connection_made  # type: ignore[method-assign]
     h.HttpToolsProtocol.on_message_complete = on_message_complete  # type: ignore[method-assign]
     h.RequestResponseCycle.run_asgi = run_asgi_timed  # type: ignore[method-assign]
-    turns.Turns.start = start_timed  # type: ignore[method-assign]
+    turns.Turns.begin = begin_timed  # type: ignore[method-assign]
     gc.callbacks.append(_on_gc)
 
 

@@ -1,5 +1,6 @@
-"""Keeps the objects a server holds for long (finished turns, conversations) out of the garbage
-collector's full passes.
+"""The server process's garbage-collection policy: keeps the objects a server holds for long
+(finished turns, conversations) out of the collector's full passes. Process-wide, so only the
+runtime (`sidechat serve`) installs it; the ASGI app never does.
 
 A full (generation 2) collection walks every tracked object and stops every stream while it
 does; with thousands of turns kept for resume it was the whole p99 tail at 500+ streams
@@ -27,12 +28,12 @@ import logging
 import time
 from collections.abc import Callable
 
-__all__ = ["HeapKeeper"]
+__all__ = ["GCPolicy"]
 
-logger = logging.getLogger("sidechat.heap")
+logger = logging.getLogger("sidechat.gc_policy")
 
 
-class HeapKeeper:
+class GCPolicy:
     def __init__(
         self,
         busy: Callable[[], bool],
@@ -51,18 +52,23 @@ class HeapKeeper:
         self._idle_full_after = idle_full_after
         self._last_full = time.monotonic()
         self._task: asyncio.Task[None] | None = None
+        self._threshold: tuple[int, int, int] | None = None  # the one found, restored on close
 
-    def start(self) -> None:
+    def install(self) -> None:
+        """Raise the young generation's threshold, freeze what is loaded, and start the timers
+        (in the running event loop)."""
         # Each token allocates a few short-lived containers; collecting the youngest generation
         # every 700 allocations (the default) spent ~6% of the CPU at 600 streams (py-spy).
-        gen0, gen1, gen2 = gc.get_threshold()
+        gen0, gen1, gen2 = self._threshold = gc.get_threshold()
         gc.set_threshold(max(gen0, 7_000), gen1, gen2)
         gc.collect()
         gc.freeze()  # what start-up loaded lives as long as the process
         self._last_full = time.monotonic()
-        self._task = asyncio.create_task(self._run(), name="sidechat-heap")
+        self._task = asyncio.create_task(self._run(), name="sidechat-gc")
 
     async def aclose(self) -> None:
+        """Stop the timers and give the process back its collector as found (thresholds, no
+        frozen objects)."""
         if self._young is not None:
             self._young.cancel()
             self._young = None
@@ -70,6 +76,10 @@ class HeapKeeper:
             self._task.cancel()
             await asyncio.wait((self._task,))
             self._task = None
+        if self._threshold is not None:
+            gc.set_threshold(*self._threshold)
+            gc.unfreeze()
+            self._threshold = None
 
     async def _run(self) -> None:
         loop = asyncio.get_running_loop()

@@ -4,7 +4,7 @@ import asyncio
 import gc
 from typing import Any
 
-from sidechat.heap import HeapKeeper
+from sidechat.gc_policy import GCPolicy
 
 
 async def test_young_generation_is_collected_on_a_timer_only_while_busy() -> None:
@@ -15,8 +15,8 @@ async def test_young_generation_is_collected_on_a_timer_only_while_busy() -> Non
             young.append(1)
 
     busy = True
-    keeper = HeapKeeper(lambda: busy, freeze_every=0.01, young_every=0.005)
-    keeper.start()
+    keeper = GCPolicy(lambda: busy, freeze_every=0.01, young_every=0.005)
+    keeper.install()
     gc.callbacks.append(count)
     try:
         await asyncio.sleep(0.15)
@@ -32,10 +32,10 @@ async def test_young_generation_is_collected_on_a_timer_only_while_busy() -> Non
         gc.unfreeze()
 
 
-async def test_heap_keeper_freezes_and_collects_cycles() -> None:
+async def test_gc_policy_freezes_and_collects_cycles() -> None:
     busy = True
-    keeper = HeapKeeper(lambda: busy, freeze_every=0.01, idle_full_after=0.05)
-    keeper.start()
+    keeper = GCPolicy(lambda: busy, freeze_every=0.01, idle_full_after=0.05)
+    keeper.install()
     try:
         await asyncio.sleep(0.03)
         assert gc.get_freeze_count() > 0, "the heap is frozen periodically while busy"

@@ -1,14 +1,15 @@
-"""The upstream HTTP client (`sidechat.providers._wire`) against a real TCP server on loopback
+"""The upstream HTTP client (`sidechat.providers._client`) against a real TCP server on loopback
 that answers each request with scripted bytes."""
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Callable
+from typing import Any
 
 import pytest
 
-from sidechat.providers._wire import Upstream, WireError
+from sidechat.providers._client import BodySink, Upstream, WireError
 
 # A reply is a list of (delay in seconds, bytes to write); None closes the connection.
 Script = list[tuple[float, bytes | None]]
@@ -75,12 +76,25 @@ def streamed(pieces: int, delay: float = 0.0) -> Script:
     ]
 
 
+UpstreamFor = Callable[..., Upstream]  # (url, **Upstream's keywords) -> a client closed after
+
+
+def collect(into: list[bytes], *, stop_at: int = 0) -> BodySink:
+    """A body sink that keeps each piece, and stops reading at the `stop_at`-th when given."""
+
+    def sink(data: bytes) -> bool:
+        into.append(data)
+        return len(into) == stop_at
+
+    return sink
+
+
 @pytest.fixture
-async def upstream_for() -> AsyncIterator[Callable[[str], Upstream]]:
+async def upstream_for() -> AsyncIterator[UpstreamFor]:
     made: list[Upstream] = []
 
-    def make(url: str, **kwargs: object) -> Upstream:
-        upstream = Upstream(url, **kwargs)  # type: ignore[arg-type]
+    def make(url: str, **kwargs: Any) -> Upstream:
+        upstream = Upstream(url, **kwargs)
         made.append(upstream)
         return upstream
 
@@ -89,7 +103,9 @@ async def upstream_for() -> AsyncIterator[Callable[[str], Upstream]]:
         upstream.close()
 
 
-async def test_body_reaches_the_sink_piece_by_piece_before_the_end(upstream_for) -> None:  # type: ignore[no-untyped-def]
+async def test_body_reaches_the_sink_piece_by_piece_before_the_end(
+    upstream_for: UpstreamFor,
+) -> None:
     async with ScriptedServer(lambda n: streamed(3, delay=0.05)) as server:
         upstream = upstream_for(server.url)
         response = await upstream.post("/v1/x", b'{"a":1}', {"x-key": "k"})
@@ -97,7 +113,12 @@ async def test_body_reaches_the_sink_piece_by_piece_before_the_end(upstream_for)
         assert response.headers["content-type"] == "text/event-stream"
         seen: list[tuple[float, bytes]] = []
         loop = asyncio.get_running_loop()
-        await response.pump(lambda data: seen.append((loop.time(), data)) or False)
+
+        def stamped(data: bytes) -> bool:
+            seen.append((loop.time(), data))
+            return False
+
+        await response.pump(stamped)
         response.close()
     assert b"".join(d for _, d in seen) == b"piece0;piece1;piece2;"
     assert len(seen) == 3, "each chunk is handed over as it arrives, not at the end"
@@ -108,7 +129,7 @@ async def test_body_reaches_the_sink_piece_by_piece_before_the_end(upstream_for)
     assert request.endswith(b'\r\n\r\n{"a":1}')
 
 
-async def test_connections_are_kept_alive_and_reused(upstream_for) -> None:  # type: ignore[no-untyped-def]
+async def test_connections_are_kept_alive_and_reused(upstream_for: UpstreamFor) -> None:
     async with ScriptedServer(lambda n: streamed(2)) as server:
         upstream = upstream_for(server.url)
         for _ in range(3):
@@ -119,7 +140,7 @@ async def test_connections_are_kept_alive_and_reused(upstream_for) -> None:  # t
         assert server.connections == 1
 
 
-async def test_a_pooled_connection_the_server_closed_is_replaced(upstream_for) -> None:  # type: ignore[no-untyped-def]
+async def test_a_pooled_connection_the_server_closed_is_replaced(upstream_for: UpstreamFor) -> None:
     # The server answers, then closes the connection a moment later (its keep-alive timeout).
     async with ScriptedServer(lambda n: [*streamed(1), (0.05, None)]) as server:
         upstream = upstream_for(server.url)
@@ -131,7 +152,7 @@ async def test_a_pooled_connection_the_server_closed_is_replaced(upstream_for) -
         assert server.connections == 2 and len(server.requests) == 2
 
 
-async def test_stale_connection_that_looks_open_is_retried_once(upstream_for) -> None:  # type: ignore[no-untyped-def]
+async def test_stale_connection_that_looks_open_is_retried_once(upstream_for: UpstreamFor) -> None:
     async with ScriptedServer(lambda n: streamed(1)) as server:
         upstream = upstream_for(server.url)
         response = await upstream.post("/", b"", {})
@@ -143,12 +164,12 @@ async def test_stale_connection_that_looks_open_is_retried_once(upstream_for) ->
         pooled.transport.get_extra_info("socket").shutdown(0)
         response = await upstream.post("/", b"", {})
         parts: list[bytes] = []
-        await response.pump(lambda data: parts.append(data) or False)
+        await response.pump(collect(parts))
         response.close()
         assert b"".join(parts) == b"piece0;"
 
 
-async def test_close_delimited_and_sized_bodies(upstream_for) -> None:  # type: ignore[no-untyped-def]
+async def test_close_delimited_and_sized_bodies(upstream_for: UpstreamFor) -> None:
     def script(n: int) -> Script:
         if n == 1:
             return [(0, b"HTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\nhello")]
@@ -166,12 +187,12 @@ async def test_close_delimited_and_sized_bodies(upstream_for) -> None:  # type: 
             response.close()
 
 
-async def test_sink_stops_early_and_the_connection_is_not_reused(upstream_for) -> None:  # type: ignore[no-untyped-def]
+async def test_sink_stops_early_and_the_connection_is_not_reused(upstream_for: UpstreamFor) -> None:
     async with ScriptedServer(lambda n: streamed(50, delay=0.01)) as server:
         upstream = upstream_for(server.url)
         response = await upstream.post("/", b"", {})
         got: list[bytes] = []
-        await response.pump(lambda data: got.append(data) or len(got) == 2)
+        await response.pump(collect(got, stop_at=2))
         response.close()
         assert len(got) == 2
         response = await upstream.post("/", b"", {})
@@ -179,7 +200,7 @@ async def test_sink_stops_early_and_the_connection_is_not_reused(upstream_for) -
         assert server.connections == 2
 
 
-async def test_failures_raise_wire_errors(upstream_for) -> None:  # type: ignore[no-untyped-def]
+async def test_failures_raise_wire_errors(upstream_for: UpstreamFor) -> None:
     def script(n: int) -> Script:
         if n == 1:
             return [(0, b"NOT HTTP AT ALL\r\n\r\n")]
@@ -193,7 +214,7 @@ async def test_failures_raise_wire_errors(upstream_for) -> None:  # type: ignore
         response = await upstream.post("/", b"", {})
         got: list[bytes] = []
         with pytest.raises(WireError, match=r"closed|lost"):
-            await response.pump(lambda data: got.append(data) or False)
+            await response.pump(collect(got))
         response.close()
         assert got == [b"partial"]
 
@@ -202,7 +223,7 @@ async def test_failures_raise_wire_errors(upstream_for) -> None:  # type: ignore
         await refused.post("/", b"", {})
 
 
-async def test_a_sink_error_ends_the_request_and_propagates(upstream_for) -> None:  # type: ignore[no-untyped-def]
+async def test_a_sink_error_ends_the_request_and_propagates(upstream_for: UpstreamFor) -> None:
     class Boom(Exception):
         pass
 
@@ -219,7 +240,7 @@ async def test_a_sink_error_ends_the_request_and_propagates(upstream_for) -> Non
         assert server.closed_by_client == 1
 
 
-async def test_header_injection_and_bad_urls_are_refused(upstream_for) -> None:  # type: ignore[no-untyped-def]
+async def test_header_injection_and_bad_urls_are_refused(upstream_for: UpstreamFor) -> None:
     with pytest.raises(ValueError, match="http"):
         Upstream("ftp://example.com")
     async with ScriptedServer(lambda n: streamed(1)) as server:

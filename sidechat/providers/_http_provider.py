@@ -1,6 +1,6 @@
-"""What HTTP upstreams share: pooled connections to the upstream (`_wire`), upstream HTTP
+"""What HTTP upstreams share: pooled connections to the upstream (`_client`), upstream HTTP
 errors turned into visitor-safe `ProviderError`s, broken connections marked retryable, and the
-push-to-stream plumbing."""
+POST-and-decode step every HTTP provider's `push` makes."""
 
 from __future__ import annotations
 
@@ -16,8 +16,8 @@ import orjson
 
 from sidechat import __version__
 from sidechat.errors import ProviderError
-from sidechat.providers._wire import Upstream, UpstreamResponse, WireError
-from sidechat.providers.base import PushProvider, Sink
+from sidechat.providers._client import Upstream, UpstreamResponse, WireError
+from sidechat.providers.base import Provider, Sink
 
 __all__ = [
     "Decoder",
@@ -115,9 +115,9 @@ def is_loopback(url: str) -> bool:
         return False
 
 
-class HTTPProvider(PushProvider):
+class HTTPProvider(Provider):
     """A provider that POSTs a JSON body and decodes the streamed response with a `Decoder`.
-    Subclasses implement `push`; `stream` is derived from it."""
+    Subclasses implement `push` with `_post`."""
 
     vendor = "The model API"
 
@@ -130,7 +130,7 @@ class HTTPProvider(PushProvider):
         self._upstream: Upstream | None = None
         self._path_prefix = urllib.parse.urlsplit(self.base_url).path
 
-    async def start(self) -> None:
+    async def open(self) -> None:
         if self._upstream is None:
             self._upstream = Upstream(
                 self.base_url,
@@ -154,7 +154,7 @@ class HTTPProvider(PushProvider):
     ) -> None:
         """POST `body` to `path` under the base URL and push the decoded stream to `sink`."""
         if self._upstream is None:
-            await self.start()
+            await self.open()
         assert self._upstream is not None
         url = f"{self.base_url}/{path}"
         try:

@@ -1,0 +1,167 @@
+"""One turn's generation: the task that writes a reply into the turn's event log.
+
+Two steps. `Generation.plan` decides how to answer: grounding (the site's passages, their
+sources appended as events) makes the model request, or a ready answer that needs no model.
+`Generation.run` then streams the model's events into the log from inside the provider's network
+callback (the per-token path of the whole server), and ends the turn with its tail: the last
+events, appended together with DONE in one write to live readers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from sidechat import protocol
+from sidechat.errors import ProviderError
+from sidechat.eventlog import DONE
+from sidechat.providers.base import (
+    ChatRequest,
+    Finish,
+    FinishReason,
+    Provider,
+    StreamEvent,
+    TextDelta,
+    Usage,
+)
+from sidechat.settings import Settings
+
+if TYPE_CHECKING:
+    from sidechat.content import Retriever
+    from sidechat.turns import Turn
+
+__all__ = ["Generation", "Plan", "ReadyAnswer"]
+
+logger = logging.getLogger("sidechat.generation")
+
+
+@dataclass(frozen=True, slots=True)
+class ReadyAnswer:
+    """A reply made without the model (e.g. quoted from the site's pages, or "not found"):
+    it goes to readers as one text delta, through the same path as the model's."""
+
+    text: str
+    reason: FinishReason = "stop"
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+
+Plan = ChatRequest | ReadyAnswer
+
+
+class _Enough(Exception):
+    """The reply reached `max_turn_chars`: stop the upstream."""
+
+
+class Generation:
+    """Plans and streams turns' replies; one per app, shared by every turn."""
+
+    def __init__(
+        self, settings: Settings, provider: Provider, retriever: Retriever | None = None
+    ) -> None:
+        self._settings = settings
+        self._provider = provider
+        self._retriever = retriever
+
+    async def plan(self, turn: Turn, request: ChatRequest) -> Plan:
+        """How to answer `request` (its last message is the visitor's question): the request
+        to send to the model, grounded in the site's passages when there is an index (their
+        sources are appended to the turn's log here), or a `ReadyAnswer`."""
+        if self._retriever is None:
+            return request
+        from sidechat.grounding import ground
+
+        question = request.messages[-1].content
+        history = [m.content for m in request.messages[:-1] if m.role == "user"]
+        grounding = await ground(
+            self._retriever, question, history=history, k=self._settings.retrieval_k
+        )
+        for source in grounding.sources:
+            turn.log.append(protocol.source_url(source.source_id, source.url, source.title))
+        system = f"{request.system}\n\n{grounding.context}" if grounding.context else request.system
+        return ChatRequest(
+            request.messages, system, request.max_tokens, request.temperature, request.stop
+        )
+
+    async def run(self, turn: Turn, request: ChatRequest) -> None:
+        """The turn's task: plan, stream the reply into `turn.log`, end it with the tail and
+        settle `turn` (status, text, finished_at). Cancelled by a visitor's cancel (the turn is
+        aborted) or by shutdown (an error event, then the cancellation goes on)."""
+        log = turn.log
+        append = log.append
+        delta = protocol.text_delta
+        parts: list[str] = []
+        turn.parts = parts
+        budget = self._settings.max_turn_chars
+        started = False
+        reason: FinishReason = "stop"
+        metadata: dict[str, Any] = {}
+
+        # Called by the provider for each event as it arrives (for HTTP upstreams, straight
+        # from the socket's data callback): the per-token path of the whole server.
+        def on_event(event: StreamEvent) -> None:
+            nonlocal started, budget, reason
+            if type(event) is TextDelta:
+                text = event.text
+                if started:
+                    append(delta(text), text)
+                else:  # the text part opens with its first delta: one write to live readers
+                    log.extend(((protocol.text_start(), None), (delta(text), text)))
+                    started = True
+                parts.append(text)
+                budget -= len(text)
+                if budget <= 0:
+                    reason = "length"
+                    raise _Enough
+            elif type(event) is Usage:
+                metadata["usage"] = {
+                    "inputTokens": event.input_tokens,
+                    "outputTokens": event.output_tokens,
+                }
+            elif type(event) is Finish:
+                reason = event.reason
+                if event.model:
+                    metadata["model"] = event.model
+
+        # The turn's last events, appended together with DONE (one write to live readers).
+        tail: list[bytes] = []
+        try:
+            plan = await self.plan(turn, request)
+            with contextlib.suppress(_Enough):
+                if isinstance(plan, ReadyAnswer):
+                    if plan.text:
+                        on_event(TextDelta(plan.text))
+                    reason = plan.reason
+                    metadata.update(plan.metadata)
+                else:
+                    await self._provider.push(plan, on_event)
+            tail.append(protocol.finish(reason, metadata))
+            turn.status = "done"
+        except asyncio.CancelledError:
+            if not turn.cancel_requested:
+                # Shutdown, not a visitor's cancel: record it, then let cancellation proceed.
+                tail.append(protocol.error("The server restarted while answering. Please retry."))
+                turn.status = "error"
+                raise
+            tail.append(protocol.abort())
+            turn.status = "aborted"
+        except ProviderError as exc:
+            logger.warning("turn %s failed: %s", turn.id, exc.detail)
+            tail += (protocol.error(exc.message), protocol.finish("error"))
+            turn.status = "error"
+        except Exception:
+            logger.exception("turn %s crashed", turn.id)
+            tail += (
+                protocol.error("Something went wrong while answering. Please retry."),
+                protocol.finish("error"),
+            )
+            turn.status = "error"
+        finally:
+            if started:
+                tail.insert(0, protocol.text_end())
+            tail.append(DONE)
+            log.extend([(payload, None) for payload in tail])
+            log.finish()
+            turn.parts = (turn.text,)  # a tuple of str: no longer tracked by the GC

@@ -1,0 +1,117 @@
+"""The server process that `sidechat serve` runs: everything process-wide lives here.
+
+The ASGI app (`sidechat.app.create_app`) changes nothing outside itself, so it can be mounted in
+anyone's server. What a whole process needs is decided here instead, once: the listening sockets
+(several on one port, `_listen`), the open-files limit, the garbage-collection policy
+(`gc_policy`), uvicorn's configuration, and signals with graceful shutdown.
+
+Shutdown, on SIGTERM or SIGINT (uvicorn catches them; a second SIGINT forces the exit): the app's
+`shutdown(grace)` hook runs first, while everything still works; then uvicorn stops accepting,
+waits up to `GRACE` seconds for open responses, cancels what is left and runs the app's lifespan
+exit (turns still generating end with an error event there); the GC policy is uninstalled last.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import socket
+import sys
+
+import uvicorn
+
+from sidechat._listen import listening_sockets
+from sidechat.app import SidechatApp
+from sidechat.gc_policy import GCPolicy
+from sidechat.settings import Settings
+
+__all__ = ["BACKLOG", "GRACE", "Runtime", "raise_open_files_limit"]
+
+BACKLOG = 4096  # connections the kernel queues per listening socket before they are accepted
+GRACE = 3  # seconds open responses get to finish once the process is asked to stop
+# Quiet for two seconds: a burst that has just ended is likely followed by more of it, so a full
+# collection waits until then.
+_QUIET = 2.0
+
+
+class Runtime:
+    """One server process: `listen()`, then `run(app)` until a signal stops it."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.sockets: list[socket.socket] = []
+
+    def listen(self) -> int:
+        """Lift the open-files limit and bind the listening sockets; returns the port (the one
+        chosen, when asked for port 0). Raises OSError when the address cannot be used."""
+        raise_open_files_limit()
+        self.sockets = listening_sockets(self.settings.host, self.settings.port, backlog=BACKLOG)
+        return int(self.sockets[0].getsockname()[1])
+
+    def config(self, app: SidechatApp) -> uvicorn.Config:
+        settings = self.settings
+        return uvicorn.Config(
+            app,
+            host=settings.host,
+            port=settings.port,
+            loop="uvloop" if sys.platform != "win32" else "asyncio",
+            http="httptools",
+            lifespan="on",
+            access_log=False,
+            # sidechat reads neither the client's address nor the scheme, so uvicorn's
+            # X-Forwarded-* middleware would only be a layer every request climbs.
+            proxy_headers=False,
+            log_level=settings.log_level,
+            backlog=BACKLOG,
+            timeout_graceful_shutdown=GRACE,
+        )
+
+    def server(self, app: SidechatApp) -> _Server:
+        state = app.state
+        gc_policy = GCPolicy(busy=lambda: state.quiet_for() < _QUIET)
+        return _Server(self.config(app), app, gc_policy)
+
+    def run(self, app: SidechatApp) -> None:
+        """Serve `app` on the sockets `listen()` bound (binding them first if it was not
+        called) until SIGTERM or SIGINT; blocks."""
+        if not self.sockets:
+            self.listen()
+        self.server(app).run(sockets=self.sockets)
+
+
+class _Server(uvicorn.Server):
+    """uvicorn's server with the process's GC policy installed while it serves, and the app's
+    shutdown hook called before uvicorn's own shutdown."""
+
+    def __init__(self, config: uvicorn.Config, app: SidechatApp, gc_policy: GCPolicy) -> None:
+        super().__init__(config)
+        self._app = app
+        self._gc_policy = gc_policy
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        await super().startup(sockets)
+        # After the app's lifespan start: what it loaded is frozen with the rest of start-up.
+        self._gc_policy.install()
+
+    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        try:
+            await self._app.state.shutdown(GRACE)
+            await super().shutdown(sockets)
+        finally:
+            await self._gc_policy.aclose()
+
+
+def raise_open_files_limit() -> None:
+    """Lift the soft limit on open files to the hard one: each stream holds two sockets (the
+    visitor's and the upstream's), and the usual soft limit of 1,024 (a shell's, systemd's for
+    services) exists only for programs that still use select(); the event loop uses epoll.
+    Started with it, sidechat refused connections from about 500 streams on."""
+    try:
+        import resource
+    except ImportError:  # pragma: no cover - not on Windows
+        return
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    # Linux refuses an infinite soft limit on files; 2**20 is its default ceiling (nr_open).
+    want = max(soft, 1 << 20) if hard == resource.RLIM_INFINITY else hard
+    if soft < want:
+        with contextlib.suppress(ValueError, OSError):
+            resource.setrlimit(resource.RLIMIT_NOFILE, (want, hard))
