@@ -159,6 +159,8 @@ def sidechat_command(
     argv = [python, "-m", "sidechat", "serve", "--provider", provider]
     argv += ["--base-url", f"http://127.0.0.1:{upstream_port}/v1", "--model", "fake"]
     argv += ["--host", "127.0.0.1", "--port", str(port), "--log-level", "warning"]
+    # The load comes from one address: per-client limits (10 turns/min) would refuse nearly all.
+    argv += ["--client-limits", "off"]
     # The fake upstream ignores the key; the Anthropic provider refuses to start without one.
     env = {"SIDECHAT_API_KEY": "bench-fake-key"} if provider == "anthropic" else {}
     return argv, env
@@ -418,7 +420,11 @@ async def embedded_model(cfg: Config) -> dict[str, Any]:
     except ImportError:
         return {"skipped": "xllamacpp (the embedded model's runtime) is not installed"}
     port = free_port()
-    env = {"SIDECHAT_MAX_MESSAGE_CHARS": "40000", "SIDECHAT_MAX_OUTPUT_TOKENS": "128"}
+    env = {
+        "SIDECHAT_MAX_MESSAGE_CHARS": "40000",
+        "SIDECHAT_MAX_OUTPUT_TOKENS": "128",
+        "SIDECHAT_CLIENT_LIMITS": "false",  # one address drives the load
+    }
     argv = [
         PY,
         "-m",

@@ -11,23 +11,26 @@ import asyncio
 import contextlib
 import hashlib
 import logging
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import orjson
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import FileResponse, Response
 from starlette.routing import Mount, Route, Router
 from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from sidechat import __version__
+from sidechat.access import StaticOr404, access_line, not_found, unexpected
 from sidechat.conversations import Conversations
 from sidechat.errors import BadRequest, SidechatError
 from sidechat.eventlog import DONE
 from sidechat.generation import Generation
+from sidechat.guard.gate import Gate
 from sidechat.providers import Provider, build_provider
 from sidechat.request_bodies import parse_chat, parse_event_id, read_json
 from sidechat.settings import Settings
@@ -49,9 +52,12 @@ class JSON(Response):
 
 
 def error_response(exc: SidechatError, headers: dict[str, str]) -> JSON:
-    body = {"error": {"code": exc.code, "message": exc.message}}
+    error: dict[str, Any] = {"code": exc.code, "message": exc.message}
+    body = {"error": error}
     if exc.status_code == 429:
-        headers = {**headers, "retry-after": "5"}
+        retry_after = getattr(exc, "retry_after_header", "5")
+        headers = {**headers, "retry-after": retry_after}
+        error["retry_after"] = int(retry_after)
     return JSON(body, status_code=exc.status_code, headers=headers)
 
 
@@ -67,6 +73,10 @@ class Sidechat:
     demo_page: str | None  # the demo's HTML, pointing at this widget version
     # Awaited in order by `shutdown(grace)`, e.g. a store flushing what it has not yet written.
     on_shutdown: list[Callable[[float], Awaitable[None]]] = field(default_factory=list)
+    gate: Gate = field(init=False)  # who the client is, which pages may call, per-client limits
+
+    def __post_init__(self) -> None:
+        self.gate = Gate(self.settings)
 
     def quiet_for(self) -> float:
         """Seconds since a turn last began or ended; 0 while any is being generated (what a
@@ -101,21 +111,45 @@ class Sidechat:
 
 class Endpoint:
     """Adapts `handler(request) -> ASGI app` to ASGI without wrapping `send`, so streaming
-    responses write straight to the server; `SidechatError`s become JSON error bodies."""
+    responses write straight to the server; `SidechatError`s become JSON error bodies, any other
+    exception a JSON 500 (`access.unexpected`); a client gone mid-body is let go quietly. One
+    access-log line per request, when the response is over."""
 
-    def __init__(self, app: Sidechat, handler: Callable[[Sidechat, Request], Awaitable[ASGIApp]]):
+    def __init__(
+        self,
+        app: Sidechat,
+        handler: Callable[[Sidechat, Request], Awaitable[ASGIApp]],
+        route: str = "-",
+    ):
         self._app = app
         self._handler = handler
+        self._route = route
+        self._log = app.settings.access_log
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        started = time.perf_counter()
         request = Request(scope, receive)
         try:
             response = await self._handler(self._app, request)
         except SidechatError as exc:
             if exc.status_code >= 500:
                 logger.error("%s: %s", type(exc).__name__, exc.detail)
+            elif exc.status_code in (403, 429):
+                logger.info("refused %s: %s", exc.code, exc.detail)
             response = error_response(exc, self._app.cors(request))
-        await response(scope, receive, send)
+        except ClientDisconnect:
+            return  # nobody to answer
+        except Exception as exc:
+            unexpected(exc, scope, self._route)
+            response = error_response(
+                SidechatError("Something went wrong. Please retry."), self._app.cors(request)
+            )
+        try:
+            await response(scope, receive, send)
+        finally:
+            if self._log:
+                status = getattr(response, "status_code", 200)
+                access_line(scope, self._route, status, started, self._app.gate.client(scope))
 
 
 # -- handlers ------------------------------------------------------------------------------
@@ -124,24 +158,44 @@ def _stream_headers(app: Sidechat, request: Request, **extra: str) -> list[tuple
     return [(k.lower().encode(), v.encode()) for k, v in headers.items()]
 
 
+CLIENT_CHATS = "ai_"  # the namespace of client-chosen conversation ids (server ids: "c_...")
+
+
 async def post_chat(app: Sidechat, request: Request) -> ASGIApp:
     settings = app.settings
+    gate = app.gate
+    gate.check_origin(request.headers, request.url.scheme)
     body = await read_json(request, settings.max_body_bytes)
-    chat = parse_chat(body, settings.max_message_chars, settings.max_history_messages)
+    chat = parse_chat(
+        body,
+        settings.max_message_chars,
+        settings.max_history_messages,
+        settings.max_history_chars,
+    )
     conversations = app.conversations
-    if chat.client_chat:
-        assert chat.conversation_id is not None
-        conversation = conversations.find(chat.conversation_id) or conversations.create(
-            chat.conversation_id
-        )
-    elif chat.conversation_id is not None:
-        conversation = conversations.get(chat.conversation_id)
-    else:
-        conversation = conversations.create()
-    turn = app.turns.begin(conversation, chat.message, chat.history)
+    key = chat.conversation_id
+    if chat.client_chat and key is not None:
+        key = CLIENT_CHATS + key
+    # Admitted before anything is created: a refused flood costs no memory.
+    ticket = gate.admit(gate.client(request.scope), key)
+    try:
+        if chat.client_chat and key is not None:
+            conversation = conversations.find(key) or conversations.create(key)
+        elif key is not None:
+            conversation = conversations.get(key)
+        else:
+            conversation = conversations.create()
+        turn = app.turns.begin(conversation, chat.message, chat.history)
+    except BaseException:
+        gate.abandon(ticket)
+        raise
+    gate.watch(ticket, turn)
+    request.scope["sidechat.turn"] = turn.id
     if chat.client_chat or "text/event-stream" in request.headers.get("accept", ""):
+        # A client-chosen id is named back as the client chose it (without the namespace).
+        named = chat.conversation_id if chat.client_chat else conversation.id
         headers = _stream_headers(
-            app, request, **{"X-Conversation-Id": conversation.id, "X-Turn-Id": turn.id}
+            app, request, **{"X-Conversation-Id": named or conversation.id, "X-Turn-Id": turn.id}
         )
         return TurnStream(turn.log, headers=headers)
     return JSON(
@@ -158,7 +212,7 @@ async def post_chat(app: Sidechat, request: Request) -> ASGIApp:
 
 
 async def resume_chat(app: Sidechat, request: Request) -> ASGIApp:
-    conversation = app.conversations.find(request.path_params["chat_id"])
+    conversation = app.conversations.find(CLIENT_CHATS + request.path_params["chat_id"])
     turn = app.turns.active_turn(conversation) if conversation is not None else None
     if turn is None or turn.log.finished:
         return Response(status_code=204, headers=app.cors(request))
@@ -231,12 +285,21 @@ async def get_conversation(app: Sidechat, request: Request) -> ASGIApp:
 
 async def seed_chat(app: Sidechat, request: Request) -> ASGIApp:
     settings = app.settings
+    gate = app.gate
+    gate.check_origin(request.headers, request.url.scheme)
     body = await read_json(request, settings.max_body_bytes)
     if not isinstance(body, dict) or "messages" in body:
         raise BadRequest('The body must be {"message": "..."}.')
     chat = parse_chat(body, settings.max_message_chars, settings.max_history_messages)
+    ticket = gate.admit(gate.client(request.scope), None)
     conversation = app.conversations.create()
-    turn = app.turns.begin(conversation, chat.message)
+    try:
+        turn = app.turns.begin(conversation, chat.message)
+    except BaseException:
+        gate.abandon(ticket)
+        raise
+    gate.watch(ticket, turn)
+    request.scope["sidechat.turn"] = turn.id
     headers = _stream_headers(
         app, request, **{"X-Conversation-Id": conversation.id, "X-Turn-Id": turn.id}
     )
@@ -346,7 +409,7 @@ def create_app(settings: Settings, provider: Provider | None = None) -> Sidechat
     def route(
         path: str, handler: Callable[[Sidechat, Request], Awaitable[ASGIApp]], method: str = "GET"
     ) -> Route:
-        return Route(path, Endpoint(state, handler), methods=[method])
+        return Route(path, Endpoint(state, handler, path), methods=[method])
 
     @contextlib.asynccontextmanager
     async def lifespan() -> AsyncIterator[None]:
@@ -374,7 +437,7 @@ def create_app(settings: Settings, provider: Provider | None = None) -> Sidechat
         route("/chat-stream", seed_chat, "POST"),
         route("/widget.js", widget),
         route("/", index),
-        Mount("/static", StaticFiles(directory=STATIC, check_dir=False), name="static"),
+        Mount("/static", StaticOr404(StaticFiles(directory=STATIC, check_dir=False))),
     ]
-    router = Router(routes, lifespan=lambda _: lifespan())
+    router = Router(routes, lifespan=lambda _: lifespan(), default=not_found)
     return SidechatApp(router, state, lifespan)

@@ -21,7 +21,15 @@ from limits import parse_many
 
 from sidechat.errors import Busy
 
-__all__ = ["Bucket", "ClientLimits", "LimitPolicy", "RateLimited", "Ticket", "client_key"]
+__all__ = [
+    "Bucket",
+    "ClientLimits",
+    "LimitPolicy",
+    "RateLimited",
+    "Ticket",
+    "client_key",
+    "parse_rate",
+]
 
 _DAY = 86_400.0
 
@@ -134,14 +142,22 @@ class LimitPolicy:
         )
 
 
-def _bucket(rate: str, burst: int, clock: Callable[[], float]) -> Bucket | None:
+def parse_rate(rate: str) -> tuple[int, float] | None:
+    """`"10/minute"` -> (10, 60.0); `"off"` -> None; ValueError for anything else."""
     if rate.strip().lower() in ("off", "0", ""):
         return None
-    items = parse_many(rate)
+    try:
+        items = parse_many(rate)
+    except ValueError:
+        items = []
     if len(items) != 1:
-        raise ValueError(f"one rate is expected, such as '10/minute', not {rate!r}")
-    item = items[0]
-    return Bucket(item.amount, float(item.get_expiry()), burst, clock=clock)
+        raise ValueError(f"a rate such as '10/minute' or 'off' is expected, not {rate!r}")
+    return items[0].amount, float(items[0].get_expiry())
+
+
+def _bucket(rate: str, burst: int, clock: Callable[[], float]) -> Bucket | None:
+    parsed = parse_rate(rate)
+    return Bucket(parsed[0], parsed[1], burst, clock=clock) if parsed is not None else None
 
 
 @dataclass(slots=True)
