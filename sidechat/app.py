@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import hashlib
 import logging
+import math
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
@@ -236,9 +237,12 @@ async def turn_events(app: Sidechat, request: Request) -> ASGIApp:
     after = parse_event_id(request.query_params.get("after"), "after")
     raw_wait = request.query_params.get("wait", "25")
     try:
-        wait = min(max(float(raw_wait), 0.0), 30.0)
-    except ValueError as exc:
-        raise BadRequest("'wait' must be a number of seconds (0-30).") from exc
+        wait = float(raw_wait)
+    except ValueError:
+        wait = math.nan
+    if not math.isfinite(wait):  # "nan" would pass min/max as nan
+        raise BadRequest("'wait' must be a number of seconds (0-30).")
+    wait = min(max(wait, 0.0), 30.0)
     batch = await turn.log.read(after, wait)
     events = [
         {"id": batch.after + i, "data": orjson.Fragment(payload)}

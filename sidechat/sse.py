@@ -120,5 +120,5 @@ class SSEParser:
         elif name == "id":
             if "\0" not in value:
                 self._id = value
-        elif name == "retry" and value.isdigit():
+        elif name == "retry" and value.isascii() and value.isdigit():  # "²".isdigit()
             self._retry = int(value)

@@ -159,6 +159,7 @@ async def test_bad_event_ids_are_400_not_500(guarded: SidechatProcess) -> None:
             (f"/api/turns/{turn}/stream?last_event_id=%C2%B2", {}),
             (f"/api/turns/{turn}/events?after=%C2%B2", {}),
             (f"/api/turns/{turn}/events?after=-1", {}),
+            (f"/api/turns/{turn}/events?wait=nan", {}),
         ):
             async with http.get(guarded.url + path, headers=headers) as r:
                 assert r.status == 400, (path, await r.text())
