@@ -106,6 +106,14 @@ def _settings_error(exc: ValidationError) -> click.ClickException:
     help="Page origin allowed to start turns (repeatable); others get 403. [default: any]",
 )
 @click.option(
+    "--header-timeout", type=float, help="Seconds to send a request's headers. [default 10]"
+)
+@click.option(
+    "--max-connections-per-client",
+    type=int,
+    help="Open connections per client address (0: no cap). [default 256]",
+)
+@click.option(
     "--access-log",
     type=click.Choice(["on", "off"]),
     help="One log line per request (at log level info). [default on]",

@@ -22,6 +22,7 @@ import uvicorn
 from sidechat._listen import listening_sockets
 from sidechat.app import SidechatApp
 from sidechat.gc_policy import GCPolicy
+from sidechat.guard.connections import connection_guard, guarded_protocol
 from sidechat.settings import Settings
 
 __all__ = ["BACKLOG", "GRACE", "Runtime", "raise_open_files_limit"]
@@ -54,7 +55,8 @@ class Runtime:
             host=settings.host,
             port=settings.port,
             loop="uvloop" if sys.platform != "win32" else "asyncio",
-            http="httptools",
+            # httptools, with deadlines and caps uvicorn does not enforce (sidechat.guard).
+            http=guarded_protocol(connection_guard(settings)),
             lifespan="on",
             access_log=False,
             # sidechat reads neither the client's address nor the scheme, so uvicorn's

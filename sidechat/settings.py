@@ -273,6 +273,27 @@ class Settings(BaseSettings):
             "server's own origin is always allowed; none: any page may."
         ),
     )
+    header_timeout: float = Field(
+        default=10.0,
+        gt=0,
+        description=(
+            "Seconds a connection has to send a request's headers (and a new connection its "
+            "first byte); slower ones are closed (slowloris)."
+        ),
+    )
+    max_header_bytes: int = Field(
+        default=64 * 1024,
+        ge=4096,
+        description="The largest request line and headers accepted, in bytes; beyond it `431`.",
+    )
+    max_connections_per_client: int = Field(
+        default=256,
+        ge=0,
+        description=(
+            "Open connections one client address may hold (0: no cap; trusted proxies are "
+            "exempt; off with `client_limits`)."
+        ),
+    )
     access_log: bool = Field(
         default=True,
         description=(

@@ -201,9 +201,7 @@ def make_provider(
     """Build the provider `name`, after checking what its spec says it needs."""
     spec = provider_spec(name)
     if spec.base_url == "required" and not base_url:
-        raise ConfigError(
-            f"--provider {name} needs --base-url{_example(spec.base_url_example)}"
-        )
+        raise ConfigError(f"--provider {name} needs --base-url{_example(spec.base_url_example)}")
     if spec.model == "required" and not model:
         raise ConfigError(f"--provider {name} needs --model{_example(spec.model_example)}")
     if spec.base_url == "unused":
