@@ -159,10 +159,11 @@ def sidechat_command(
     argv = [python, "-m", "sidechat", "serve", "--provider", provider]
     argv += ["--base-url", f"http://127.0.0.1:{upstream_port}/v1", "--model", "fake"]
     argv += ["--host", "127.0.0.1", "--port", str(port), "--log-level", "warning"]
-    # The load comes from one address: per-client limits (10 turns/min) would refuse nearly all.
-    argv += ["--client-limits", "off"]
     # The fake upstream ignores the key; the Anthropic provider refuses to start without one.
     env = {"SIDECHAT_API_KEY": "bench-fake-key"} if provider == "anthropic" else {}
+    # The load comes from one address: per-client limits (10 turns/min) would refuse nearly all.
+    # In the environment, not a flag, so that an experiment can switch them back on.
+    env["SIDECHAT_CLIENT_LIMITS"] = "false"
     return argv, env
 
 
