@@ -53,9 +53,10 @@ async def post(
         return r.status, dict(r.headers), parsed
 
 
-async def finish(http: aiohttp.ClientSession, server: SidechatProcess, turn_id: str) -> None:
+async def finish(http: aiohttp.ClientSession, base: str, turn_id: str) -> None:
+    """Wait until the turn has ended (so the concurrency cap is not what refuses the next)."""
     for _ in range(50):
-        async with http.get(f"{server.url}/api/turns/{turn_id}/events?after=0&wait=5") as r:
+        async with http.get(f"{base}/api/turns/{turn_id}/events?after=0&wait=5") as r:
             if (await r.json())["done"]:
                 return
     raise AssertionError("the turn never finished")
@@ -71,7 +72,7 @@ async def test_a_flood_from_one_address_gets_429_while_another_still_starts_turn
             status, headers, body = await post(flooder, url, {"message": f"flood {i} [[tokens=1]]"})
             statuses.append(status)
             if status == 202:
-                await finish(flooder, guarded, body["turn_id"])  # not the concurrency cap
+                await finish(flooder, guarded.url, body["turn_id"])  # not the concurrency cap
         assert statuses[:5] == [202] * 5  # the burst
         assert statuses[5:] == [429] * 3
         assert body["error"]["code"] == "rate_limited"
@@ -103,7 +104,7 @@ async def test_a_spoofed_forwarded_for_is_ignored_without_a_trusted_proxy(
         for i in range(5):
             status, _, body = await post(spoofer, url, {"message": f"s{i} [[tokens=1]]"})
             assert status == 202
-            await finish(spoofer, guarded, body["turn_id"])
+            await finish(spoofer, guarded.url, body["turn_id"])
         for fake in ("1.2.3.4", "5.6.7.8"):
             status, _, _ = await post(
                 spoofer, url, {"message": "again [[tokens=1]]"}, **{"X-Forwarded-For": fake}
@@ -230,7 +231,7 @@ async def test_client_chosen_ids_are_long_and_apart_from_the_servers(
             await r.read()
         # A client-chosen id equal to a server conversation's id does not reach into it.
         status, _, native = await post(http, url, {"message": "mine [[tokens=1]]"})
-        await finish(http, guarded, native["turn_id"])
+        await finish(http, guarded.url, native["turn_id"])
         conversation = native["conversation_id"]
         async with http.post(
             url, data=orjson.dumps(ai_sdk(conversation, "intruder [[tokens=1]]"))
@@ -250,7 +251,7 @@ async def test_the_access_log_names_route_status_and_client_never_the_text(
             http, guarded.url + "/api/chat", {"message": "zebra-secret [[tokens=1]]"}
         )
         assert status == 202
-        await finish(http, guarded, body["turn_id"])
+        await finish(http, guarded.url, body["turn_id"])
     await asyncio.sleep(0.2)
     lines = [line for line in guarded.log().splitlines() if "client=127.0.0.14" in line]
     assert any(
@@ -271,7 +272,7 @@ async def test_the_daily_token_budget_for_the_site(upstream: FakeOpenAI) -> None
                 http, server.url + "/api/chat", {"message": "[[tokens=20]]"}
             )
             assert status == 202
-            await finish(http, server, body["turn_id"])
+            await finish(http, server.url, body["turn_id"])
         async with client("127.0.0.16") as http:  # another visitor: the site's budget is spent
             status, headers, body = await post(http, server.url + "/api/chat", {"message": "hi"})
             assert status == 429 and body["error"]["code"] == "daily_budget"
