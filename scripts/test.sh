@@ -10,6 +10,15 @@ if [ -f widget/package-lock.json ]; then
   fi
   (cd widget && PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 npm ci --no-audit --no-fund --loglevel=error)
 fi
+# nginx, for tests/deploy/test_nginx.py (which skips without it); the package lists are
+# refreshed only when the install fails without a refresh.
+if ! command -v nginx >/dev/null 2>&1 && [ ! -x /usr/sbin/nginx ]; then
+  if [ "$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo"; fi
+  APT="$SUDO env DEBIAN_FRONTEND=noninteractive apt-get"
+  $APT install -y -qq nginx >/dev/null 2>&1 \
+    || { $APT update -qq && $APT install -y -qq nginx >/dev/null; } \
+    || echo "nginx could not be installed: tests/deploy/test_nginx.py will skip" >&2
+fi
 .venv/bin/ruff check .
 .venv/bin/mypy
 exec .venv/bin/pytest "$@"

@@ -175,5 +175,14 @@ def _register_optional() -> None:
 _register_optional()
 
 
+def _register_doctor() -> None:
+    from sidechat.doctor import doctor
+
+    cli.add_command(doctor)
+
+
+_register_doctor()
+
+
 def main() -> None:
     cli()
