@@ -105,13 +105,15 @@ class Generation:
             nonlocal started, budget, reason
             if type(event) is TextDelta:
                 text = event.text
+                budget -= len(text)
+                if budget < 0:  # one huge delta is cut at max_turn_chars, not sent whole
+                    text = text[: len(text) + budget]
                 if started:
                     append(delta(text), text)
                 else:  # the text part opens with its first delta: one write to live readers
                     log.extend(((protocol.text_start(), None), (delta(text), text)))
                     started = True
                 parts.append(text)
-                budget -= len(text)
                 if budget <= 0:
                     reason = "length"
                     raise _Enough
