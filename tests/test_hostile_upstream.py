@@ -18,7 +18,7 @@ from tests.fakes._threaded import ThreadedApp
 
 class Hostile(ThreadedApp):
     """`endless` in the message: 32 MB of one `data:` line, never ended. `huge`: one valid
-    delta of 900,000 characters."""
+    delta of 900,000 characters. `redirect`: a 302. `bighead`: a 64 MB response header."""
 
     @property
     def base_url(self) -> str:
@@ -30,6 +30,10 @@ class Hostile(ThreadedApp):
     async def _chat(self, request: web.Request) -> web.StreamResponse:
         body = await request.json()
         text = body["messages"][-1]["content"]
+        if "redirect" in text:
+            raise web.HTTPFound("http://127.0.0.1:9/elsewhere")
+        if "bighead" in text:
+            return await self._big_head(request)
         response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
         await response.prepare(request)
         if "endless" in text:
@@ -45,6 +49,21 @@ class Hostile(ThreadedApp):
         done = {"choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]}
         await response.write(b"data: " + orjson.dumps(done) + b"\n\ndata: [DONE]\n\n")
         return response
+
+    async def _big_head(self, request: web.Request) -> web.StreamResponse:
+        # 64 MB of one header, never ended: written on the raw transport.
+        transport = request.transport
+        assert transport is not None
+        transport.write(b"HTTP/1.1 200 OK\r\nX-Big: ")
+        try:
+            for _ in range(1024):
+                transport.write(b"a" * 65536)
+                await asyncio.sleep(0)
+                if transport.is_closing():
+                    break
+        finally:
+            transport.close()
+        return web.StreamResponse()
 
 
 @pytest.fixture(scope="module")
@@ -104,3 +123,33 @@ async def test_one_huge_delta_is_cut_at_max_turn_chars(hostile: SidechatProcess)
     assert len(text) == 64_000  # max_turn_chars
     finish = [e for e in events if e["type"] == "finish"]
     assert finish and finish[0]["finishReason"] == "length"
+
+
+async def _ask(server: SidechatProcess, message: str) -> list[dict[str, object]]:
+    async with (
+        aiohttp.ClientSession() as http,
+        http.post(
+            server.url + "/api/chat",
+            json={"message": message},
+            headers={"Accept": "text/event-stream"},
+        ) as r,
+    ):
+        return ui_events(await read_events(r))
+
+
+async def test_a_redirect_is_a_configuration_error_at_once(hostile: SidechatProcess) -> None:
+    t0 = time.monotonic()
+    events = await _ask(hostile, "redirect")
+    errors = [str(e["errorText"]) for e in events if e["type"] == "error"]
+    assert errors and "redirects" in errors[0], events
+    assert not [e for e in events if e["type"] == "text-delta"], "the redirect was not the answer"
+    assert time.monotonic() - t0 < 2.0
+    assert "HTTP 302 to http://127.0.0.1:9/elsewhere" in hostile.log()
+
+
+async def test_a_giant_response_header_is_refused(hostile: SidechatProcess) -> None:
+    t0 = time.monotonic()
+    events = await _ask(hostile, "bighead")
+    assert [e for e in events if e["type"] == "error"], events
+    assert time.monotonic() - t0 < 3.0
+    assert "response headers larger than 65536 bytes" in hostile.log()
