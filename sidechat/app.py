@@ -186,7 +186,12 @@ async def post_chat(app: Sidechat, request: Request) -> ASGIApp:
             conversation = conversations.get(key)
         else:
             conversation = conversations.create()
-        turn = app.turns.begin(conversation, chat.message, chat.history)
+        language = "en"
+        if app.turns.grounded:
+            from sidechat.answers.notfound import language as pick_language
+
+            language = pick_language(request.headers.get("accept-language"))
+        turn = app.turns.begin(conversation, chat.message, chat.history, language)
     except BaseException:
         gate.abandon(ticket)
         raise

@@ -45,6 +45,7 @@ class Turn:
     finished_at: float | None = None
     rating: Rating | None = None
     comment: str | None = None
+    language: str = "en"  # the visitor's, for replies sidechat writes itself ("not found")
 
     @property
     def text(self) -> str:
@@ -61,6 +62,11 @@ class Turns:
         self._generating: dict[str, Turn] = {}
         self._last_activity = time.monotonic()
         self._evictor: asyncio.Task[None] | None = None
+
+    @property
+    def grounded(self) -> bool:
+        """Replies are answered from the site's index."""
+        return self._generation.grounded
 
     def quiet_for(self) -> float:
         """Seconds since a turn last began or ended; 0 while any is being generated."""
@@ -89,6 +95,7 @@ class Turns:
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+        self._generation.close()
 
     async def _evict_every(self) -> None:
         # `get` never hands out an expired turn; this only gives their memory back.
@@ -137,9 +144,10 @@ class Turns:
         conversation: Conversation,
         message: str,
         history: Sequence[Message] | None = None,
+        language: str = "en",
     ) -> Turn:
         """Record the user's message and start generating the reply. `history` overrides the
-        stored one (the AI SDK client sends its own)."""
+        stored one (the AI SDK client sends its own); `language` is the visitor's."""
         settings = self._settings
         if len(self._generating) >= settings.max_active_turns:
             raise Busy("The assistant is answering too many questions at once. Try again soon.")
@@ -151,7 +159,7 @@ class Turns:
         if previous is not None and previous.task is not None and not previous.task.done():
             # A new question supersedes a reply still being written in the same conversation.
             self.cancel(previous.id)
-        turn = Turn(new_id("t_"), conversation.id, MemoryEventLog())
+        turn = Turn(new_id("t_"), conversation.id, MemoryEventLog(), language=language)
         turn.log.append(protocol.start(turn.id))
         conversation.messages.append(StoredMessage("user", message))
         conversation.messages.append(

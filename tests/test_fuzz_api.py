@@ -137,5 +137,6 @@ def test_no_input_gets_a_5xx(
     except (http.client.InvalidURL, ValueError, UnicodeEncodeError):
         return  # http.client itself refuses to send it
     assert status < 500, (method, path, headers, body, answer[:300])
-    if status >= 400 and status != 405 and answer:
+    # uvicorn's own answer to what its HTTP parser refuses is plain text; every other 4xx is ours.
+    if status >= 400 and status != 405 and answer and answer != b"Invalid HTTP request received.":
         assert "error" in orjson.loads(answer), answer
