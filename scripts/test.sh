@@ -19,6 +19,27 @@ if ! command -v nginx >/dev/null 2>&1 && [ ! -x /usr/sbin/nginx ]; then
     || { $APT update -qq && $APT install -y -qq nginx >/dev/null; } \
     || echo "nginx could not be installed: tests/deploy/test_nginx.py will skip" >&2
 fi
+# Redis at 127.0.0.1:6379, for tests/bus (which skip without it): started when it is not
+# answering, installed first when it is missing.
+if ! redis-cli -h 127.0.0.1 ping >/dev/null 2>&1; then
+  if [ "$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo"; fi
+  if ! command -v redis-server >/dev/null 2>&1; then
+    APT="$SUDO env DEBIAN_FRONTEND=noninteractive apt-get"
+    $APT install -y -qq redis-server >/dev/null 2>&1 \
+      || { $APT update -qq && $APT install -y -qq redis-server >/dev/null; } \
+      || echo "redis-server could not be installed: tests/bus will skip" >&2
+  fi
+  if command -v redis-server >/dev/null 2>&1; then
+    $SUDO mkdir -p /var/lib/redis /var/log/redis
+    $SUDO redis-server --daemonize yes --bind 127.0.0.1 -::1 --port 6379 --save "" \
+      --appendonly no --dir /var/lib/redis --logfile /var/log/redis/ci.log \
+      || echo "redis-server did not start: tests/bus will skip" >&2
+    for _ in 1 2 3 4 5 6 7 8 9 10; do
+      redis-cli -h 127.0.0.1 ping >/dev/null 2>&1 && break
+      sleep 0.2
+    done
+  fi
+fi
 .venv/bin/ruff check .
 .venv/bin/mypy
 exec .venv/bin/pytest "$@"

@@ -226,7 +226,7 @@ async def resume_chat(app: Sidechat, request: Request) -> ASGIApp:
 
 
 async def turn_stream(app: Sidechat, request: Request) -> ASGIApp:
-    turn = app.turns.get(request.path_params["turn_id"])
+    turn = await app.turns.find(request.path_params["turn_id"])
     header = request.headers.get("last-event-id")
     if header is not None:
         after = parse_event_id(header, "Last-Event-ID")
@@ -238,7 +238,7 @@ async def turn_stream(app: Sidechat, request: Request) -> ASGIApp:
 
 
 async def turn_events(app: Sidechat, request: Request) -> ASGIApp:
-    turn = app.turns.get(request.path_params["turn_id"])
+    turn = await app.turns.find(request.path_params["turn_id"])
     after = parse_event_id(request.query_params.get("after"), "after")
     raw_wait = request.query_params.get("wait", "25")
     try:
@@ -261,7 +261,7 @@ async def turn_events(app: Sidechat, request: Request) -> ASGIApp:
 
 
 async def cancel_turn(app: Sidechat, request: Request) -> ASGIApp:
-    turn = app.turns.cancel(request.path_params["turn_id"])
+    turn = await app.turns.cancel_anywhere(request.path_params["turn_id"])
     if turn.task is not None and not turn.task.done():
         # Let the abort land so the answer reflects it; the turn never waits on this reply.
         await asyncio.wait({turn.task}, timeout=2.0)
@@ -321,6 +321,10 @@ async def healthz(app: Sidechat, request: Request) -> ASGIApp:
 
 async def readyz(app: Sidechat, request: Request) -> ASGIApp:
     ready = await app.provider.ready()
+    bus = app.turns.bus
+    if bus is not None and not bus.healthy:
+        # Turns still stream to this replica's own readers; others cannot follow them now.
+        return JSON({"status": "redis-unavailable"}, status_code=503)
     return JSON({"status": "ready" if ready else "loading"}, status_code=200 if ready else 503)
 
 
@@ -422,15 +426,27 @@ def create_app(settings: Settings, provider: Provider | None = None) -> Sidechat
 
     @contextlib.asynccontextmanager
     async def lifespan() -> AsyncIterator[None]:
-        await provider.open()
-        turns.open()
-        heartbeat.open()
+        if settings.redis_url is not None:
+            from sidechat.bus import BusConfig, RedisBus
+
+            url = settings.redis_url.get_secret_value()
+            config = BusConfig(url=url, prefix=settings.redis_prefix, stream_ttl=settings.turn_ttl)
+            turns.attach(await RedisBus.connect(config))
         try:
-            yield
+            await provider.open()
+            turns.open()
+            heartbeat.open()
+            try:
+                yield
+            finally:
+                await heartbeat.aclose()
+                await turns.aclose()
+                await provider.aclose()
         finally:
-            await heartbeat.aclose()
-            await turns.aclose()
-            await provider.aclose()
+            bus = turns.bus
+            if bus is not None:
+                await turns.detach()
+                await bus.aclose()
 
     # The router tries routes in order: the two every turn takes come first.
     routes = [

@@ -49,6 +49,28 @@ def _settings_error(exc: ValidationError) -> click.ClickException:
     help="A GGUF file for the embedded model. [env: SIDECHAT_MODEL_PATH]",
 )
 @click.option(
+    "--threads",
+    type=int,
+    help="CPU threads for the embedded model. [env: SIDECHAT_THREADS; default: physical cores]",
+)
+@click.option(
+    "--slots",
+    type=int,
+    help="Turns the embedded model answers at once. [env: SIDECHAT_SLOTS; default: cores, 2-8]",
+)
+@click.option(
+    "--ctx-size",
+    type=int,
+    help="Context per slot, in tokens. [env: SIDECHAT_CTX_SIZE; default 4096, less if memory "
+    "is short]",
+)
+@click.option(
+    "--prompt-cache-mb",
+    type=int,
+    help="RAM for llama.cpp's cache of earlier prompts; 0 turns it off. "
+    "[env: SIDECHAT_PROMPT_CACHE_MB; default: 10% of free memory, at most 256]",
+)
+@click.option(
     "--fallback",
     multiple=True,
     help="Provider to use when the primary fails before the first token (repeatable).",
@@ -130,6 +152,13 @@ def _settings_error(exc: ValidationError) -> click.ClickException:
     type=click.Path(exists=True, dir_okay=False, path_type=Path),
     help="A TOML file of settings. [env: SIDECHAT_CONFIG]",
 )
+@click.option(
+    "--redis-url",
+    help="Redis shared by every replica, e.g. redis://127.0.0.1:6379/0. [env: SIDECHAT_REDIS_URL]",
+)
+@click.option(
+    "--workers", type=int, help="Server processes on the port (needs --redis-url). [default 1]"
+)
 @click.option("--log-level", type=click.Choice(["debug", "info", "warning", "error"]))
 def serve(config: Path | None, **options: Any) -> None:
     """Start the HTTP server."""
@@ -152,6 +181,13 @@ def serve(config: Path | None, **options: Any) -> None:
         level=settings.log_level.upper(),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    if settings.redis_url is not None:
+        from sidechat.bus import check_redis
+
+        try:
+            check_redis(settings.redis_url.get_secret_value())
+        except SidechatError as exc:
+            raise click.ClickException(exc.message) from None
     runtime = Runtime(settings)
     try:
         port = runtime.listen()
@@ -164,7 +200,9 @@ def serve(config: Path | None, **options: Any) -> None:
     except SidechatError as exc:
         raise click.ClickException(exc.message) from None
     click.echo(
-        f"sidechat {__version__} on http://{settings.host}:{port}/ (provider: {settings.provider})",
+        f"sidechat {__version__} on http://{settings.host}:{port}/ (provider: {settings.provider}"
+        + (f", {settings.workers} workers" if settings.workers > 1 else "")
+        + ")",
         err=True,
     )
     runtime.run(app)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -83,6 +84,9 @@ class Generation:
                 retriever, choose(settings), index=settings.index, k=settings.retrieval_k
             )
 
+        # Called with each turn's planned model request (with Redis: kept for a takeover).
+        self.on_planned: Callable[[Turn, ChatRequest], None] | None = None
+
     @property
     def grounded(self) -> bool:
         """Replies are answered from the site's index."""
@@ -114,19 +118,22 @@ class Generation:
         )
         return CitedRequest(grounded, plan.checker())
 
-    async def run(self, turn: Turn, request: ChatRequest) -> None:
+    async def run(self, turn: Turn, request: ChatRequest, *, continued: str | None = None) -> None:
         """The turn's task: plan, stream the reply into `turn.log`, end it with the tail and
         settle `turn` (status, text, finished_at). Cancelled by a visitor's cancel (the turn is
-        aborted) or by shutdown (an error event, then the cancellation goes on)."""
+        aborted) or by shutdown (an error event, then the cancellation goes on).
+
+        `continued`: the text another process already wrote (a takeover): `request` is then
+        the planned request continuing it, the text part is open, and `finish` says so."""
         log = turn.log
         append = log.append
         delta = protocol.text_delta
-        parts: list[str] = []
+        parts: list[str] = [continued] if continued else []
         turn.parts = parts
-        budget = self._settings.max_turn_chars
-        started = False
+        budget = self._settings.max_turn_chars - len(continued or "")
+        started = bool(continued)
         reason: FinishReason = "stop"
-        metadata: dict[str, Any] = {}
+        metadata: dict[str, Any] = {} if continued is None else {"continued": True}
         checker: CitationFilter | None = None  # a cited answer's check on its markers
 
         # Called by the provider for each event as it arrives (for HTTP upstreams, straight
@@ -164,7 +171,13 @@ class Generation:
         # The turn's last events, appended together with DONE (one write to live readers).
         tail: list[bytes] = []
         try:
-            plan = await self.plan(turn, request)
+            plan: Plan = request if continued is not None else await self.plan(turn, request)
+            if continued is None and self.on_planned is not None:
+                if isinstance(plan, ChatRequest):
+                    self.on_planned(turn, plan)
+                elif isinstance(plan, CitedRequest):
+                    # A takeover continues the model's text; the markers are checked here only.
+                    self.on_planned(turn, plan.request)
             with contextlib.suppress(_Enough):
                 if isinstance(plan, ReadyAnswer):
                     if plan.text:

@@ -10,13 +10,17 @@ Shutdown, on SIGTERM or SIGINT (uvicorn catches them; a second SIGINT forces the
 `shutdown(grace)` hook runs first, while everything still works; then uvicorn stops accepting,
 waits up to `GRACE` seconds for open responses, cancels what is left and runs the app's lifespan
 exit (turns still generating end with an error event there); the GC policy is uninstalled last.
-Several worker processes on the same sockets, when they come, belong here too.
+With `workers` > 1 (which needs Redis, checked by the settings), the process binds the sockets,
+then forks that many workers that serve on them (the kernel spreads connections); it forwards
+SIGTERM to them and waits for them all.
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
+import os
+import signal
 import socket
 import sys
 
@@ -82,9 +86,47 @@ class Runtime:
         called) until SIGTERM or SIGINT; blocks."""
         if not self.sockets:
             self.listen()
+        if self.settings.workers > 1:
+            sys.exit(self._run_workers(app))
+        self._serve(app)
+
+    def _serve(self, app: SidechatApp) -> None:
         if self.settings.log_level == "debug" and self._runs_native_code():
             route_native_stderr(logging.getLogger("sidechat.providers.llama"))
         self.server(app).run(sockets=self.sockets)
+
+    def _run_workers(self, app: SidechatApp) -> int:
+        """Fork the workers (before any event loop exists: each makes its own, and opens its own
+        Redis connections and provider in its lifespan); forward SIGTERM; wait. A worker that
+        dies is not restarted here: a service manager restarts the whole set (the turns it was
+        generating are taken over through Redis). Returns the exit status."""
+        children: list[int] = []
+        for _ in range(self.settings.workers):
+            pid = os.fork()
+            if pid == 0:  # pragma: no cover - runs in the child
+                code = 0
+                try:
+                    self._serve(app)
+                except BaseException:
+                    logging.getLogger("sidechat").exception("worker failed")
+                    code = 1
+                finally:
+                    os._exit(code)
+            children.append(pid)
+
+        def forward(signum: int, frame: object) -> None:
+            for pid in children:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGTERM)
+
+        signal.signal(signal.SIGTERM, forward)
+        # Ctrl-C reaches the workers from the terminal itself (same process group).
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        status = 0
+        for pid in children:
+            _, raw = os.waitpid(pid, 0)
+            status = status or os.waitstatus_to_exitcode(raw)
+        return 0 if status < 0 else status  # killed by our own SIGTERM: a clean stop
 
     def _runs_native_code(self) -> bool:
         names = [self.settings.provider, *(parse_fallback(f)[0] for f in self.settings.fallback)]

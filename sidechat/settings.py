@@ -11,7 +11,7 @@ import os
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -93,6 +93,40 @@ class Settings(BaseSettings):
         description=(
             "Sampling temperature sent upstream; unset leaves the upstream's default (Anthropic "
             "caps it at 1)."
+        ),
+    )
+
+    # The embedded model (llama.cpp); None: derived from the machine when it loads.
+    threads: int | None = Field(
+        default=None,
+        ge=1,
+        le=1024,
+        description=(
+            "The embedded model's CPU threads; unset: the physical cores this process may use."
+        ),
+    )
+    slots: int | None = Field(
+        default=None,
+        ge=1,
+        le=64,
+        description="Answers the embedded model writes at once; unset: the cores, between 2 and 8.",
+    )
+    ctx_size: int | None = Field(
+        default=None,
+        ge=512,
+        le=1_048_576,
+        description=(
+            "The embedded model's context per slot, in tokens; unset: 4,096, less when a quarter "
+            "of free memory cannot hold every slot's cache, never above the model's own context."
+        ),
+    )
+    prompt_cache_mb: int | None = Field(
+        default=None,
+        ge=0,
+        le=1_048_576,
+        description=(
+            "RAM for llama.cpp's cache of earlier prompts (a prompt sharing their prefix is not "
+            "read again); unset: 10% of free memory, at most 256; 0 turns it off."
         ),
     )
 
@@ -311,6 +345,44 @@ class Settings(BaseSettings):
             "(never message text or keys)."
         ),
     )
+
+    # Scale-out.
+    redis_url: SecretStr | None = Field(
+        default=None,
+        description=(
+            "Redis to coordinate several processes or machines through, e.g. "
+            "`redis://127.0.0.1:6379/0`: turns' events go to Redis Streams, so any replica can "
+            "stream, resume or cancel a turn another one started (docs/design/redis.md). "
+            "Without it, one process with turns in memory."
+        ),
+    )
+    redis_prefix: str = Field(
+        default="sidechat:",
+        min_length=1,
+        max_length=64,
+        description="Prefix of every Redis key and channel sidechat uses (one per deployment).",
+    )
+    workers: int = Field(
+        default=1,
+        ge=1,
+        le=256,
+        description="Server processes sharing the port; more than one needs `redis_url`.",
+    )
+
+    @field_validator("redis_url", mode="before")
+    @classmethod
+    def _empty_is_none(cls, value: Any) -> Any:
+        return None if value == "" else value
+
+    @model_validator(mode="after")
+    def _workers_need_redis(self) -> Settings:
+        if self.workers > 1 and self.redis_url is None:
+            raise ValueError(
+                f"--workers {self.workers} needs --redis-url (or SIDECHAT_REDIS_URL): separate "
+                "processes share turns only through Redis. Give a Redis URL, or serve with one "
+                "worker."
+            )
+        return self
 
     @field_validator("provider")
     @classmethod

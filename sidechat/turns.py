@@ -9,27 +9,34 @@ the upstream request.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections import OrderedDict
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from sidechat import protocol
 from sidechat._eager import eager_task
 from sidechat.conversations import Conversation, StoredMessage, new_id
 from sidechat.errors import Busy, NotFound
-from sidechat.eventlog import EventLog, MemoryEventLog
+from sidechat.eventlog import DONE, EventLog, MemoryEventLog
 from sidechat.generation import Generation
 from sidechat.providers.base import ChatRequest, Message
 from sidechat.settings import Settings
+
+if TYPE_CHECKING:
+    from sidechat.bus import RedisBus
+    from sidechat.bus.continuation import ContinuationStyle
+    from sidechat.bus.watch import Watchdog
 
 __all__ = ["Rating", "Turn", "TurnStatus", "Turns"]
 
 logger = logging.getLogger("sidechat.turns")
 
 TurnStatus = Literal["streaming", "done", "error", "aborted"]
+_CONTINUATION: dict[str, ContinuationStyle] = {"local": "prefix", "anthropic": "prefill"}
 Rating = Literal["up", "down"]
 
 
@@ -62,6 +69,11 @@ class Turns:
         self._generating: dict[str, Turn] = {}
         self._last_activity = time.monotonic()
         self._evictor: asyncio.Task[None] | None = None
+        # With Redis (`--redis-url`, set by the app's lifespan): logs are copied there, and
+        # turns other processes generate are found, followed and cancelled through it.
+        self.bus: RedisBus | None = None
+        self._watchdog: Watchdog | None = None
+        self._background: set[asyncio.Task[None]] = set()
 
     @property
     def grounded(self) -> bool:
@@ -79,8 +91,109 @@ class Turns:
         return len(self._generating)
 
     def live_logs(self) -> Iterator[EventLog]:
-        """The event logs of the turns being generated."""
-        return (turn.log for turn in self._generating.values())
+        """The event logs of the turns being generated (here, or elsewhere and followed)."""
+        yield from (turn.log for turn in self._generating.values())
+        if self.bus is not None:
+            yield from self.bus.follower.live_logs()
+
+    # -- Redis ----------------------------------------------------------------------------
+    def attach(self, bus: RedisBus) -> None:
+        """Use `bus` from now on (the app's lifespan, with `--redis-url`): logs are copied to
+        Redis, other processes' turns are found through it, and turns whose producer died are
+        taken over and continued here."""
+        from sidechat.bus.watch import Watchdog
+
+        self.bus = bus
+        self._generation.on_planned = self._keep_request
+        self._watchdog = Watchdog(bus, self._take_over)
+        self._watchdog.open()
+
+    async def detach(self) -> None:
+        if self._watchdog is not None:
+            await self._watchdog.aclose()
+            self._watchdog = None
+        self._generation.on_planned = None
+        self.bus = None
+
+    def _keep_request(self, turn: Turn, request: ChatRequest) -> None:
+        if self.bus is not None:
+            # Off the turn's path: its first token waits for nothing.
+            task = asyncio.create_task(self._store_request(self.bus, turn.id, request))
+            self._background.add(task)
+            task.add_done_callback(self._background.discard)
+
+    async def _take_over(self, turn_id: str) -> None:
+        """Continue a turn whose producer died (its lease lapsed), if this process wins it."""
+        bus = self.bus
+        if bus is None or turn_id in self._turns:
+            return
+        if len(self._generating) >= self._settings.max_active_turns:
+            return  # another replica may have room
+        request = await bus.stored_request(turn_id)
+        taken = await bus.takeover(turn_id)
+        if taken is None:
+            return  # alive after all, ended, or another replica won it
+        logger.warning(
+            "turn %s: producer lost, continuing it here (epoch %d)", turn_id, taken.epoch
+        )
+        log = bus.resume(
+            taken,
+            on_cancel=lambda: self._cancel_here(turn_id),
+            on_fenced=lambda: self._cancel_here(turn_id),
+        )
+        turn = Turn(turn_id, "", log)
+        self._turns[turn_id] = turn
+        self._generating[turn_id] = turn
+        self._last_activity = time.monotonic()
+        sent = taken.text
+        if request is None or await bus.cancels.requested(turn_id):
+            # Nothing to continue from (or it was cancelled meanwhile): end it clearly.
+            tail = [protocol.text_end()] if sent else []
+            if request is None:
+                text = "The answer was interrupted and could not be continued. Please retry."
+                tail += (protocol.error(text), protocol.finish("error"))
+                turn.status = "error"
+            else:
+                tail.append(protocol.abort())
+                turn.status = "aborted"
+            log.extend([(payload, None) for payload in (*tail, DONE)])
+            log.finish()
+            turn.parts = (sent,)
+            bus.done(log)
+            del self._generating[turn_id]
+            self._last_activity = turn.finished_at = time.monotonic()
+            return
+        from sidechat.bus.continuation import continuation_request
+
+        # The embedded model is continued by prefix (its completion prompt ends with the text
+        # so far), Anthropic by prefill, any other chat API by an instruction.
+        style: ContinuationStyle = _CONTINUATION.get(self._settings.provider, "instruction")
+        continuation = continuation_request(request, sent, style)
+        turn.task = asyncio.create_task(
+            self._run(turn, None, continuation, continued=sent), name=f"turn-{turn_id}"
+        )
+
+    async def _hand_over(self) -> None:
+        """The process stops with turns still generating: leave them to the other replicas
+        instead of ending them with an error. Copying stops at a batch boundary (Redis keeps a
+        consistent prefix of each), the leases are given up, and a replica following the turn
+        takes it over and continues it; the error tail the cancelled tasks write stays here."""
+        from sidechat.bus import ProducerLog
+
+        bus = self.bus
+        assert bus is not None
+        logs = [t.log for t in self._generating.values() if isinstance(t.log, ProducerLog)]
+        if not logs:
+            return
+        for log in logs:
+            log.fenced = True
+        await bus.publisher.flush(within=2.0)  # the batch in flight, if any
+        for log in logs:
+            try:
+                await bus.leases.release(log)
+            except Exception as exc:  # the lease lapses by itself within lease_ttl
+                logger.warning("turn %s: lease not released: %s", log.keys.turn_id, exc)
+        logger.info("handed %d generating turns over to the other replicas", len(logs))
 
     # -- lifecycle ------------------------------------------------------------------------
     def open(self) -> None:
@@ -88,6 +201,8 @@ class Turns:
         self._evictor = asyncio.create_task(self._evict_every(), name="sidechat-evict")
 
     async def aclose(self) -> None:
+        if self.bus is not None:
+            await self._hand_over()
         tasks = [t.task for t in self._turns.values() if t.task is not None and not t.task.done()]
         if self._evictor is not None:
             tasks.append(self._evictor)
@@ -159,7 +274,17 @@ class Turns:
         if previous is not None and previous.task is not None and not previous.task.done():
             # A new question supersedes a reply still being written in the same conversation.
             self.cancel(previous.id)
-        turn = Turn(new_id("t_"), conversation.id, MemoryEventLog(), language=language)
+        turn_id = new_id("t_")
+        log: EventLog
+        if self.bus is None:
+            log = MemoryEventLog()
+        else:
+            log = self.bus.produce(
+                turn_id,
+                on_cancel=lambda: self._cancel_here(turn_id),
+                on_fenced=lambda: self._cancel_here(turn_id),
+            )
+        turn = Turn(turn_id, conversation.id, log, language=language)
         turn.log.append(protocol.start(turn.id))
         conversation.messages.append(StoredMessage("user", message))
         conversation.messages.append(
@@ -191,6 +316,44 @@ class Turns:
             turn.task.cancel()
         return turn
 
+    def _cancel_here(self, turn_id: str) -> None:
+        if turn_id in self._generating:
+            self.cancel(turn_id)
+
+    async def find(self, turn_id: str) -> Turn:
+        """`get`, or with Redis a turn another process generates (or generated): its log
+        replayed from Redis and followed live."""
+        try:
+            return self.get(turn_id)
+        except NotFound:
+            if self.bus is None:
+                raise
+        log = await self.bus.open_remote(turn_id)
+        if log is None:
+            # Just begun elsewhere, its first events may still be in that process's window.
+            await asyncio.sleep(self.bus.config.window * 2 + 0.05)
+            log = await self.bus.open_remote(turn_id)
+        if log is None:
+            raise NotFound("No such turn (it may have expired).")
+        return Turn(turn_id, "", log, "streaming" if not log.finished else "done")
+
+    async def cancel_anywhere(self, turn_id: str) -> Turn:
+        """`cancel`, or with Redis ask the process generating the turn to stop it."""
+        turn = await self.find(turn_id)
+        if turn_id in self._turns:
+            return self.cancel(turn_id)
+        if self.bus is not None and not turn.log.finished:
+            await self.bus.cancel(turn_id)
+            # Let the abort land (the producer stops within milliseconds), as a local cancel does.
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(2.0):
+                    while not turn.log.finished:
+                        await turn.log.read((await turn.log.read(0)).last_id, wait=1)
+        if turn.log.finished:
+            tail = (await turn.log.read(0)).payloads[-4:]
+            turn.status = "aborted" if protocol.abort() in tail else "done"
+        return turn
+
     def rate(self, turn_id: str, rating: Rating, comment: str | None) -> Turn:
         turn = self.get(turn_id)
         turn.rating = rating
@@ -198,14 +361,34 @@ class Turns:
         logger.info("feedback turn=%s rating=%s", turn.id, rating)
         return turn
 
-    async def _run(self, turn: Turn, conversation: Conversation, request: ChatRequest) -> None:
+    async def _run(
+        self,
+        turn: Turn,
+        conversation: Conversation | None,
+        request: ChatRequest,
+        continued: str | None = None,
+    ) -> None:
+        bus = self.bus
         try:
-            await self._generation.run(turn, request)
+            await self._generation.run(turn, request, continued=continued)
         finally:
+            if bus is not None:
+                from sidechat.bus import ProducerLog
+
+                if isinstance(turn.log, ProducerLog):
+                    bus.done(turn.log)
             del self._generating[turn.id]
             self._last_activity = turn.finished_at = time.monotonic()
             turn.task = None  # a finished turn keeps its events, not its task
-            self._settle(turn, conversation)
+            if conversation is not None:
+                self._settle(turn, conversation)
+
+    @staticmethod
+    async def _store_request(bus: RedisBus, turn_id: str, request: ChatRequest) -> None:
+        try:
+            await bus.store_request(turn_id, request)
+        except Exception as exc:  # a takeover will end the turn with an error instead
+            logger.warning("turn %s: request not kept in redis: %s", turn_id, exc)
 
     def _settle(self, turn: Turn, conversation: Conversation) -> None:
         for stored in reversed(conversation.messages):

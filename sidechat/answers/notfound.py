@@ -37,6 +37,9 @@ class Thresholds:
 # `python -m sidechat.answers.calibrate` (BM25-only retrieval).
 DEFAULT = Thresholds()
 SUGGESTIONS = 3
+# Dense retrieval always proposes its nearest pages; all-MiniLM-L6-v2 gives unrelated text a
+# cosine of about 0-0.25, so a page is only suggested for its meaning above that.
+SUGGEST_SIMILARITY = 0.3
 
 # The reply in the widget's languages; the key is a primary language subtag.
 MESSAGES: dict[str, tuple[str, str]] = {
@@ -68,6 +71,9 @@ def found(
     if best.coverage < thresholds.coverage or best.score < thresholds.score:
         return False
     top_similarity = max(p.similarity for p in passages)
+    if max(p.coverage for p in passages) <= 0 and top_similarity < SUGGEST_SIMILARITY:
+        # Only the dense ranker proposed these, and not for their meaning: BM25 found no word.
+        return False
     return not (top_similarity > 0 and top_similarity < thresholds.similarity)
 
 
@@ -92,11 +98,14 @@ def language(accept_language: str | None) -> str:
 
 
 def suggestions(passages: Sequence[Passage], limit: int = SUGGESTIONS) -> list[Passage]:
-    """The closest pages (one passage each) that share any word with the question."""
+    """The closest pages (one passage each) that share a word with the question or are near it in
+    meaning."""
     out: list[Passage] = []
     seen: set[str] = set()
     for passage in passages:
-        if passage.url in seen or (passage.coverage <= 0 and passage.similarity <= 0):
+        if passage.url in seen or (
+            passage.coverage <= 0 and passage.similarity < SUGGEST_SIMILARITY
+        ):
             continue
         seen.add(passage.url)
         out.append(passage)

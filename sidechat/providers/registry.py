@@ -84,8 +84,7 @@ class ProviderSpec:
 def _local(context: BuildContext) -> Provider:
     from sidechat.providers.local import LocalProvider
 
-    verbose = context.settings.log_level == "debug"
-    return LocalProvider(model_path=context.settings.model_path, verbose=verbose)
+    return LocalProvider.from_settings(context.settings)
 
 
 def _openai(context: BuildContext) -> Provider:

@@ -8,7 +8,7 @@ import pytest
 
 from sidechat.content import SqliteRetriever, open_index
 from tests.content._helpers import TIL as _SIBLING
-from tests.content._helpers import ingest
+from tests.content._helpers import ingest, til_db
 
 __all__ = ["ROOT", "TIL", "blog_index", "til_index"]
 
@@ -31,6 +31,4 @@ def blog_index(tmp_path_factory: pytest.TempPathFactory) -> SqliteRetriever:
 def til_index(tmp_path_factory: pytest.TempPathFactory) -> SqliteRetriever:
     if not TIL.is_dir():
         pytest.skip("the TIL corpus (../shared/corpora/simonw-til) is absent")
-    path = tmp_path_factory.mktemp("til") / "til.db"
-    ingest(TIL, "--index", path, "--quiet")
-    return open_index(path)
+    return open_index(til_db(tmp_path_factory)[0])

@@ -7,8 +7,9 @@ import subprocess
 import sys
 from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
-__all__ = ["TIL", "ingest", "pages", "write"]
+__all__ = ["TIL", "ingest", "pages", "til_db", "write"]
 
 TIL = Path(__file__).resolve().parents[2].parent / "shared" / "corpora" / "simonw-til"
 
@@ -24,6 +25,18 @@ def ingest(*args: str | Path, ok: bool = True) -> subprocess.CompletedProcess[st
     if ok:
         assert result.returncode == 0, result.stderr
     return result
+
+
+_til_db: list[tuple[Path, str]] = []
+
+
+def til_db(tmp_path_factory: Any) -> tuple[Path, str]:
+    """The TIL corpus ingested once per test session (its embeddings cost minutes of CPU), and
+    what that ingest printed; callers only read it."""
+    if not _til_db:
+        path = tmp_path_factory.mktemp("til") / "til.db"
+        _til_db.append((path, ingest(TIL, "--index", path, "-q").stdout))
+    return _til_db[0]
 
 
 def pages(index: Path) -> dict[str, tuple[str, str]]:

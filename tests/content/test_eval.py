@@ -10,7 +10,7 @@ from typing import Any
 import orjson
 import pytest
 
-from tests.content._helpers import TIL, ingest
+from tests.content._helpers import TIL, ingest, til_db
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -32,8 +32,7 @@ needs_til = pytest.mark.skipif(
 
 @pytest.fixture(scope="module")
 def til_index(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    index = tmp_path_factory.mktemp("til") / "til.db"
-    out = ingest(TIL, "--index", index, "-q").stdout
+    index, out = til_db(tmp_path_factory)
     assert "578 added" in out
     return index
 

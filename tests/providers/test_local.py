@@ -131,3 +131,16 @@ async def test_a_model_that_fails_to_load_fails_turns_clearly(tmp_path: Path) ->
         assert "built-in model could not be loaded" in error_of(chunks) and status == "error"
         assert _status(proc.url + "/readyz") == 503
         assert proc.log().count("embedded model failed to load") == 1
+
+
+async def test_one_slot_of_2048_tokens_on_one_thread_answers() -> None:
+    flags = ("--slots", "1", "--ctx-size", "2048", "--threads", "1", "--prompt-cache-mb", "0")
+    with start_sidechat(*flags, ready_path="/readyz", timeout=120) as proc:
+        # a message of the longest size allowed still fits the small context
+        chunks, status, content = await ask(proc, "What is a chat widget? " + "x" * 3_900)
+        assert status == "done" and content.strip(), chunks
+        chunks, status, content = await ask(proc, "What is a blog?")
+        assert status == "done" and content.strip(), chunks
+        log = proc.log()
+    assert "1 threads, 1 slots x 2048 tokens, prompt cache 0 MB" in log
+    assert "srv " not in log, "llama.cpp's own log lines stay out of the terminal"

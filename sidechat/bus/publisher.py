@@ -1,0 +1,225 @@
+"""The producer's side: a turn's log kept in memory and copied to its Redis Stream in batches.
+
+`ProducerLog` is a `MemoryEventLog` (this process's readers follow it exactly as before) that
+marks itself dirty on append. The process's one `Publisher` wakes once per window and writes
+every dirty log's new events in one pipelined round trip (one fenced `APPEND` script call per
+turn), so the model loop never awaits Redis. The log itself is the buffer: what is not yet in
+Redis is `frames[published:]`, so an outage loses nothing and costs no second copy; writes are
+retried with backoff until Redis answers, and the backlog of finished turns is bounded.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from redis.asyncio import Redis
+from redis.exceptions import NoScriptError, RedisError
+
+from sidechat.bus import _scripts
+from sidechat.bus.keys import BusConfig, TurnKeys
+from sidechat.eventlog import MemoryEventLog, payload_of
+
+__all__ = ["ProducerLog", "Publisher", "PublisherStats"]
+
+logger = logging.getLogger("sidechat.bus")
+
+
+class ProducerLog(MemoryEventLog):
+    """A turn's log on the process generating it: in memory, copied to Redis by `publisher`."""
+
+    __slots__ = ("_publisher", "dirty", "epoch", "fenced", "keys", "on_fenced", "published")
+
+    def __init__(
+        self, publisher: Publisher, keys: TurnKeys, *, epoch: int = 1, published: int = 0
+    ) -> None:
+        super().__init__()
+        self._publisher = publisher
+        self.keys = keys
+        self.epoch = epoch
+        self.published = published  # events up to this id are in Redis
+        self.dirty = False
+        self.fenced = False  # another process took the turn over: our writes are refused
+        # Called once when the turn is found taken over (e.g. to cancel the generation).
+        self.on_fenced: Callable[[], None] | None = None
+
+    def append(self, payload: bytes, delta: str | None = None) -> int:
+        event_id = MemoryEventLog.append(self, payload, delta)
+        if not self.dirty:
+            self._publisher.mark(self)
+        return event_id
+
+    def extend(self, events: Any) -> int:
+        event_id = MemoryEventLog.extend(self, events)
+        if not self.dirty:
+            self._publisher.mark(self)
+        return event_id
+
+    def start_at(self, after: int, frames: list[bytes], deltas: list[str | None]) -> None:
+        """Begin with the events a previous producer wrote (a takeover): ids continue."""
+        assert len(self) == 0
+        MemoryEventLog.extend(self, list(zip((payload_of(f) for f in frames), deltas, strict=True)))
+        self.published = after
+
+    def unpublished(self, limit: int) -> list[bytes]:
+        return [payload_of(f) for f in self._frames[self.published : self.published + limit]]
+
+
+@dataclass(slots=True)
+class PublisherStats:
+    round_trips: int = 0  # calls made (one per window with something to write)
+    script_calls: int = 0  # APPEND script calls (one per round trip, for every dirty turn)
+    events: int = 0  # events confirmed in Redis
+    failures: int = 0  # round trips that failed (Redis down or slow); retried
+    fenced: int = 0  # turns whose writes were refused (taken over elsewhere)
+    given_up: int = 0  # finished turns dropped from the backlog (Redis down too long)
+    resent: int = 0  # turns copied again because Redis had lost their stream (a restart)
+
+
+class Publisher:
+    """Copies dirty `ProducerLog`s to Redis, one round trip per `window`."""
+
+    def __init__(self, redis: Redis, config: BusConfig) -> None:
+        self._redis = redis
+        self._config = config
+        self._append = redis.register_script(_scripts.APPEND)
+        self._dirty: list[ProducerLog] = []
+        self._task: asyncio.Task[None] | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self.stats = PublisherStats()
+        self.healthy = True  # the last round trip succeeded
+
+    def open(self) -> None:
+        self._loop = asyncio.get_running_loop()
+
+    def producer_log(self, turn_id: str) -> ProducerLog:
+        return ProducerLog(self, self._config.keys(turn_id))
+
+    def mark(self, log: ProducerLog) -> None:
+        """`log` has new events: write them at the end of the current window."""
+        log.dirty = True
+        self._dirty.append(log)
+        if self._task is None:
+            loop = self._loop or asyncio.get_running_loop()
+            self._task = loop.create_task(self._run(), name="sidechat-bus-publish")
+
+    def pending(self) -> int:
+        """Turns with events not yet in Redis."""
+        return len(self._dirty)
+
+    async def flush(self, within: float = 5.0) -> bool:
+        """Wait until everything appended so far is in Redis (False after `within` seconds)."""
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(within):
+                while self._task is not None:
+                    await asyncio.shield(self._task)
+                return True
+        return False
+
+    async def aclose(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+
+    async def _run(self) -> None:
+        backoff = self._config.window
+        try:
+            while self._dirty:
+                await asyncio.sleep(backoff)
+                if await self._write_once():
+                    backoff = self._config.window
+                    self.healthy = True
+                else:
+                    self.healthy = False
+                    backoff = min(max(backoff * 2, 0.05), 1.0)
+        finally:
+            self._task = None
+
+    async def _write_once(self) -> bool:
+        config = self._config
+        logs, self._dirty = self._dirty, []
+        keys: list[str] = []
+        args: list[Any] = [
+            config.maxlen,
+            int(config.stream_ttl * 1000),
+            int(config.lease_ttl * 1000),
+            config.owner,
+        ]
+        sent: list[tuple[ProducerLog, int]] = []
+        for log in logs:
+            log.dirty = False
+            if log.fenced:
+                continue
+            payloads = log.unpublished(config.max_batch)
+            if not payloads:
+                continue
+            k = log.keys
+            keys += (k.stream, k.epoch, k.lease)
+            args += (log.epoch, log.published + 1, b"\n".join(payloads))
+            sent.append((log, len(payloads)))
+        if not sent:
+            return True
+        try:
+            # EVALSHA, not a registered script: that would cost a SCRIPT EXISTS round trip.
+            results = await self._redis.evalsha(self._append.sha, len(keys), *keys, *args)
+        except NoScriptError:  # Redis restarted or its script cache was flushed
+            self._requeue(log for log, _ in sent)
+            with contextlib.suppress(RedisError, OSError):
+                await self._redis.script_load(_scripts.APPEND)
+            return False
+        except (RedisError, OSError) as exc:
+            self.stats.failures += 1
+            logger.warning("redis write failed (%s); retrying", exc)
+            self._requeue(log for log, _ in sent)
+            return False
+        self.stats.round_trips += 1
+        self.stats.script_calls += 1
+        for (log, count), result in zip(sent, results, strict=True):
+            if result == -1:
+                self.fence(log)
+                continue
+            if result <= -2:  # Redis lost earlier events: the log has them all, send again
+                self.stats.resent += 1
+                log.published = -2 - int(result)
+                self._requeue((log,))
+                continue
+            self.stats.events += min(count, int(result) - log.published)
+            log.published = max(log.published, int(result))
+            if log.published < len(log):
+                self._requeue((log,))
+        return True
+
+    def _requeue(self, logs: Any) -> None:
+        for log in logs:
+            if not log.dirty:
+                log.dirty = True
+                self._dirty.append(log)
+        excess = len(self._dirty) - self._config.max_backlog_turns
+        if excess > 0:
+            # Only finished turns are given up (their local readers have everything); counted.
+            keep: list[ProducerLog] = []
+            for log in self._dirty:
+                if excess > 0 and log.finished:
+                    log.dirty = False
+                    excess -= 1
+                    self.stats.given_up += 1
+                    logger.error("redis backlog full: turn %s not copied", log.keys.turn_id)
+                else:
+                    keep.append(log)
+            self._dirty = keep
+
+    def fence(self, log: ProducerLog) -> None:
+        """Stop copying `log`: another process owns the turn now (its epoch moved on)."""
+        if log.fenced:
+            return
+        log.fenced = True
+        self.stats.fenced += 1
+        logger.warning("turn %s was taken over elsewhere (epoch %d)", log.keys.turn_id, log.epoch)
+        if log.on_fenced is not None:
+            log.on_fenced()

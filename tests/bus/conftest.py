@@ -1,0 +1,76 @@
+"""Fixtures for the bus tests: the real Redis at 127.0.0.1:6379 (skipped when it is not
+running; scripts/test.sh starts it), a key prefix unique to the test session, deleted after."""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+import socket
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import replace
+from typing import cast
+
+import pytest
+from redis import Redis as SyncRedis
+
+from sidechat.bus import BusConfig, RedisBus
+from sidechat.eventlog import EventLog
+
+REDIS_URL = "redis://127.0.0.1:6379/0"
+
+
+def _answering() -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", 6379), timeout=0.5):
+            pass
+        return bool(SyncRedis.from_url(REDIS_URL, socket_timeout=1).ping())
+    except Exception:
+        return False
+
+
+@pytest.fixture(scope="session")
+def prefix() -> Iterator[str]:
+    if not _answering():
+        pytest.skip("Redis is not answering at 127.0.0.1:6379 (scripts/test.sh starts it)")
+    prefix = f"sctest-{secrets.token_hex(4)}:"
+    yield prefix
+    client = SyncRedis.from_url(REDIS_URL)
+    keys = list(client.scan_iter(match=f"{prefix}*", count=1000))
+    if keys:
+        client.delete(*keys)
+    client.close()
+
+
+@pytest.fixture
+def config(prefix: str) -> BusConfig:
+    return BusConfig(url=REDIS_URL, prefix=prefix)
+
+
+@pytest.fixture
+async def bus(config: BusConfig) -> AsyncIterator[RedisBus]:
+    bus = await RedisBus.connect(config)
+    yield bus
+    await bus.aclose()
+
+
+@pytest.fixture
+async def other(config: BusConfig) -> AsyncIterator[RedisBus]:
+    """A second process's bus: its own connections, follower, owner id."""
+    bus = await RedisBus.connect(replace(config, owner=f"other-{secrets.token_hex(3)}"))
+    yield bus
+    await bus.aclose()
+
+
+async def stream_entries(bus: RedisBus, turn_id: str) -> list[tuple[int, bytes]]:
+    """The turn's stream in Redis as (event id, payload) pairs."""
+    raw = cast(
+        list[tuple[bytes, dict[bytes, bytes]]],
+        await bus.redis.xrange(bus.config.keys(turn_id).stream, "-", "+"),
+    )
+    return [(int(eid.split(b"-")[1]), fields[b"p"]) for eid, fields in raw]
+
+
+async def until_finished(log: EventLog, within: float = 10) -> None:
+    async with asyncio.timeout(within):
+        while not log.finished:
+            await log.read(len(log), wait=1)  # type: ignore[arg-type]

@@ -1,0 +1,163 @@
+"""Redis down: a clear error at start; mid-run, local readers go on and nothing is lost."""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+import shutil
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import aiohttp
+import pytest
+from redis import Redis as SyncRedis
+
+from sidechat import protocol
+from sidechat.bus import BusConfig, BusUnavailable, RedisBus
+from sidechat.eventlog import DONE
+from tests._servers import free_port, read_events, start_sidechat, ui_events
+from tests.bus.conftest import stream_entries
+from tests.fakes.openai_upstream import FakeOpenAI
+
+
+class _OwnRedis:
+    """A redis-server of the test's own (this one may be killed), persisting every write."""
+
+    def __init__(self, directory: Path) -> None:
+        self.port = free_port()
+        self.dir = directory
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.persist = "yes"
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self) -> None:
+        self.proc = subprocess.Popen(
+            ["redis-server", "--bind", "127.0.0.1", "--port", str(self.port), "--save", "",
+             "--appendonly", self.persist, "--appendfsync", "always", "--dir", str(self.dir)],
+            stdout=subprocess.DEVNULL,
+        )  # fmt: skip
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            try:
+                if SyncRedis(port=self.port, socket_timeout=0.5).ping():
+                    return
+            except Exception:
+                time.sleep(0.05)
+        raise RuntimeError("redis-server did not start")
+
+    def kill(self) -> None:
+        if self.proc is not None:
+            self.proc.kill()
+            self.proc.wait()
+            self.proc = None
+
+
+@pytest.fixture
+def own_redis(tmp_path: Path) -> Iterator[_OwnRedis]:
+    if shutil.which("redis-server") is None:
+        pytest.skip("redis-server is not installed")
+    server = _OwnRedis(tmp_path)
+    server.start()
+    yield server
+    server.kill()
+
+
+async def test_redis_down_at_start_is_a_clear_error() -> None:
+    url = f"redis://:secret@127.0.0.1:{free_port()}/0"
+    with pytest.raises(BusUnavailable) as info:
+        await RedisBus.connect(BusConfig(url=url))
+    message = str(info.value.message)
+    assert "is not answering" in message and "--redis-url" in message
+    assert "secret" not in message
+
+
+async def test_redis_down_mid_turn_loses_nothing(own_redis: _OwnRedis) -> None:
+    bus = await RedisBus.connect(BusConfig(url=own_redis.url, prefix="outage:"))
+    try:
+        turn_id = f"t_{secrets.token_hex(6)}"
+        log = bus.produce(turn_id)
+        log.extend([(protocol.start(turn_id), None), (protocol.text_start(), None)])
+        for i in range(50):
+            log.append(protocol.text_delta(f"a{i} "), f"a{i} ")
+        assert await bus.publisher.flush()
+        own_redis.kill()
+        # Redis is gone: generation goes on, this process's readers get everything at once.
+        for i in range(50):
+            log.append(protocol.text_delta(f"b{i} "), f"b{i} ")
+            await asyncio.sleep(0.002)
+        batch = await log.read(52)
+        assert len(batch.frames) == 50
+        await asyncio.sleep(0.3)
+        assert bus.publisher.stats.failures >= 1
+        assert not bus.healthy
+        assert bus.publisher.pending() == 1  # the turn's unwritten events wait in its log
+        own_redis.start()
+        log.extend([(protocol.text_end(), None), (DONE, None)])
+        log.finish()
+        assert await bus.publisher.flush(within=10)
+        assert bus.healthy
+        stored = await stream_entries(bus, turn_id)
+        assert [i for i, _ in stored] == list(range(1, 105))
+        assert [p for _, p in stored] == (await log.read(0)).payloads
+    finally:
+        await bus.aclose()
+
+
+async def test_redis_restarted_empty_gets_the_whole_turn_again(own_redis: _OwnRedis) -> None:
+    bus = await RedisBus.connect(BusConfig(url=own_redis.url, prefix="lost:"))
+    try:
+        turn_id = f"t_{secrets.token_hex(6)}"
+        log = bus.produce(turn_id)
+        log.extend([(protocol.start(turn_id), None), (protocol.text_start(), None)])
+        for i in range(20):
+            log.append(protocol.text_delta(f"a{i} "), f"a{i} ")
+        assert await bus.publisher.flush()
+        own_redis.kill()
+        own_redis.persist = "no"
+        shutil.rmtree(own_redis.dir / "appendonlydir", ignore_errors=True)
+        own_redis.start()  # empty: the stream, epoch and lease are gone
+        for i in range(20):
+            log.append(protocol.text_delta(f"b{i} "), f"b{i} ")
+        log.extend([(protocol.text_end(), None), (DONE, None)])
+        log.finish()
+        assert await bus.publisher.flush(within=10)
+        assert bus.publisher.stats.resent >= 1
+        stored = await stream_entries(bus, turn_id)
+        assert [i for i, _ in stored] == list(range(1, 45))
+        assert [p for _, p in stored] == (await log.read(0)).payloads
+    finally:
+        await bus.aclose()
+
+
+async def test_readyz_reports_redis_failing_and_recovering(
+    own_redis: _OwnRedis, upstream: FakeOpenAI, http: aiohttp.ClientSession
+) -> None:
+    args = ("--provider", "openai", "--base-url", upstream.base_url, "--model", "fake-model",
+            "--redis-url", own_redis.url)  # fmt: skip
+    with start_sidechat(*args) as server:
+        async with http.get(f"{server.url}/readyz") as r:
+            assert r.status == 200
+        own_redis.kill()
+        # A turn still streams to its reader on this replica while its writes to Redis fail.
+        async with http.post(
+            f"{server.url}/api/chat",
+            headers={"Accept": "text/event-stream"},
+            json={"message": "offline [[tokens=20 interval=0.01]]"},
+        ) as r:
+            events = ui_events(await read_events(r))
+        text = "".join(str(c["delta"]) for c in events if c["type"] == "text-delta")
+        assert text == "".join(f"tok{i} " for i in range(20))
+        async with http.get(f"{server.url}/readyz") as r:
+            assert r.status == 503 and (await r.json())["status"] == "redis-unavailable"
+        own_redis.start()
+        for _ in range(50):
+            async with http.get(f"{server.url}/readyz") as r:
+                if r.status == 200:
+                    break
+            await asyncio.sleep(0.1)
+        assert r.status == 200

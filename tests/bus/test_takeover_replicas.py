@@ -1,0 +1,95 @@
+"""A replica killed mid-answer (`kill -9`): another one takes the turn over and continues it,
+and a reader on that replica sees one answer (real processes, the public HTTP API)."""
+
+from __future__ import annotations
+
+import signal
+import time
+from collections.abc import Callable
+
+import aiohttp
+
+from sidechat.sse import ParsedEvent, SSEParser
+from tests._servers import start_sidechat, ui_events
+from tests.bus.conftest import REDIS_URL
+from tests.fakes.openai_upstream import FakeOpenAI
+
+
+async def _read_with(
+    response: aiohttp.ClientResponse, after: int, action: Callable[[], None]
+) -> list[ParsedEvent]:
+    """Every event of the response; `action` runs once `after` events have arrived."""
+    parser = SSEParser()
+    events: list[ParsedEvent] = []
+    done = False
+    async for chunk in response.content.iter_any():
+        events.extend(parser.feed(chunk))
+        if not done and len(events) >= after:
+            action()
+            done = True
+    return events
+
+
+async def test_kill_9_the_producer_and_the_answer_is_continued_elsewhere(
+    upstream: FakeOpenAI, prefix: str, http: aiohttp.ClientSession
+) -> None:
+    args = ("--provider", "openai", "--base-url", upstream.base_url, "--model", "fake-model",
+            "--redis-url", REDIS_URL)  # fmt: skip
+    env = {"SIDECHAT_REDIS_PREFIX": prefix}
+    with start_sidechat(*args, env=env) as a, start_sidechat(*args, env=env) as b:
+        async with http.post(
+            f"{a.url}/api/chat", json={"message": "failover [[tokens=400 interval=0.02]]"}
+        ) as r:
+            turn_id = (await r.json())["turn_id"]
+        async with http.get(f"{b.url}/api/turns/{turn_id}/stream") as r:
+            events = await _read_with(r, 30, lambda: a.proc.send_signal(signal.SIGKILL))
+            killed = time.monotonic()
+            a.proc.wait()
+            ended = time.monotonic()
+        log = b.log()
+    ids = [int(e.id or 0) for e in events]
+    assert ids == list(range(1, len(events) + 1)), ids  # none reused, none missing
+    chunks = ui_events(events)
+    assert events[-1].data == "[DONE]"
+    finish = chunks[-1]
+    assert finish["type"] == "finish", chunks[-3:]
+    metadata = finish.get("messageMetadata")
+    assert isinstance(metadata, dict) and metadata.get("continued") is True
+    text = "".join(str(c["delta"]) for c in chunks if c["type"] == "text-delta")
+    # The killed replica's part (tok0 tok1 ...), then the continuation (the fake upstream
+    # answers the continuation request with its default five tokens).
+    sent = text[: -len("tok0 tok1 tok2 tok3 tok4 ")]
+    assert sent.startswith("tok0 tok1 ") and text.endswith("tok0 tok1 tok2 tok3 tok4 ")
+    assert sent == "".join(f"tok{i} " for i in range(len(sent.split())))  # nothing repeated
+    assert [c["type"] for c in chunks].count("text-start") == 1
+    assert "continuing it here" in log
+    assert ended - killed < 8, ended - killed  # the lease (3 s) and the watchdog's period
+    # The continuation asked the upstream to go on from the text already sent.
+    (record,) = upstream.find("Continue it from exactly where it stopped")
+    messages = record.body["messages"]
+    assert [m["role"] for m in messages[-3:]] == ["user", "assistant", "user"]
+    assert "failover" in messages[-3]["content"] and messages[-2]["content"] == sent
+
+
+async def test_sigterm_hands_generating_turns_over(
+    upstream: FakeOpenAI, prefix: str, http: aiohttp.ClientSession
+) -> None:
+    args = ("--provider", "openai", "--base-url", upstream.base_url, "--model", "fake-model",
+            "--redis-url", REDIS_URL)  # fmt: skip
+    env = {"SIDECHAT_REDIS_PREFIX": prefix}
+    with start_sidechat(*args, env=env) as a, start_sidechat(*args, env=env) as b:
+        async with http.post(
+            f"{a.url}/api/chat", json={"message": "handover [[tokens=2000 interval=0.01]]"}
+        ) as r:
+            turn_id = (await r.json())["turn_id"]
+        async with http.get(f"{b.url}/api/turns/{turn_id}/stream") as r:
+            # SIGTERM: a deploy, the replica stops.
+            events = await _read_with(r, 30, lambda: a.proc.send_signal(signal.SIGTERM))
+        assert a.proc.wait(15) in (0, -signal.SIGTERM)  # uvicorn re-raises the signal it handled
+        stopped = a.log()
+    assert [int(e.id or 0) for e in events] == list(range(1, len(events) + 1))
+    chunks = ui_events(events)
+    assert not [c for c in chunks if c["type"] == "error"], chunks[-4:]  # not cut: continued
+    metadata = chunks[-1].get("messageMetadata")
+    assert isinstance(metadata, dict) and metadata.get("continued") is True
+    assert "handed 1 generating turns over" in stopped
