@@ -161,6 +161,9 @@ def sidechat_command(
     argv += ["--host", "127.0.0.1", "--port", str(port), "--log-level", "warning"]
     # The fake upstream ignores the key; the Anthropic provider refuses to start without one.
     env = {"SIDECHAT_API_KEY": "bench-fake-key"} if provider == "anthropic" else {}
+    # The load comes from one address: per-client limits (10 turns/min) would refuse nearly all.
+    # In the environment, not a flag, so that an experiment can switch them back on.
+    env["SIDECHAT_CLIENT_LIMITS"] = "false"
     return argv, env
 
 
@@ -418,7 +421,11 @@ async def embedded_model(cfg: Config) -> dict[str, Any]:
     except ImportError:
         return {"skipped": "xllamacpp (the embedded model's runtime) is not installed"}
     port = free_port()
-    env = {"SIDECHAT_MAX_MESSAGE_CHARS": "40000", "SIDECHAT_MAX_OUTPUT_TOKENS": "128"}
+    env = {
+        "SIDECHAT_MAX_MESSAGE_CHARS": "40000",
+        "SIDECHAT_MAX_OUTPUT_TOKENS": "128",
+        "SIDECHAT_CLIENT_LIMITS": "false",  # one address drives the load
+    }
     argv = [
         PY,
         "-m",

@@ -11,23 +11,27 @@ import asyncio
 import contextlib
 import hashlib
 import logging
+import math
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import orjson
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import FileResponse, Response
 from starlette.routing import Mount, Route, Router
 from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from sidechat import __version__
+from sidechat.access import StaticOr404, access_line, not_found, unexpected
 from sidechat.conversations import Conversation, Conversations
 from sidechat.errors import BadRequest, NotFound, SidechatError
 from sidechat.eventlog import DONE
 from sidechat.generation import Generation
+from sidechat.guard.gate import Gate
 from sidechat.persistence import Persistence, open_persistence
 from sidechat.providers import Provider, build_provider
 from sidechat.request_bodies import parse_chat, parse_event_id, read_json
@@ -50,8 +54,13 @@ class JSON(Response):
 
 
 def error_response(exc: SidechatError, headers: dict[str, str]) -> JSON:
-    body = {"error": {"code": exc.code, "message": exc.message}}
-    if exc.status_code in (429, 503):
+    error: dict[str, Any] = {"code": exc.code, "message": exc.message}
+    body = {"error": error}
+    if exc.status_code == 429:
+        retry_after = getattr(exc, "retry_after_header", "5")
+        headers = {**headers, "retry-after": retry_after}
+        error["retry_after"] = int(retry_after)
+    elif exc.status_code == 503:
         headers = {**headers, "retry-after": "5"}
     return JSON(body, status_code=exc.status_code, headers=headers)
 
@@ -78,6 +87,10 @@ class Sidechat:
         if held is None:
             raise NotFound("No such conversation.")
         return self.conversations.get(conversation_id)
+    gate: Gate = field(init=False)  # who the client is, which pages may call, per-client limits
+
+    def __post_init__(self) -> None:
+        self.gate = Gate(self.settings)
 
     def quiet_for(self) -> float:
         """Seconds since a turn last began or ended; 0 while any is being generated (what a
@@ -112,21 +125,45 @@ class Sidechat:
 
 class Endpoint:
     """Adapts `handler(request) -> ASGI app` to ASGI without wrapping `send`, so streaming
-    responses write straight to the server; `SidechatError`s become JSON error bodies."""
+    responses write straight to the server; `SidechatError`s become JSON error bodies, any other
+    exception a JSON 500 (`access.unexpected`); a client gone mid-body is let go quietly. One
+    access-log line per request, when the response is over."""
 
-    def __init__(self, app: Sidechat, handler: Callable[[Sidechat, Request], Awaitable[ASGIApp]]):
+    def __init__(
+        self,
+        app: Sidechat,
+        handler: Callable[[Sidechat, Request], Awaitable[ASGIApp]],
+        route: str = "-",
+    ):
         self._app = app
         self._handler = handler
+        self._route = route
+        self._log = app.settings.access_log
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        started = time.perf_counter()
         request = Request(scope, receive)
         try:
             response = await self._handler(self._app, request)
         except SidechatError as exc:
             if exc.status_code >= 500:
                 logger.error("%s: %s", type(exc).__name__, exc.detail)
+            elif exc.status_code in (403, 429):
+                logger.info("refused %s: %s", exc.code, exc.detail)
             response = error_response(exc, self._app.cors(request))
-        await response(scope, receive, send)
+        except ClientDisconnect:
+            return  # nobody to answer
+        except Exception as exc:
+            unexpected(exc, scope, self._route)
+            response = error_response(
+                SidechatError("Something went wrong. Please retry."), self._app.cors(request)
+            )
+        try:
+            await response(scope, receive, send)
+        finally:
+            if self._log:
+                status = getattr(response, "status_code", 200)
+                access_line(scope, self._route, status, started, self._app.gate.client(scope))
 
 
 # -- handlers ------------------------------------------------------------------------------
@@ -135,30 +172,52 @@ def _stream_headers(app: Sidechat, request: Request, **extra: str) -> list[tuple
     return [(k.lower().encode(), v.encode()) for k, v in headers.items()]
 
 
+CLIENT_CHATS = "ai_"  # the namespace of client-chosen conversation ids (server ids: "c_...")
+
+
 async def post_chat(app: Sidechat, request: Request) -> ASGIApp:
     settings = app.settings
+    gate = app.gate
+    gate.check_origin(request.headers, request.url.scheme)
     body = await read_json(request, settings.max_body_bytes)
-    chat = parse_chat(body, settings.max_message_chars, settings.max_history_messages)
+    chat = parse_chat(
+        body,
+        settings.max_message_chars,
+        settings.max_history_messages,
+        settings.max_history_chars,
+    )
     conversations = app.conversations
-    if chat.client_chat:
-        assert chat.conversation_id is not None
-        try:
-            conversation = await app.conversation(chat.conversation_id)
-        except NotFound:
-            conversation = conversations.create(chat.conversation_id)
-    elif chat.conversation_id is not None:
-        conversation = await app.conversation(chat.conversation_id)
-    else:
-        conversation = conversations.create()
-    language = "en"
-    if app.turns.grounded:
-        from sidechat.answers.notfound import language as pick_language
+    key = chat.conversation_id
+    if chat.client_chat and key is not None:
+        key = CLIENT_CHATS + key
+    # Admitted before anything is created: a refused flood costs no memory.
+    ticket = gate.admit(gate.client(request.scope), key)
+    try:
+        if chat.client_chat and key is not None:
+            try:
+                conversation = await app.conversation(key)
+            except NotFound:
+                conversation = conversations.create(key)
+        elif key is not None:
+            conversation = await app.conversation(key)
+        else:
+            conversation = conversations.create()
+        language = "en"
+        if app.turns.grounded:
+            from sidechat.answers.notfound import language as pick_language
 
-        language = pick_language(request.headers.get("accept-language"))
-    turn = app.turns.begin(conversation, chat.message, chat.history, language)
+            language = pick_language(request.headers.get("accept-language"))
+        turn = app.turns.begin(conversation, chat.message, chat.history, language)
+    except BaseException:
+        gate.abandon(ticket)
+        raise
+    gate.watch(ticket, turn)
+    request.scope["sidechat.turn"] = turn.id
     if chat.client_chat or "text/event-stream" in request.headers.get("accept", ""):
+        # A client-chosen id is named back as the client chose it (without the namespace).
+        named = chat.conversation_id if chat.client_chat else conversation.id
         headers = _stream_headers(
-            app, request, **{"X-Conversation-Id": conversation.id, "X-Turn-Id": turn.id}
+            app, request, **{"X-Conversation-Id": named or conversation.id, "X-Turn-Id": turn.id}
         )
         return TurnStream(turn.log, headers=headers)
     return JSON(
@@ -176,7 +235,9 @@ async def post_chat(app: Sidechat, request: Request) -> ASGIApp:
 
 async def resume_chat(app: Sidechat, request: Request) -> ASGIApp:
     try:
-        conversation: Conversation | None = await app.conversation(request.path_params["chat_id"])
+        conversation: Conversation | None = await app.conversation(
+            CLIENT_CHATS + request.path_params["chat_id"]
+        )
     except NotFound:
         conversation = None
     turn = app.turns.active_turn(conversation) if conversation is not None else None
@@ -203,9 +264,12 @@ async def turn_events(app: Sidechat, request: Request) -> ASGIApp:
     after = parse_event_id(request.query_params.get("after"), "after")
     raw_wait = request.query_params.get("wait", "25")
     try:
-        wait = min(max(float(raw_wait), 0.0), 30.0)
-    except ValueError as exc:
-        raise BadRequest("'wait' must be a number of seconds (0-30).") from exc
+        wait = float(raw_wait)
+    except ValueError:
+        wait = math.nan
+    if not math.isfinite(wait):  # "nan" would pass min/max as nan
+        raise BadRequest("'wait' must be a number of seconds (0-30).")
+    wait = min(max(wait, 0.0), 30.0)
     batch = await turn.log.read(after, wait)
     events = [
         {"id": batch.after + i, "data": orjson.Fragment(payload)}
@@ -252,12 +316,21 @@ async def get_conversation(app: Sidechat, request: Request) -> ASGIApp:
 
 async def seed_chat(app: Sidechat, request: Request) -> ASGIApp:
     settings = app.settings
+    gate = app.gate
+    gate.check_origin(request.headers, request.url.scheme)
     body = await read_json(request, settings.max_body_bytes)
     if not isinstance(body, dict) or "messages" in body:
         raise BadRequest('The body must be {"message": "..."}.')
     chat = parse_chat(body, settings.max_message_chars, settings.max_history_messages)
+    ticket = gate.admit(gate.client(request.scope), None)
     conversation = app.conversations.create()
-    turn = app.turns.begin(conversation, chat.message)
+    try:
+        turn = app.turns.begin(conversation, chat.message)
+    except BaseException:
+        gate.abandon(ticket)
+        raise
+    gate.watch(ticket, turn)
+    request.scope["sidechat.turn"] = turn.id
     headers = _stream_headers(
         app, request, **{"X-Conversation-Id": conversation.id, "X-Turn-Id": turn.id}
     )
@@ -381,7 +454,7 @@ def create_app(settings: Settings, provider: Provider | None = None) -> Sidechat
     def route(
         path: str, handler: Callable[[Sidechat, Request], Awaitable[ASGIApp]], method: str = "GET"
     ) -> Route:
-        return Route(path, Endpoint(state, handler), methods=[method])
+        return Route(path, Endpoint(state, handler, path), methods=[method])
 
     @contextlib.asynccontextmanager
     async def lifespan() -> AsyncIterator[None]:
@@ -423,7 +496,7 @@ def create_app(settings: Settings, provider: Provider | None = None) -> Sidechat
         route("/chat-stream", seed_chat, "POST"),
         route("/widget.js", widget),
         route("/", index),
-        Mount("/static", StaticFiles(directory=STATIC, check_dir=False), name="static"),
+        Mount("/static", StaticOr404(StaticFiles(directory=STATIC, check_dir=False))),
     ]
-    router = Router(routes, lifespan=lambda _: lifespan())
+    router = Router(routes, lifespan=lambda _: lifespan(), default=not_found)
     return SidechatApp(router, state, lifespan)

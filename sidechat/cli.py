@@ -100,6 +100,54 @@ def _settings_error(exc: ValidationError) -> click.ClickException:
     help="Origin allowed to call the API (repeatable; default '*').",
 )
 @click.option(
+    "--client-limits",
+    type=click.Choice(["on", "off"]),
+    help="Per-client limits on starting turns; off for benchmarks. [default on]",
+)
+@click.option("--rate-limit", help="Turns per client address, e.g. 10/minute, or off.")
+@click.option("--rate-burst", type=int, help="Turns a client may start at once. [default 5]")
+@click.option(
+    "--max-concurrent-per-client",
+    type=int,
+    help="Turns one client may have generating at once (0: no cap). [default 2]",
+)
+@click.option(
+    "--daily-client-tokens", type=int, help="Output tokens per client per UTC day (0: none)."
+)
+@click.option(
+    "--daily-token-budget", type=int, help="Output tokens for the site per UTC day (0: none)."
+)
+@click.option(
+    "--trusted-proxy",
+    "trusted_proxies",
+    multiple=True,
+    help="Reverse proxy (CIDR or address, repeatable; or one count) whose X-Forwarded-For is read.",
+)
+@click.option(
+    "--proxy-header",
+    type=click.Choice(["x-forwarded-for", "forwarded"]),
+    help="The header the trusted proxies write. [default x-forwarded-for]",
+)
+@click.option(
+    "--allowed-origin",
+    "allowed_origins",
+    multiple=True,
+    help="Page origin allowed to start turns (repeatable); others get 403. [default: any]",
+)
+@click.option(
+    "--header-timeout", type=float, help="Seconds to send a request's headers. [default 10]"
+)
+@click.option(
+    "--max-connections-per-client",
+    type=int,
+    help="Open connections per client address (0: no cap). [default 256]",
+)
+@click.option(
+    "--access-log",
+    type=click.Choice(["on", "off"]),
+    help="One log line per request (at log level info). [default on]",
+)
+@click.option(
     "--config",
     type=click.Path(exists=True, dir_okay=False, path_type=Path),
     help="A TOML file of settings. [env: SIDECHAT_CONFIG]",
@@ -148,8 +196,11 @@ def serve(config: Path | None, **options: Any) -> None:
     from sidechat.runtime import Runtime
     from sidechat.settings import load_settings
 
-    for name in ("fallback", "cors_origins"):
+    for name in ("fallback", "cors_origins", "trusted_proxies", "allowed_origins"):
         options[name] = tuple(options[name]) or None
+    for name in ("client_limits", "access_log"):
+        if options[name] is not None:
+            options[name] = options[name] == "on"
     try:
         settings = load_settings(config, **options)
     except ValidationError as exc:

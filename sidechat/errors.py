@@ -9,6 +9,7 @@ __all__ = [
     "BadRequest",
     "Busy",
     "ConfigError",
+    "Forbidden",
     "NotFound",
     "PayloadTooLarge",
     "ProviderError",
@@ -30,6 +31,11 @@ class SidechatError(Exception):
 class BadRequest(SidechatError):
     status_code = 400
     code = "bad_request"
+
+
+class Forbidden(SidechatError):
+    status_code = 403
+    code = "forbidden"
 
 
 class NotFound(SidechatError):

@@ -157,13 +157,15 @@ class Generation:
                     text = checker.feed(text)
                 if not text:
                     return  # nothing to say; and every event costs the turn a character
+                budget -= len(text)
+                if budget < 0:  # one huge delta is cut at max_turn_chars, not sent whole
+                    text = text[: len(text) + budget]
                 if started:
                     append(delta(text), text)
                 else:  # the text part opens with its first delta: one write to live readers
                     log.extend(((protocol.text_start(), None), (delta(text), text)))
                     started = True
                 parts.append(text)
-                budget -= len(text)
                 if budget <= 0:
                     reason = "length"
                     raise _Enough

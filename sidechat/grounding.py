@@ -8,6 +8,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from sidechat.content import Passage, Retriever
+from sidechat.fencing import neutralize
 
 __all__ = ["Grounding", "Source", "ground"]
 
@@ -30,9 +31,9 @@ class Grounding:
 
 
 def _neutral(text: str) -> str:
-    # Quoted text must not be able to close its fence or open a new prompt section.
-    text = _FENCE.sub("‹page", text)
-    return re.sub(r"#{3,}", "#", text)
+    # Quoted text must not be able to close its fence or open a new prompt section, speak in
+    # special tokens or pass as a line of the conversation (sidechat.fencing).
+    return neutralize(text)
 
 
 def _attr(text: str) -> str:

@@ -14,13 +14,14 @@ from sidechat.providers.base import Message
 
 __all__ = ["ChatInput", "parse_chat", "parse_event_id", "read_json"]
 
-# Client-chosen ids (the AI SDK names its chats) must be safe to log and to put in URLs.
-_CLIENT_ID = re.compile(r"^[A-Za-z0-9_-]{8,128}$")
+# Client-chosen ids (the AI SDK names its chats) must be safe to log and to put in URLs, and
+# long enough not to be guessed (the AI SDK's own are 16 random characters).
+_CLIENT_ID = re.compile(r"^[A-Za-z0-9_-]{16,128}\Z")
 
 
 async def read_json(request: Request, limit: int) -> Any:
     declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > limit:
+    if declared is not None and declared.isascii() and declared.isdigit() and int(declared) > limit:
         raise PayloadTooLarge(f"The request body is larger than {limit} bytes.")
     body = bytearray()
     async for chunk in request.stream():
@@ -65,11 +66,16 @@ def _ui_text(ui_message: Any) -> str:
     return content if isinstance(content, str) else ""
 
 
-def parse_chat(body: Any, max_chars: int, max_history: int) -> ChatInput:
+def parse_chat(
+    body: Any, max_chars: int, max_history: int, max_history_chars: int | None = None
+) -> ChatInput:
+    """`max_history`/`max_history_chars` hold the history a client sends (the AI SDK) to what
+    the server would send from its own: the oldest messages dropped first."""
     if not isinstance(body, dict):
         raise BadRequest("The request body must be a JSON object.")
     if "messages" in body:
-        return _parse_ai_sdk(body, max_chars, max_history)
+        budget = max_history_chars if max_history_chars is not None else max_chars * 4
+        return _parse_ai_sdk(body, max_chars, max_history, budget)
     message = body.get("message")
     if not isinstance(message, str):
         raise BadRequest("'message' is required and must be a string.")
@@ -79,10 +85,12 @@ def parse_chat(body: Any, max_chars: int, max_history: int) -> ChatInput:
     return ChatInput(_message_text(message, max_chars), conversation_id or None, None, False)
 
 
-def _parse_ai_sdk(body: dict[str, Any], max_chars: int, max_history: int) -> ChatInput:
+def _parse_ai_sdk(
+    body: dict[str, Any], max_chars: int, max_history: int, max_history_chars: int
+) -> ChatInput:
     chat_id = body.get("id")
     if not isinstance(chat_id, str) or not _CLIENT_ID.match(chat_id):
-        raise BadRequest("'id' must be 8-128 letters, digits, '-' or '_'.")
+        raise BadRequest("'id' must be 16-128 letters, digits, '-' or '_'.")
     messages = body.get("messages")
     if not isinstance(messages, list) or not messages:
         raise BadRequest("'messages' must be a non-empty list.")
@@ -99,6 +107,13 @@ def _parse_ai_sdk(body: dict[str, Any], max_chars: int, max_history: int) -> Cha
         text = _ui_text(item)
         if role in ("user", "assistant") and text:
             history.append(Message(role, text[: max_chars * 4]))
+    # The newest messages that fit the budget, as `Conversation.history` keeps them.
+    used = 0
+    for i in range(len(history) - 1, -1, -1):
+        used += len(history[i].content)
+        if used > max_history_chars:
+            del history[: i + 1]
+            break
     while history and history[0].role != "user":
         history.pop(0)
     return ChatInput(message, chat_id, history, True)
@@ -107,6 +122,7 @@ def _parse_ai_sdk(body: dict[str, Any], max_chars: int, max_history: int) -> Cha
 def parse_event_id(value: str | None, name: str) -> int:
     if value is None or value == "":
         return 0
-    if not value.isdigit() or len(value) > 12:
+    # isascii: "²".isdigit() is true, and int("²") raises.
+    if not (value.isascii() and value.isdigit()) or len(value) > 12:
         raise BadRequest(f"'{name}' must be a non-negative integer event id.")
     return int(value)

@@ -30,6 +30,7 @@ from sidechat._listen import listening_sockets
 from sidechat._native_log import route_native_stderr
 from sidechat.app import SidechatApp
 from sidechat.gc_policy import GCPolicy
+from sidechat.guard.connections import connection_guard, guarded_protocol
 from sidechat.providers.registry import parse_fallback, provider_spec
 from sidechat.settings import Settings
 
@@ -63,7 +64,8 @@ class Runtime:
             host=settings.host,
             port=settings.port,
             loop="uvloop" if sys.platform != "win32" else "asyncio",
-            http="httptools",
+            # httptools, with deadlines and caps uvicorn does not enforce (sidechat.guard).
+            http=guarded_protocol(connection_guard(settings)),
             lifespan="on",
             access_log=False,
             # sidechat reads neither the client's address nor the scheme, so uvicorn's

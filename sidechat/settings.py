@@ -295,6 +295,98 @@ class Settings(BaseSettings):
         ),
     )
 
+    # A public endpoint: per-client limits, who the client is, which pages may call.
+    client_limits: bool = Field(
+        default=True,
+        description=(
+            "Per-client limits on starting turns (the four below); `false` switches them all off "
+            "(benchmarks, which drive load from one address, do)."
+        ),
+    )
+    rate_limit: str = Field(
+        default="10/minute",
+        description=(
+            "Turns a client address may start, sustained (`N/second|minute|hour|day`, or "
+            "`off`); beyond it `429` with `Retry-After`."
+        ),
+    )
+    rate_burst: int = Field(
+        default=5,
+        ge=1,
+        description="Turns a client address may start at once before `rate_limit` applies.",
+    )
+    conversation_rate_limit: str = Field(
+        default="10/minute",
+        description="Turns one conversation may start, sustained (burst: `rate_burst`), or `off`.",
+    )
+    max_concurrent_per_client: int = Field(
+        default=2,
+        ge=0,
+        description="Turns one client address may have generating at once (0: no cap).",
+    )
+    daily_client_tokens: int = Field(
+        default=100_000,
+        ge=0,
+        description=(
+            "Output tokens one client address may use per UTC day (estimated at 4 characters a "
+            "token; 0: no budget)."
+        ),
+    )
+    daily_token_budget: int = Field(
+        default=0,
+        ge=0,
+        description=(
+            "Output tokens the whole site may use per UTC day, e.g. to cap a paid API's bill "
+            "(0: no budget)."
+        ),
+    )
+    trusted_proxies: tuple[str, ...] = Field(
+        default=(),
+        description=(
+            "Reverse proxies whose `X-Forwarded-For` names the client: CIDRs or addresses, or "
+            "one count of proxies in front; none: the socket peer is the client."
+        ),
+    )
+    proxy_header: Literal["x-forwarded-for", "forwarded"] = Field(
+        default="x-forwarded-for",
+        description="The header the trusted proxies write (the other is ignored).",
+    )
+    allowed_origins: tuple[str, ...] = Field(
+        default=(),
+        description=(
+            "Pages allowed to start turns (`https://blog.example`); others get `403`. The "
+            "server's own origin is always allowed; none: any page may."
+        ),
+    )
+    header_timeout: float = Field(
+        default=10.0,
+        gt=0,
+        description=(
+            "Seconds a connection has to send a request's headers (and a new connection its "
+            "first byte); slower ones are closed (slowloris)."
+        ),
+    )
+    max_header_bytes: int = Field(
+        default=64 * 1024,
+        ge=4096,
+        description="The largest request line and headers accepted, in bytes; beyond it `431`.",
+    )
+    max_connections_per_client: int = Field(
+        default=256,
+        ge=0,
+        description=(
+            "Open connections one client address may hold (0: no cap; trusted proxies are "
+            "exempt; off with `client_limits`)."
+        ),
+    )
+    access_log: bool = Field(
+        default=True,
+        description=(
+            "One line per request: method, route, status, duration, client address, turn id "
+            "(never message text or keys)."
+        ),
+    )
+
     # Scale-out.
     redis_url: SecretStr | None = Field(
         default=None,
@@ -338,6 +430,30 @@ class Settings(BaseSettings):
     def _known_provider(cls, value: str) -> str:
         if value not in provider_names():
             raise ValueError(f"unknown provider {value!r}: use {', '.join(provider_names())}")
+        return value
+
+    @field_validator("rate_limit", "conversation_rate_limit")
+    @classmethod
+    def _rate(cls, value: str) -> str:
+        from sidechat.guard.limits import parse_rate
+
+        parse_rate(value)  # raises ValueError with the reason
+        return value
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _proxies(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        from sidechat.guard.client import TrustedProxies
+
+        TrustedProxies.parse(value)
+        return value
+
+    @field_validator("allowed_origins")
+    @classmethod
+    def _origins(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        from sidechat.guard.origin import OriginPolicy
+
+        OriginPolicy.parse(value)
         return value
 
     @field_validator("base_url")

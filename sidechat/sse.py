@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
+from sidechat.errors import ProviderError
+
 __all__ = ["DATA_FRAME", "ParsedEvent", "SSEParser"]
 
 
@@ -30,9 +32,10 @@ class ParsedEvent(NamedTuple):
 class SSEParser:
     """Feed bytes as they arrive; get back the events completed by them."""
 
-    __slots__ = ("_buffer", "_data", "_event", "_id", "_retry")
+    __slots__ = ("_buffer", "_data", "_event", "_id", "_retry", "max_line")
 
-    def __init__(self) -> None:
+    def __init__(self, max_line: int = 1 << 20) -> None:
+        self.max_line = max_line  # the longest line kept while waiting for its end, in bytes
         self._buffer = b""
         self._data: list[str] = []
         self._event = ""
@@ -90,6 +93,14 @@ class SSEParser:
             return []
         # Keep an unfinished last line; a trailing lone CR too, as it may be half of a CRLF.
         self._buffer = b"" if lines[-1].endswith(b"\n") else lines.pop()
+        if len(self._buffer) > self.max_line:
+            # A line without end from a hostile or broken upstream: refused, not buffered
+            # (each read would copy it again: 32 MB cost seconds of CPU).
+            self._buffer = b""
+            raise ProviderError(
+                "The model service sent an answer that could not be read.",
+                detail=f"an event-stream line longer than {self.max_line} bytes",
+            )
         events: list[ParsedEvent] = []
         for raw in lines:
             line = raw.rstrip(b"\r\n").decode("utf-8", "replace")
@@ -120,5 +131,5 @@ class SSEParser:
         elif name == "id":
             if "\0" not in value:
                 self._id = value
-        elif name == "retry" and value.isdigit():
+        elif name == "retry" and value.isascii() and value.isdigit():  # "²".isdigit()
             self._retry = int(value)

@@ -78,7 +78,9 @@ def _start(
     log_dir = log_dir or Path(os.environ.get("SIDECHAT_TEST_LOGS", "/tmp"))
     log_dir.mkdir(parents=True, exist_ok=True)
     log_path = log_dir / f"sidechat-{port}.log"
-    full_env = {**os.environ, **(env or {})}
+    # Tests drive many turns from one address: per-client limits are off unless a test turns
+    # them on (an explicit flag beats the environment; tests/test_security.py does).
+    full_env = {"SIDECHAT_CLIENT_LIMITS": "false", **os.environ, **(env or {})}
     cmd = [
         sys.executable,
         "-m",

@@ -322,7 +322,7 @@ async def test_ai_sdk_body_and_resume(server: SidechatProcess, http: aiohttp.Cli
         ("/api/chat", b'{"id": "x", "messages": []}', 400, "'id'"),
         (
             "/api/chat",
-            b'{"id": "chat_12345678", "messages": [{"role": "assistant"}]}',
+            b'{"id": "chat_1234567890abcdef", "messages": [{"role": "assistant"}]}',
             400,
             "user message",
         ),

@@ -10,6 +10,7 @@ user and system CPU each server process spent per token it streamed.
     python -m bench.experiments.ab_cpu /tmp/base . -c 25 --tokens 2 --ttft 5 --interval 5  # turns
     python -m bench.experiments.ab_cpu /tmp/base . --provider anthropic  # Anthropic's stream
     python -m bench.experiments.ab_cpu . . --python-b /path/to/python3.13  # another interpreter
+    python -m bench.experiments.ab_cpu . . --env-b SIDECHAT_CLIENT_LIMITS=true ...  # a setting
 """
 
 from __future__ import annotations
@@ -66,6 +67,13 @@ def main(argv: list[str] | None = None) -> None:
     )
     parser.add_argument("--python-a", default=sys.executable, help="interpreter that runs A")
     parser.add_argument("--python-b", default=sys.executable, help="interpreter that runs B")
+    parser.add_argument(
+        "--env-b",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="environment for B only (repeatable), e.g. SIDECHAT_CLIENT_LIMITS=true",
+    )
     args = parser.parse_args(argv)
     logs = ROOT / "bench" / "results" / "tmp" / "ab_cpu"
     _, up_port = start_upstream(logs)  # stopped with the rest by stop_all()
@@ -76,6 +84,8 @@ def main(argv: list[str] | None = None) -> None:
             print(f"{name}: {checkout.resolve()} on Python {_version(python)} ({python})")
             port = free_port()
             serve, env = sidechat_command(args.provider, up_port, port, python)
+            if name == "B":
+                env = {**env, **dict(item.split("=", 1) for item in args.env_b)}
             # `python -m` puts the working directory first on sys.path: the checkout's package.
             servers[name] = (
                 Proc(name, serve, port=port, log_dir=logs, cwd=checkout.resolve(), env=env),

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from sidechat.content.search import Passage
+from sidechat.fencing import neutralize
 
 __all__ = ["CitationFilter", "Cited", "cited_context"]
 
@@ -31,8 +32,9 @@ class Cited:
 
 
 def _neutral(text: str) -> str:
-    # Quoted text must not be able to close its fence or open a new prompt section.
-    return re.sub(r"#{3,}", "#", _FENCE.sub("‹page", text))
+    # Quoted text must not be able to close its fence or open a new prompt section, speak in
+    # special tokens or pass as a line of the conversation (sidechat.fencing).
+    return neutralize(text)
 
 
 def _attr(text: str) -> str:

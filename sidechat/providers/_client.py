@@ -30,6 +30,7 @@ BodySink = Callable[[bytes], bool]
 
 _IDLE_SECONDS = 15.0  # how long a pooled connection may sit unused
 _MAX_IDLE = 1024  # pooled connections per upstream
+MAX_HEAD_BYTES = 64 * 1024  # an upstream's status line and headers
 _BREAK = re.compile("[\r\n\0]")  # what may not appear in a header name or value
 
 
@@ -44,6 +45,7 @@ class _Connection(asyncio.Protocol):
         "_body",
         "_failed",
         "_framed",
+        "_head_bytes",
         "_parser",
         "_sink",
         "_stopped",
@@ -81,6 +83,7 @@ class _Connection(asyncio.Protocol):
         self._sink: BodySink | None = None
         self._stopped = False  # the consumer has what it wants, or the request failed
         self._failed = False
+        self._head_bytes = 0  # the status line and headers so far; -1 once they are complete
         self.head: asyncio.Future[None] = self.loop.create_future()
         self.done: asyncio.Future[None] = self.loop.create_future()
 
@@ -92,10 +95,17 @@ class _Connection(asyncio.Protocol):
         if self._stopped or self.complete:
             return
         self.received = True
+        if self._head_bytes >= 0:
+            self._head_bytes += len(data)
         try:
             self._parser.feed_data(data)
         except httptools.HttpParserError as exc:
             self._fail(WireError(f"malformed HTTP response: {exc}"))
+            return
+        if self._head_bytes > MAX_HEAD_BYTES:  # and the headers are still not complete
+            # A header block without end is buffered by the parser (64 MB cost 13 s of CPU):
+            # refused once it passes the cap.
+            self._fail(WireError(f"response headers larger than {MAX_HEAD_BYTES} bytes"))
             return
         if self._sink is not None and (self._stopped or self.complete):
             self._finish()
@@ -118,6 +128,7 @@ class _Connection(asyncio.Protocol):
         self.headers[key] = f"{self.headers[key]}, {text}" if key in self.headers else text
 
     def on_headers_complete(self) -> None:
+        self._head_bytes = -1
         self.status = self._parser.get_status_code()
         self.keep_alive = self._parser.should_keep_alive()
         headers = self.headers

@@ -79,8 +79,17 @@ def _retry_after(headers: Mapping[str, str]) -> float | None:
 
 async def raise_for_upstream_status(response: UpstreamResponse, vendor: str) -> None:
     """Turn an upstream HTTP error into a `ProviderError` with a visitor-safe message."""
-    if response.status < 400:
+    if response.status < 300:
         return
+    if response.status < 400:
+        # A redirect is a configuration error (a wrong base URL, http for https): said at once,
+        # never retried, never streamed as if it were the answer.
+        location = response.headers.get("location", "")[:200]
+        raise ProviderError(
+            "The assistant is not configured correctly (its model API address redirects).",
+            detail=f"{vendor} answered HTTP {response.status} to {location or 'nowhere'}",
+            upstream_status=response.status,
+        )
     body = (await response.read(2048)).decode("utf-8", "replace")
     detail = f"{vendor} answered HTTP {response.status}: {body}"
     status = response.status

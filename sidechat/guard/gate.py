@@ -1,0 +1,85 @@
+"""The guard as the app uses it, built from settings: the client's address, the origin check
+and the per-client limits on turn starts, with each admitted turn's share released when it
+ends."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+from sidechat.errors import Forbidden
+from sidechat.guard.client import TrustedProxies, client_address
+from sidechat.guard.limits import ClientLimits, LimitPolicy, Ticket
+from sidechat.guard.origin import OriginPolicy
+from sidechat.settings import Settings
+
+if TYPE_CHECKING:
+    from sidechat.turns import Turn
+
+__all__ = ["Gate"]
+
+logger = logging.getLogger("sidechat.guard")
+CHARS_PER_TOKEN = 4  # output tokens are estimated from the reply's length
+
+
+class Gate:
+    """Asked by the handlers that start turns: `client(scope)`, `check_origin(headers)`,
+    `admit(client, conversation)` then `watch(ticket, turn)`."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.trusted = TrustedProxies.parse(settings.trusted_proxies, settings.proxy_header)
+        self.origins = OriginPolicy.parse(settings.allowed_origins)
+        self.limits: ClientLimits | None = None
+        if settings.client_limits:
+            policy = LimitPolicy(
+                rate=settings.rate_limit,
+                burst=settings.rate_burst,
+                conversation_rate=settings.conversation_rate_limit,
+                conversation_burst=settings.rate_burst,
+                max_concurrent=settings.max_concurrent_per_client,
+                daily_client_tokens=settings.daily_client_tokens,
+                daily_token_budget=settings.daily_token_budget,
+            )
+            if not policy.off:
+                self.limits = ClientLimits(policy)
+
+    def client(self, scope: Mapping[str, Any]) -> str:
+        """The client's address, computed once per request."""
+        address = scope.get("sidechat.client")
+        if address is None:
+            address = client_address(scope, self.trusted)
+            scope["sidechat.client"] = address  # type: ignore[index]
+        return str(address)
+
+    def check_origin(self, headers: Mapping[str, str], scheme: str) -> None:
+        if not self.origins.allows(headers, scheme):
+            raise Forbidden(
+                "This site may not use this assistant.",
+                detail=f"origin refused: {headers.get('origin') or headers.get('referer')!r}",
+            )
+
+    def admit(self, client: str, conversation: str | None) -> Ticket | None:
+        return self.limits.admit(client, conversation) if self.limits is not None else None
+
+    def watch(self, ticket: Ticket | None, turn: Turn) -> None:
+        """Release the turn's share when it ends, charging its reply's tokens."""
+        limits = self.limits
+        if ticket is None or limits is None:
+            return
+
+        def release(_: object = None) -> None:
+            tokens = -(-len(turn.text) // CHARS_PER_TOKEN)
+            limits.release(ticket, tokens)
+
+        task: asyncio.Task[None] | None = turn.task
+        if task is None or task.done():  # ended in its first step
+            release()
+        else:
+            task.add_done_callback(release)
+
+    def abandon(self, ticket: Ticket | None) -> None:
+        """The turn did not start after all (e.g. the server was busy)."""
+        if ticket is not None and self.limits is not None:
+            self.limits.release(ticket)

@@ -1,0 +1,105 @@
+"""The connection layer against real sockets: slowloris, silent connections, giant headers and
+one address holding many connections (issue 19)."""
+
+from __future__ import annotations
+
+import socket
+import time
+from collections.abc import Iterator
+
+import pytest
+
+from tests._servers import SidechatProcess, start_sidechat
+
+
+@pytest.fixture(scope="module")
+def edge() -> Iterator[SidechatProcess]:
+    with start_sidechat(
+        *("--provider", "openai", "--base-url", "http://127.0.0.1:9/v1", "--model", "m"),
+        *("--client-limits", "on", "--header-timeout", "1", "--max-connections-per-client", "20"),
+    ) as proc:
+        yield proc
+
+
+def connect(server: SidechatProcess, source: str) -> socket.socket:
+    host, port = server.url.removeprefix("http://").split(":")
+    sock = socket.create_connection((host, int(port)), timeout=5, source_address=(source, 0))
+    return sock
+
+
+def closed(sock: socket.socket, within: float) -> bytes | None:
+    """What the server sent before closing, or None if it is still open after `within`."""
+    sock.settimeout(within)
+    got = b""
+    try:
+        while chunk := sock.recv(65536):
+            got += chunk
+    except TimeoutError:
+        return None
+    except ConnectionResetError:
+        pass
+    return got
+
+
+def rss_kb(server: SidechatProcess) -> int:
+    for line in open(f"/proc/{server.proc.pid}/status"):  # noqa: SIM115
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    raise AssertionError("no VmRSS")
+
+
+def test_slowloris_and_silent_connections_are_closed(edge: SidechatProcess) -> None:
+    socks = [connect(edge, f"127.0.1.{i}") for i in range(1, 31)]
+    for i, sock in enumerate(socks):
+        if i % 2:
+            sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n")  # and never the blank line
+    t0 = time.monotonic()
+    for i, sock in enumerate(socks):
+        if i % 2:
+            sock.sendall(b"X-Slow: 1\r\n")  # a header now and then does not extend the deadline
+        got = closed(sock, 4.0)
+        assert got is not None, f"connection {i} still open after {time.monotonic() - t0:.1f} s"
+        assert got == (b"HTTP/1.1 408" if i % 2 else b"")[: len(got)] or got.startswith(
+            b"HTTP/1.1 408"
+        )
+        sock.close()
+    assert time.monotonic() - t0 < 4.0
+
+
+def test_a_giant_header_gets_431_and_costs_no_memory(edge: SidechatProcess) -> None:
+    before = rss_kb(edge)
+    for i in range(5):
+        with connect(edge, f"127.0.2.{i + 1}") as sock:
+            sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Big: ")
+            try:
+                for _ in range(40):  # up to 40 MB, unless the server gives up first
+                    sock.sendall(b"a" * (1 << 20))
+            except (BrokenPipeError, ConnectionResetError):
+                pass
+            got = closed(sock, 3.0)
+            assert got is not None and (got == b"" or got.startswith(b"HTTP/1.1 431")), got
+    assert rss_kb(edge) - before < 20_000, "the headers were buffered"
+
+
+def test_one_address_cannot_hold_every_connection(edge: SidechatProcess) -> None:
+    mine = [connect(edge, "127.0.3.1") for _ in range(25)]
+    time.sleep(0.3)
+    dropped = [s for s in mine if closed(s, 0.05) is not None]
+    assert len(dropped) == 5
+    with connect(edge, "127.0.3.2") as other:
+        other.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        other.settimeout(3)
+        assert other.recv(100).startswith(b"HTTP/1.1 200")
+    for sock in mine:
+        sock.close()
+
+
+def test_a_kept_alive_connection_serves_many_requests(edge: SidechatProcess) -> None:
+    with connect(edge, "127.0.3.3") as sock:
+        for _ in range(3):
+            sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+            got = b""
+            while not got.endswith(b"}"):
+                got += sock.recv(4096)
+            assert got.startswith(b"HTTP/1.1 200")
+            time.sleep(0.7)  # within keep-alive, past the header deadline of the first request
