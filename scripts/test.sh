@@ -17,6 +17,15 @@ if command -v pg_isready >/dev/null 2>&1 && ! pg_isready -q -h 127.0.0.1; then
   $SUDO pg_ctlcluster --skip-systemctl-redirect "$(ls /etc/postgresql | sort -V | tail -1)" main start || true
   for _ in $(seq 1 30); do pg_isready -q -h 127.0.0.1 && break; sleep 0.5; done
 fi
+# nginx, for tests/deploy/test_nginx.py (which skips without it); the package lists are
+# refreshed only when the install fails without a refresh.
+if ! command -v nginx >/dev/null 2>&1 && [ ! -x /usr/sbin/nginx ]; then
+  if [ "$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo"; fi
+  APT="$SUDO env DEBIAN_FRONTEND=noninteractive apt-get"
+  $APT install -y -qq nginx >/dev/null 2>&1 \
+    || { $APT update -qq && $APT install -y -qq nginx >/dev/null; } \
+    || echo "nginx could not be installed: tests/deploy/test_nginx.py will skip" >&2
+fi
 .venv/bin/ruff check .
 .venv/bin/mypy
 exec .venv/bin/pytest "$@"

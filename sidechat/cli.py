@@ -162,5 +162,14 @@ _register_optional()
 _register_store()
 
 
+def _register_doctor() -> None:
+    from sidechat.doctor import doctor
+
+    cli.add_command(doctor)
+
+
+_register_doctor()
+
+
 def main() -> None:
     cli()

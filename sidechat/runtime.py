@@ -3,25 +3,30 @@
 The ASGI app (`sidechat.app.create_app`) changes nothing outside itself, so it can be mounted in
 anyone's server. What a whole process needs is decided here instead, once: the listening sockets
 (several on one port, `_listen`), the open-files limit, the garbage-collection policy
-(`gc_policy`), uvicorn's configuration, and signals with graceful shutdown.
+(`gc_policy`), uvicorn's configuration, signals with graceful shutdown, and (at debug level)
+native code's stderr routed into logging (`_native_log`).
 
 Shutdown, on SIGTERM or SIGINT (uvicorn catches them; a second SIGINT forces the exit): the app's
 `shutdown(grace)` hook runs first, while everything still works; then uvicorn stops accepting,
 waits up to `GRACE` seconds for open responses, cancels what is left and runs the app's lifespan
 exit (turns still generating end with an error event there); the GC policy is uninstalled last.
+Several worker processes on the same sockets, when they come, belong here too.
 """
 
 from __future__ import annotations
 
 import contextlib
+import logging
 import socket
 import sys
 
 import uvicorn
 
 from sidechat._listen import listening_sockets
+from sidechat._native_log import route_native_stderr
 from sidechat.app import SidechatApp
 from sidechat.gc_policy import GCPolicy
+from sidechat.providers.registry import parse_fallback, provider_spec
 from sidechat.settings import Settings
 
 __all__ = ["BACKLOG", "GRACE", "Runtime", "raise_open_files_limit"]
@@ -75,7 +80,13 @@ class Runtime:
         called) until SIGTERM or SIGINT; blocks."""
         if not self.sockets:
             self.listen()
+        if self.settings.log_level == "debug" and self._runs_native_code():
+            route_native_stderr(logging.getLogger("sidechat.providers.llama"))
         self.server(app).run(sockets=self.sockets)
+
+    def _runs_native_code(self) -> bool:
+        names = [self.settings.provider, *(parse_fallback(f)[0] for f in self.settings.fallback)]
+        return any(provider_spec(name).native_stderr for name in names)
 
 
 class _Server(uvicorn.Server):

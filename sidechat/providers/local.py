@@ -18,7 +18,6 @@ import aiohttp
 
 from sidechat.errors import ConfigError, ProviderError
 from sidechat.providers._gguf import read_metadata_string
-from sidechat.providers._native_log import route_native_stderr
 from sidechat.providers._prompt import STOP, completion_prompt, fit_to_context
 from sidechat.providers.base import (
     ChatRequest,
@@ -106,8 +105,6 @@ class LocalProvider(Provider):
     async def _load(self) -> None:
         loop = asyncio.get_running_loop()
         started = loop.time()
-        if self._verbose:
-            route_native_stderr(logging.getLogger("sidechat.providers.llama"))
         path, port, chat = await asyncio.to_thread(self._load_blocking)
         mode: Literal["chat", "completion"] = "chat" if chat else "completion"
         inner = OpenAIProvider(

@@ -67,6 +67,9 @@ class ProviderSpec:
     model_example: str = ""
     base_url_example: str = ""
     description: str = ""
+    # Runs native code that logs to the process's stderr: `sidechat serve --log-level debug`
+    # routes that into Python's logging.
+    native_stderr: bool = False
 
     def fallback_form(self, name: str) -> str:
         """How `--fallback` spells it, e.g. `openai:MODEL@BASE_URL`."""
@@ -118,7 +121,10 @@ def _anthropic(context: BuildContext) -> Provider:
 
 BUILT_IN: Mapping[str, ProviderSpec] = {
     "local": ProviderSpec(
-        _local, model="unused", description="the embedded model (llama.cpp, a GGUF file)"
+        _local,
+        model="unused",
+        description="the embedded model (llama.cpp, a GGUF file)",
+        native_stderr=True,
     ),
     "openai": ProviderSpec(
         _openai,
@@ -201,9 +207,7 @@ def make_provider(
     """Build the provider `name`, after checking what its spec says it needs."""
     spec = provider_spec(name)
     if spec.base_url == "required" and not base_url:
-        raise ConfigError(
-            f"--provider {name} needs --base-url{_example(spec.base_url_example)}"
-        )
+        raise ConfigError(f"--provider {name} needs --base-url{_example(spec.base_url_example)}")
     if spec.model == "required" and not model:
         raise ConfigError(f"--provider {name} needs --model{_example(spec.model_example)}")
     if spec.base_url == "unused":

@@ -4,6 +4,7 @@ Scripted like the OpenAI fake, by `[[...]]` directives in the last user message:
 text="...", ttft=S, interval=S, fault=400|404|too_long|429|500|529|drop_before|overloaded_event|
 drop_after|malformed|stall, fault_at=N, retry_after=S, fail_times=N with key=NAME. Any key
 other than `sk-ant-test` is refused with 401 `authentication_error`, as the real API does.
+`GET /v1/models` lists `claude-fake-1-20250101`, under the same key check.
 """
 
 from __future__ import annotations
@@ -54,9 +55,17 @@ class FakeAnthropic(ScriptedUpstream):
 
     def routes(self, app: web.Application) -> None:
         app.router.add_post("/v1/messages", self._messages)
+        app.router.add_get("/v1/models", self._models)
 
     def find(self, marker: str) -> list[RequestRecord]:
         return [r for r in self.requests if marker in str(r.body["messages"][-1]["content"])]
+
+    async def _models(self, request: web.Request) -> web.Response:
+        if request.headers.get("x-api-key") != "sk-ant-test":
+            error = {"type": "authentication_error", "message": "invalid x-api-key"}
+            return web.json_response({"type": "error", "error": error}, status=401)
+        data = [{"type": "model", "id": "claude-fake-1-20250101", "display_name": "Fake"}]
+        return web.json_response({"data": data, "has_more": False})
 
     async def _messages(self, request: web.Request) -> web.StreamResponse:
         body = await request.json(loads=orjson.loads)

@@ -14,6 +14,9 @@ through every scenario. Knobs:
     retry_after=S   Retry-After header for 429/500
     fail_times=N    apply the fault only to the first N requests carrying the same key=...
     key=NAME        groups requests for fail_times
+
+`GET /v1/models` lists `fake-model` and `MODELS`; when `api_key` is set, it answers 401 to any
+other bearer key (the chat routes take any key).
 """
 
 from __future__ import annotations
@@ -99,6 +102,8 @@ class ScriptedUpstream(ThreadedApp):
 
 class FakeOpenAI(ScriptedUpstream):
     name = "fake-openai"
+    api_key: str | None = None
+    MODELS = ("fake-model", "m")
 
     @property
     def base_url(self) -> str:
@@ -107,12 +112,22 @@ class FakeOpenAI(ScriptedUpstream):
     def routes(self, app: web.Application) -> None:
         app.router.add_post("/v1/chat/completions", self._chat)
         app.router.add_post("/v1/completions", self._chat)
+        app.router.add_get("/v1/models", self._models)
 
     def find(self, marker: str) -> list[RequestRecord]:
         """Requests whose last message contains `marker`."""
         return [r for r in self.requests if marker in _last_text(r.body)]
 
     # -- the API ----------------------------------------------------------------------------
+    async def _models(self, request: web.Request) -> web.Response:
+        if self.api_key is not None and request.headers.get("Authorization") != (
+            f"Bearer {self.api_key}"
+        ):
+            error = {"error": {"message": "Incorrect API key provided", "code": "invalid_api_key"}}
+            return web.json_response(error, status=401)
+        data = [{"id": m, "object": "model", "owned_by": "fake"} for m in self.MODELS]
+        return web.json_response({"object": "list", "data": data})
+
     async def _chat(self, request: web.Request) -> web.StreamResponse:
         body = await request.json(loads=orjson.loads)
         record = RequestRecord(body, dict(request.headers))

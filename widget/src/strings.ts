@@ -8,6 +8,8 @@ export const STRINGS = {
   retry: "Retry",
   inputLabel: "Your question",
   thinking: "Thinking…",
+  /** Shown (and said once) while the answer has no text yet; {title} is the page being read. */
+  reading: "Reading: {title}…",
   connecting: "Connecting…",
   reconnecting: "Connection lost, reconnecting…",
   offline: "You are offline. Waiting for the network…",

@@ -1,7 +1,9 @@
 """Route what native code writes to the process's stderr (llama.cpp's log: xllamacpp offers no
 log callback) into a Python logger at debug level.
 
-Only used with `--log-level debug`; otherwise llama.cpp runs at verbosity 0 and prints nothing.
+Process-wide, so only the runtime does it: with `--log-level debug` and a provider that runs
+native code (`ProviderSpec.native_stderr`); otherwise llama.cpp runs at verbosity 0 and prints
+nothing.
 fd 2 becomes a pipe read by a thread; Python's own stderr users (sys.stderr and every logging
 handler that wrote to it) move to a duplicate of the original fd 2, so log lines never loop back
 into the pipe. A line that does come back (a stream captured before the switch) is passed
