@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -19,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 from sidechat import protocol
 from sidechat.errors import ProviderError
 from sidechat.eventlog import DONE
+from sidechat.metrics import error_kind
 from sidechat.providers.base import (
     ChatRequest,
     Finish,
@@ -38,6 +40,10 @@ if TYPE_CHECKING:
 __all__ = ["Generation", "Plan", "ReadyAnswer"]
 
 logger = logging.getLogger("sidechat.generation")
+# One token in this many has its added delay timed (sidechat.metrics): two clock reads on
+# 1/64 of the tokens, a counter on the others.
+SAMPLE_EVERY = 64
+_perf = time.perf_counter
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,9 +83,13 @@ class Generation:
 
         question = request.messages[-1].content
         history = [m.content for m in request.messages[:-1] if m.role == "user"]
+        began = _perf()
         grounding = await ground(
             self._retriever, question, history=history, k=self._settings.retrieval_k
         )
+        turn.retrieval_seconds = _perf() - began
+        turn.found = grounding.found
+        turn.source_list = tuple((s.url, s.title) for s in grounding.sources)
         for source in grounding.sources:
             turn.log.append(protocol.source_url(source.source_id, source.url, source.title))
         turn.sources = len(grounding.sources)
@@ -108,19 +118,30 @@ class Generation:
         started = False
         reason: FinishReason = "stop"
         metadata: dict[str, Any] = {}
+        samples: list[float] = []
+        turn.delay_samples = samples
+        sample_in = SAMPLE_EVERY
 
         # Called by the provider for each event as it arrives (for HTTP upstreams, straight
         # from the socket's data callback): the per-token path of the whole server.
         def on_event(event: StreamEvent) -> None:
-            nonlocal started, budget, reason
+            nonlocal started, budget, reason, sample_in
             if type(event) is TextDelta:
                 text = event.text
                 if not text:
                     return  # nothing to say; and every event costs the turn a character
                 if started:
-                    append(delta(text), text)
+                    sample_in -= 1
+                    if sample_in:
+                        append(delta(text), text)
+                    else:  # a sampled token: its added delay, from hand-over to written
+                        sample_in = SAMPLE_EVERY
+                        began = _perf()
+                        append(delta(text), text)
+                        samples.append(_perf() - began)
                 else:  # the text part opens with its first delta: one write to live readers
                     log.extend(((protocol.text_start(), None), (delta(text), text)))
+                    turn.first_token_at = time.time()
                     started = True
                 parts.append(text)
                 budget -= len(text)
@@ -156,6 +177,7 @@ class Generation:
                 # Shutdown, not a visitor's cancel: record it, then let cancellation proceed.
                 tail += (protocol.error(RESTART_TEXT), protocol.finish("error"))
                 turn.status, turn.finish_reason = "error", "error"
+                turn.outcome = turn.error_kind = "interrupted"
                 raise
             tail.append(protocol.abort())
             turn.status = "aborted"
@@ -163,6 +185,7 @@ class Generation:
             logger.warning("turn %s failed: %s", turn.id, exc.detail)
             tail += (protocol.error(exc.message), protocol.finish("error"))
             turn.status, turn.finish_reason = "error", "error"
+            turn.error_kind = error_kind(exc)
         except Exception:
             logger.exception("turn %s crashed", turn.id)
             tail += (
@@ -170,12 +193,14 @@ class Generation:
                 protocol.finish("error"),
             )
             turn.status, turn.finish_reason = "error", "error"
+            turn.error_kind = "crash"
         finally:
             if started:
                 tail.insert(0, protocol.text_end())
             if before_done is None:
                 tail.append(DONE)  # with the tail: one write to live readers
             log.extend([(payload, None) for payload in tail])
+            turn.tokens = len(parts)
             turn.parts = (turn.text,)  # a tuple of str: no longer tracked by the GC
             if before_done is not None:
                 try:

@@ -22,9 +22,11 @@ from sidechat.conversations import Conversation, StoredMessage, new_id
 from sidechat.errors import Busy, NotFound, Restarting
 from sidechat.eventlog import EventLog, MemoryEventLog
 from sidechat.generation import Generation
+from sidechat.metrics import Metrics
 from sidechat.providers.base import ChatRequest, Message
 from sidechat.settings import Settings
 from sidechat.store import StoredTurn, TurnStart
+from sidechat.store.queries import annotate
 from sidechat.store.recorder import Recorder
 
 __all__ = ["Rating", "Turn", "TurnStatus", "Turns"]
@@ -54,6 +56,17 @@ class Turn:
     id_ceiling: int = 0  # no event of the turn has a larger id (see sidechat.store.recover)
     stored: bool = False  # its ending is written to the store: memory may let it go
     size: int = 0  # bytes it holds once finished (an estimate, for `max_memory_mb`)
+    # For the owner's dashboard and /metrics (sidechat.admin, sidechat.metrics): observed once,
+    # when the turn ends; nothing of these is touched per token but a sampled token's timing.
+    outcome: str = ""  # "" (from status), or "interrupted" by a shutdown
+    error_kind: str | None = None
+    first_token_at: float | None = None  # Unix seconds
+    tokens: int = 0
+    delay_samples: list[float] | None = None
+    retrieval_seconds: float | None = None
+    found: bool | None = None  # retrieval found a page good enough (None: no index)
+    source_list: tuple[tuple[str, str], ...] = ()  # (url, title) of the pages retrieved
+    client_hash: str | None = None
 
     @property
     def text(self) -> str:
@@ -71,9 +84,14 @@ class Turns:
     """Begins, finds, cancels and eventually forgets turns."""
 
     def __init__(
-        self, settings: Settings, generation: Generation, recorder: Recorder | None = None
+        self,
+        settings: Settings,
+        generation: Generation,
+        recorder: Recorder | None = None,
+        metrics: Metrics | None = None,
     ) -> None:
         self._settings = settings
+        self._metrics = metrics
         self._generation = generation
         self._recorder = recorder
         self._turns: OrderedDict[str, Turn] = OrderedDict()
@@ -206,6 +224,7 @@ class Turns:
         conversation: Conversation,
         message: str,
         history: Sequence[Message] | None = None,
+        client_hash: str | None = None,
     ) -> Turn:
         """Record the user's message and start generating the reply. `history` overrides the
         stored one (the AI SDK client sends its own)."""
@@ -224,6 +243,7 @@ class Turns:
             self.cancel(previous.id)
         turn = Turn(new_id("t_"), conversation.id, MemoryEventLog())
         turn.question, turn.started_at, turn.id_ceiling = message, time.time(), self._id_ceiling
+        turn.client_hash = client_hash
         turn.log.append(protocol.start(turn.id))
         if self._recorder is not None:
             start = TurnStart(turn.id, conversation.id, message, turn.started_at, turn.id_ceiling)
@@ -293,6 +313,9 @@ class Turns:
             del self._generating[turn.id]
             self._last_activity = turn.finished_at = time.monotonic()
             turn.task = None  # a finished turn keeps its events, not its task
+            if self._metrics is not None:
+                self._metrics.turn_ended(turn)
+            turn.delay_samples = None
             self._settle(turn, conversation)
             turn.size = _size(turn)
             self._bytes += turn.size
@@ -302,6 +325,7 @@ class Turns:
     async def _write_ending(self, turn: Turn) -> None:
         recorder = self._recorder
         assert recorder is not None
+        annotate(recorder.store, turn)  # in the same transaction as the turn's end
         written = recorder.end(turn.record())
 
         def stored(future: asyncio.Future[None]) -> None:
