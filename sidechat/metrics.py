@@ -69,14 +69,17 @@ class _Gauges(Collector):
         self._generating = generating
         self._streams = streams
 
+    def describe(self) -> Iterator[Metric]:
+        yield GaugeMetricFamily("sidechat_generating_turns", "Turns being generated now.")
+        yield GaugeMetricFamily("sidechat_active_streams", "SSE responses open now.")
+
     def collect(self) -> Iterator[Metric]:
         yield GaugeMetricFamily(
             "sidechat_generating_turns", "Turns being generated now.", value=self._generating()
         )
         yield GaugeMetricFamily(
-            "sidechat_active_streams", "SSE responses open now (readers of turns).",
-            value=self._streams(),
-        )  # fmt: skip
+            "sidechat_active_streams", "SSE responses open now.", value=self._streams()
+        )
 
 
 class Metrics:
