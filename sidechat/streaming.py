@@ -166,6 +166,10 @@ class TurnStream:
             self._task = None
             watcher.remove_done_callback(self._on_disconnect)
             watcher.cancel()
+            # `_listener` is a bound method of this object: a reference cycle that kept the
+            # response, and through it the turn's whole log, alive until a full collection
+            # (which the GC policy defers), long after the turn left memory.
+            self._listener = _detached
 
     def _on_disconnect(self, watcher: asyncio.Task[None]) -> None:
         if self._task is not None and not watcher.cancelled():
@@ -306,6 +310,10 @@ def _uvicorn_transport(send: Send, scope: Scope) -> asyncio.Transport | None:
         if all(hasattr(transport, m) for m in ("write", "is_closing", "get_write_buffer_size")):
             return cast(asyncio.Transport, transport)  # uvloop's is not a registered subclass
     return None
+
+
+def _detached(event_id: int, frame: bytes | None) -> None:
+    """The listener of a response that has ended."""
 
 
 async def _disconnected(receive: Receive) -> None:
