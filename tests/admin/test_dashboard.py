@@ -186,7 +186,8 @@ def test_exports(filled: Filled) -> None:
 
 
 def test_client_addresses_are_kept_only_hashed(filled: Filled, tmp_path: Path) -> None:
-    data_dir = Path(filled.server.proc.args[filled.server.proc.args.index("--data-dir") + 1])
+    args = [str(a) for a in filled.server.proc.args]  # type: ignore[union-attr]
+    data_dir = Path(args[args.index("--data-dir") + 1])
     with sqlite3.connect(data_dir / "sidechat.db") as conn:
         hashes = {h for (h,) in conn.execute("SELECT client_hash FROM turns")}
         dump = "\n".join(conn.iterdump())
