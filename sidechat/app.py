@@ -32,7 +32,7 @@ from sidechat.eventlog import DONE
 from sidechat.generation import Generation
 from sidechat.metrics import Metrics
 from sidechat.persistence import Persistence, open_persistence
-from sidechat.privacy import client_hasher
+from sidechat.privacy import client_address, client_hasher
 from sidechat.providers import Provider, build_provider
 from sidechat.providers.resilience import ResilientProvider
 from sidechat.request_bodies import parse_chat, parse_event_id, read_json
@@ -162,7 +162,7 @@ async def post_chat(app: Sidechat, request: Request) -> ASGIApp:
     else:
         conversation = conversations.create()
     hasher = app.client_hash
-    client = hasher(request.client.host if request.client else None) if hasher else None
+    client = hasher(client_address(request)) if hasher else None
     turn = app.turns.begin(conversation, chat.message, chat.history, client)
     if chat.client_chat or "text/event-stream" in request.headers.get("accept", ""):
         headers = _stream_headers(

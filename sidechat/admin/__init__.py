@@ -17,6 +17,7 @@ from sidechat.admin import views
 from sidechat.admin._html import HEADERS, esc, page
 from sidechat.admin.auth import COOKIE, SESSION_SECONDS, AdminAuth
 from sidechat.admin.export import to_csv, to_jsonl
+from sidechat.privacy import client_address
 from sidechat.settings import Settings
 from sidechat.store import Store
 from sidechat.store import queries as q
@@ -41,7 +42,7 @@ def _html(body: str, status: int = 200, headers: dict[str, str] | None = None) -
 
 
 def _client(request: Request) -> str:
-    return request.client.host if request.client else "unknown"
+    return client_address(request) or "unknown"
 
 
 def _https(request: Request) -> bool:

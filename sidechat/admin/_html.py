@@ -89,13 +89,14 @@ def bar_chart(title: str, labels: Sequence[str], values: Sequence[float]) -> str
     top = float(-(-top // 2) * 2) if top > 2 else float(top)
     parts = _frame(title, top, "", labels)
     inner_w, inner_h = _W - _PAD_L - 4, _H - _PAD_B - _PAD_T
-    width = inner_w / len(values)
+    slot = inner_w / len(values)
+    width = min(slot * 0.7, 48.0)
     for i, value in enumerate(values):
         h = inner_h * value / top
-        x = _PAD_L + i * width + width * 0.15
+        x = _PAD_L + (i + 0.5) * slot - width / 2
         parts.append(
             f'<rect class="bar" x="{x:.1f}" y="{_PAD_T + inner_h - h:.1f}" '
-            f'width="{width * 0.7:.1f}" height="{h:.1f}"><title>{esc(labels[i])}: '
+            f'width="{width:.1f}" height="{h:.1f}"><title>{esc(labels[i])}: '
             f"{value:g}</title></rect>"
         )
     parts.append("</svg>")

@@ -12,7 +12,7 @@ import urllib.request
 from pathlib import Path
 
 from tests._servers import start_sidechat
-from tests.admin.conftest import HOSTILE_COMMENT, TOKEN, Filled, bearer, parse_jsonl
+from tests.admin._filled import HOSTILE_COMMENT, TOKEN, Filled, bearer, parse_jsonl
 
 Reply = tuple[int, dict[str, str], str]
 

@@ -10,7 +10,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests._servers import start_sidechat
-from tests.admin.conftest import TOKEN, Filled, bearer
+from tests.admin._filled import TOKEN, Filled, bearer
 from tests.fakes.openai_upstream import FakeOpenAI
 
 
