@@ -285,3 +285,35 @@ async def _disk_fills_mid_run(upstream: FakeOpenAI, disk: Path) -> None:
         with serving(upstream, store) as again:
             for turn_id, got in answers:
                 assert await replay(http, f"{again.url}/api/turns/{turn_id}/stream") == got
+
+
+def test_conversations_past_retention_are_forgotten(upstream: FakeOpenAI, tmp_path: Path) -> None:
+    asyncio.run(_retention(upstream, ["--data-dir", str(tmp_path / "data")]))
+
+
+async def _retention(upstream: FakeOpenAI, store: list[str]) -> None:
+    async with aiohttp.ClientSession() as http:
+        with serving(upstream, store) as server:
+            async with http.post(
+                f"{server.url}/api/chat", headers=SSE, json={"message": "old [[tokens=3]]"}
+            ) as r:
+                old, turn_id = r.headers["X-Conversation-Id"], r.headers["X-Turn-Id"]
+                await r.read()
+        await asyncio.sleep(1.5)
+        # 0.00001 days is 0.86 s: the purge at start-up finds the conversation past it.
+        with serving(upstream, store, "--retention", "0.00001") as server:
+            async with http.post(
+                f"{server.url}/api/chat", headers=SSE, json={"message": "new [[tokens=3]]"}
+            ) as r:
+                new = r.headers["X-Conversation-Id"]
+                await r.read()
+            for _ in range(50):
+                async with http.get(f"{server.url}/api/conversations/{old}") as r:
+                    if r.status == 404:
+                        break
+                await asyncio.sleep(0.1)
+            assert r.status == 404
+            async with http.get(f"{server.url}/api/turns/{turn_id}/stream") as r:
+                assert r.status == 404
+            async with http.get(f"{server.url}/api/conversations/{new}") as r:
+                assert r.status == 200

@@ -55,9 +55,7 @@ def _iso(timestamp: float | None) -> str | None:
 
 
 @click.command()
-@click.option(
-    "--format", "fmt", type=click.Choice(["jsonl"]), default="jsonl", show_default=True
-)
+@click.option("--format", "fmt", type=click.Choice(["jsonl"]), default="jsonl", show_default=True)
 @_DAYS
 @_DATA_DIR
 @_DATABASE_URL

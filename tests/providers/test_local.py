@@ -28,11 +28,17 @@ def embedded() -> Iterator[SidechatProcess]:
 
 
 def _status(url: str) -> int:
-    try:
-        with urllib.request.urlopen(url, timeout=5) as r:
-            return int(r.status)
-    except urllib.error.HTTPError as exc:
-        return exc.code
+    # llama.cpp holds the GIL for seconds while it loads the model, so the event loop may not
+    # answer meanwhile (how long depends on when the load starts): wait it out, a few times.
+    for _ in range(5):
+        try:
+            with urllib.request.urlopen(url, timeout=10) as r:
+                return int(r.status)
+        except urllib.error.HTTPError as exc:
+            return exc.code
+        except TimeoutError:
+            continue
+    raise TimeoutError(f"{url} did not answer")
 
 
 async def test_turns_before_ready_wait_then_stream(embedded: SidechatProcess) -> None:
