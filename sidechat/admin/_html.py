@@ -57,7 +57,7 @@ def page(title: str, body: str, *, current: str = "", nav: bool = True) -> str:
     )
 
 
-_W, _H, _PAD_L, _PAD_B, _PAD_T = 640, 220, 44, 28, 12
+_W, _H, _PAD_L, _PAD_B, _PAD_T = 640, 220, 60, 28, 12
 
 
 def _frame(title: str, top: float, unit: str, labels: Sequence[str]) -> list[str]:
@@ -70,7 +70,7 @@ def _frame(title: str, top: float, unit: str, labels: Sequence[str]) -> list[str
     for i in range(3):
         value = top * i / 2
         y = _PAD_T + inner_h - inner_h * i / 2
-        text = f"{value:.0f}{unit}" if unit != "" or top >= 3 else f"{value:.1f}"
+        text = f"{value:g}{unit}"
         parts.append(f'<line class="grid" x1="{_PAD_L}" x2="{_W - 4}" y1="{y:.1f}" y2="{y:.1f}"/>')
         parts.append(f'<text class="axis" x="{_PAD_L - 6}" y="{y + 4:.1f}">{esc(text)}</text>')
     n = len(labels)

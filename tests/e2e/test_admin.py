@@ -4,7 +4,9 @@ dark schemes with no serious or critical violation."""
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -15,7 +17,7 @@ from tests.fakes.openai_upstream import FakeOpenAI
 
 AXE = ROOT / "widget" / "node_modules" / "axe-core" / "axe.min.js"
 PAGES = ["/admin", "/admin/unanswered", "/admin/feedback", "/admin/pages", "/admin/export"]
-SIZES = {
+SIZES: dict[str, dict[str, Any]] = {
     "light": {"viewport": {"width": 1280, "height": 900}, "color_scheme": "light"},
     "phone": {
         "viewport": {"width": 390, "height": 844},
@@ -30,6 +32,14 @@ SIZES = {
 @pytest.fixture(scope="module")
 def admin(upstream: FakeOpenAI, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Filled]:
     with serve_filled(upstream, tmp_path_factory.mktemp("admin-e2e")) as filled:
+        # Spread the turns over four days, so the plots in the screenshots have a shape.
+        args = [str(a) for a in filled.server.proc.args]  # type: ignore[union-attr]
+        database = Path(args[args.index("--data-dir") + 1]) / "sidechat.db"
+        with sqlite3.connect(database) as conn:
+            conn.execute(
+                "UPDATE turns SET started_at = started_at - 86400 * (rowid % 4), "
+                "finished_at = finished_at - 86400 * (rowid % 4)"
+            )
         yield filled
 
 
@@ -56,7 +66,7 @@ def test_login_and_screenshots(browser: Any, admin: Filled, size: str) -> None:
         assert cookie["httpOnly"] and cookie["sameSite"] == "Strict"
         assert page.locator("svg.chart").count() == 2
         width = page.evaluate("document.documentElement.scrollWidth")
-        assert width <= SIZES[size]["viewport"]["width"]  # type: ignore[index]
+        assert width <= SIZES[size]["viewport"]["width"]
         SCREENSHOTS.mkdir(parents=True, exist_ok=True)
         page.screenshot(path=str(SCREENSHOTS / f"admin-{size}.png"), full_page=True)
         page.goto(url + "/admin/unanswered")
