@@ -6,6 +6,7 @@ from __future__ import annotations
 import re
 import urllib.request
 
+import orjson
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -86,3 +87,33 @@ def test_metrics_off_or_behind_the_token(mode: str) -> None:
             with pytest.raises(urllib.error.HTTPError):
                 _scrape(server.url, wrong)
             assert re.search("sidechat", str(_scrape(server.url, bearer())))
+
+
+def test_refusals_are_counted(upstream: FakeOpenAI) -> None:
+    args = ("--provider", "openai", "--base-url", upstream.base_url, "--model", "fake-model",
+            "--memory-only")  # fmt: skip
+    with start_sidechat(*args, env={"SIDECHAT_MAX_ACTIVE_TURNS": "1"}) as server:
+
+        def post(message: str) -> int:
+            body = orjson.dumps({"message": message})
+            request = urllib.request.Request(
+                server.url + "/api/chat", body, {"content-type": "application/json"}
+            )
+            try:
+                with urllib.request.urlopen(request, timeout=10) as response:
+                    return int(response.status)
+            except urllib.error.HTTPError as exc:
+                return int(exc.code)
+
+        assert post("slow [[tokens=50 interval=0.1]]") == 202
+        assert post("refused") == 429
+        assert post("refused again") == 429
+        m = _scrape(server.url)
+        assert m[("sidechat_rate_limit_refusals_total", "reason=busy")] == 2
+        assert m[("sidechat_generating_turns", "")] == 1
+
+
+def test_metrics_token_needs_an_admin_token() -> None:
+    refused = pytest.raises(RuntimeError, match="needs an admin token")
+    with refused, start_sidechat("--memory-only", "--metrics", "token", timeout=30):
+        pass
