@@ -9,4 +9,3 @@ ALTER TABLE turns ADD COLUMN ttft DOUBLE PRECISION;
 ALTER TABLE turns ADD COLUMN found INTEGER;
 ALTER TABLE turns ADD COLUMN source_urls TEXT;
 ALTER TABLE turns ADD COLUMN client_hash TEXT;
-CREATE INDEX turns_started ON turns (started_at);
