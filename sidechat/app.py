@@ -161,9 +161,14 @@ async def post_chat(app: Sidechat, request: Request) -> ASGIApp:
         conversation = await app.conversation(chat.conversation_id)
     else:
         conversation = conversations.create()
+    language = "en"
+    if app.turns.grounded:
+        from sidechat.answers.notfound import language as pick_language
+
+        language = pick_language(request.headers.get("accept-language"))
     hasher = app.client_hash
     client = hasher(client_address(request)) if hasher else None
-    turn = app.turns.begin(conversation, chat.message, chat.history, client)
+    turn = app.turns.begin(conversation, chat.message, chat.history, language, client)
     if chat.client_chat or "text/event-stream" in request.headers.get("accept", ""):
         headers = _stream_headers(
             app, request, **{"X-Conversation-Id": conversation.id, "X-Turn-Id": turn.id}

@@ -59,6 +59,13 @@ def _settings_error(exc: ValidationError) -> click.ClickException:
     type=click.Path(path_type=Path),
     help="Content index made by `sidechat ingest`, for grounded answers with sources.",
 )
+@click.option(
+    "--answer-mode",
+    type=click.Choice(["auto", "extractive", "generative"]),
+    help="Grounded answers: quoted from the pages, or written by the model with numbered "
+    "citations. [env: SIDECHAT_ANSWER_MODE; default auto: quoted for the embedded default "
+    "model, written for the others]",
+)
 @click.option("--retry-budget", type=float, help="Seconds to keep retrying before the first token.")
 @click.option("--connect-timeout", type=float, help="Seconds to connect to the upstream.")
 @click.option("--first-token-timeout", type=float, help="Seconds to wait for the first token.")

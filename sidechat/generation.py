@@ -34,10 +34,12 @@ from sidechat.settings import Settings
 from sidechat.store.recover import RESTART_TEXT
 
 if TYPE_CHECKING:
+    from sidechat.answers.citations import CitationFilter
+    from sidechat.answers.plan import Answerer
     from sidechat.content import Retriever
     from sidechat.turns import Turn
 
-__all__ = ["Generation", "Plan", "ReadyAnswer"]
+__all__ = ["CitedRequest", "Generation", "Plan", "ReadyAnswer"]
 
 logger = logging.getLogger("sidechat.generation")
 # One token in this many has its added delay timed (sidechat.metrics): two clock reads on
@@ -56,7 +58,16 @@ class ReadyAnswer:
     metadata: dict[str, Any] = field(default_factory=dict)
 
 
-Plan = ChatRequest | ReadyAnswer
+@dataclass(frozen=True, slots=True)
+class CitedRequest:
+    """A model request over numbered passages: the reply's text deltas pass `checker`, which
+    drops citation markers that point at no source."""
+
+    request: ChatRequest
+    checker: CitationFilter
+
+
+Plan = ChatRequest | ReadyAnswer | CitedRequest
 
 
 class _Enough(Exception):
@@ -71,32 +82,50 @@ class Generation:
     ) -> None:
         self._settings = settings
         self._provider = provider
-        self._retriever = retriever
+        self._answerer: Answerer | None = None
+        if retriever is not None:
+            from sidechat.answers.plan import Answerer
+            from sidechat.answers.strategy import choose
+
+            self._answerer = Answerer(
+                retriever, choose(settings), index=settings.index, k=settings.retrieval_k
+            )
+
+    @property
+    def grounded(self) -> bool:
+        """Replies are answered from the site's index."""
+        return self._answerer is not None
+
+    def close(self) -> None:
+        if self._answerer is not None:
+            self._answerer.close()
 
     async def plan(self, turn: Turn, request: ChatRequest) -> Plan:
-        """How to answer `request` (its last message is the visitor's question): the request
-        to send to the model, grounded in the site's passages when there is an index (their
-        sources are appended to the turn's log here), or a `ReadyAnswer`."""
-        if self._retriever is None:
+        """How to answer `request` (its last message is the visitor's question). Without an
+        index, the request as it is. With one (sidechat.answers), after the sources are
+        appended to the turn's log: a `ReadyAnswer` that needs no model (the pages quoted, or
+        "not found" in `turn.language`), or a `CitedRequest` over numbered passages."""
+        if self._answerer is None:
             return request
-        from sidechat.grounding import ground
+        from sidechat.answers.plan import Ready
 
         question = request.messages[-1].content
         history = [m.content for m in request.messages[:-1] if m.role == "user"]
         began = _perf()
-        grounding = await ground(
-            self._retriever, question, history=history, k=self._settings.retrieval_k
-        )
+        plan = await self._answerer.plan(question, history, language=turn.language)
         turn.retrieval_seconds = _perf() - began
-        turn.found = grounding.found
-        turn.source_list = tuple((s.url, s.title) for s in grounding.sources)
-        for source in grounding.sources:
+        turn.found = not (isinstance(plan, Ready) and plan.kind == "not_found")
+        turn.source_list = tuple((s.url, s.title) for s in plan.sources)
+        for source in plan.sources:
             turn.log.append(protocol.source_url(source.source_id, source.url, source.title))
-        turn.sources = len(grounding.sources)
-        system = f"{request.system}\n\n{grounding.context}" if grounding.context else request.system
-        return ChatRequest(
+        turn.sources = len(plan.sources)
+        if isinstance(plan, Ready):
+            return ReadyAnswer(plan.text, metadata={"answer": plan.kind})
+        system = f"{request.system}\n\n{plan.context}"
+        grounded = ChatRequest(
             request.messages, system, request.max_tokens, request.temperature, request.stop
         )
+        return CitedRequest(grounded, plan.checker())
 
     async def run(
         self,
@@ -121,6 +150,7 @@ class Generation:
         samples: list[float] = []
         turn.delay_samples = samples
         sample_in = SAMPLE_EVERY
+        checker: CitationFilter | None = None  # a cited answer's check on its markers
 
         # Called by the provider for each event as it arrives (for HTTP upstreams, straight
         # from the socket's data callback): the per-token path of the whole server.
@@ -128,6 +158,8 @@ class Generation:
             nonlocal started, budget, reason, sample_in
             if type(event) is TextDelta:
                 text = event.text
+                if checker is not None:
+                    text = checker.feed(text)
                 if not text:
                     return  # nothing to say; and every event costs the turn a character
                 if started:
@@ -168,6 +200,16 @@ class Generation:
                         on_event(TextDelta(plan.text))
                     reason = plan.reason
                     metadata.update(plan.metadata)
+                elif isinstance(plan, CitedRequest):
+                    metadata["answer"] = "generative"
+                    checker = plan.checker
+                    await self._provider.push(plan.request, on_event)
+                    checker = None
+                    rest = plan.checker.flush()  # a trailing "[12" that was not a marker
+                    if rest:
+                        on_event(TextDelta(rest))
+                    if plan.checker.invalid:
+                        metadata["invalidCitations"] = plan.checker.invalid
                 else:
                     await self._provider.push(plan, on_event)
             tail.append(protocol.finish(reason, metadata))

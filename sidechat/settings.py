@@ -135,6 +135,16 @@ class Settings(BaseSettings):
         le=50,
         description="Passages retrieved per question (at most two per page).",
     )
+    answer_mode: Literal["auto", "extractive", "generative"] = Field(
+        default="auto",
+        description=(
+            "How grounded answers are made: `extractive` quotes the pages (no model call), "
+            "`generative` lets the model write with numbered citations; `auto` quotes for the "
+            "embedded default model (`local` without `model_path`) and writes for the others. "
+            "Either way, a question the pages cannot answer gets a fixed reply, without a model "
+            "call."
+        ),
+    )
 
     # The HTTP server.
     host: str = Field(

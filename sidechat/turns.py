@@ -67,6 +67,7 @@ class Turn:
     found: bool | None = None  # retrieval found a page good enough (None: no index)
     source_list: tuple[tuple[str, str], ...] = ()  # (url, title) of the pages retrieved
     client_hash: str | None = None
+    language: str = "en"  # the visitor's, for replies sidechat writes itself ("not found")
 
     @property
     def text(self) -> str:
@@ -103,7 +104,12 @@ class Turns:
         self._budget = int(settings.max_memory_mb * 1024 * 1024)
         # The most events a turn can have: one per character of its reply at most (empty
         # deltas are dropped), its sources, and the few around them.
-        self._id_ceiling = settings.max_turn_chars + settings.retrieval_k + 16
+        self._id_ceiling = settings.max_turn_chars + settings.retrieval_k + 64
+
+    @property
+    def grounded(self) -> bool:
+        """Replies are answered from the site's index."""
+        return self._generation.grounded
 
     def quiet_for(self) -> float:
         """Seconds since a turn last began or ended; 0 while any is being generated."""
@@ -132,6 +138,7 @@ class Turns:
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+        self._generation.close()
 
     async def _evict_every(self) -> None:
         # `get` never hands out an expired turn; this only gives their memory back.
@@ -224,10 +231,11 @@ class Turns:
         conversation: Conversation,
         message: str,
         history: Sequence[Message] | None = None,
+        language: str = "en",
         client_hash: str | None = None,
     ) -> Turn:
         """Record the user's message and start generating the reply. `history` overrides the
-        stored one (the AI SDK client sends its own)."""
+        stored one (the AI SDK client sends its own); `language` is the visitor's."""
         settings = self._settings
         if self._closing:
             raise Restarting("The server is restarting. Please ask again in a moment.")
@@ -241,7 +249,7 @@ class Turns:
         if previous is not None and previous.task is not None and not previous.task.done():
             # A new question supersedes a reply still being written in the same conversation.
             self.cancel(previous.id)
-        turn = Turn(new_id("t_"), conversation.id, MemoryEventLog())
+        turn = Turn(new_id("t_"), conversation.id, MemoryEventLog(), language=language)
         turn.question, turn.started_at, turn.id_ceiling = message, time.time(), self._id_ceiling
         turn.client_hash = client_hash
         turn.log.append(protocol.start(turn.id))

@@ -5,12 +5,16 @@ from __future__ import annotations
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 import orjson
 
 from sidechat.content.documents import Page
 from sidechat.errors import SidechatError
+
+if TYPE_CHECKING:
+    from sidechat.content.evaluate import Scores
 
 __all__ = ["eval_cmd", "ingest"]
 
@@ -31,8 +35,15 @@ def _is_url(source: str) -> bool:
 @click.option(
     "--base-url",
     default="",
-    help="Turns file paths into page URLs, e.g. "
-    "https://blog.example (default: site-relative URLs like /posts/hello/).",
+    help="The site's address, e.g. https://blog.example: file paths and site-relative "
+    "front-matter URLs become absolute page URLs (default: a Hugo config's baseURL unless it "
+    "is a placeholder or local address, else site-relative URLs like /posts/hello/).",
+)
+@click.option(
+    "--vectors/--no-vectors",
+    default=True,
+    show_default=True,
+    help="Compute dense embeddings for hybrid retrieval (--no-vectors: BM25 only, faster).",
 )
 @click.option(
     "--delay",
@@ -62,7 +73,7 @@ def _is_url(source: str) -> bool:
     show_default=True,
     help="Pages larger than this are skipped.",
 )
-@click.option("--quiet", is_flag=True, help="Only the summary line.")
+@click.option("-q", "--quiet", is_flag=True, help="Only the summary line.")
 def ingest(
     sources: tuple[str, ...],
     index_path: Path,
@@ -72,6 +83,7 @@ def ingest(
     user_agent: str | None,
     max_pages: int,
     max_bytes: int,
+    vectors: bool,
     quiet: bool,
 ) -> None:
     """Index SOURCES (folders of Markdown/HTML, sitemap.xml or RSS/Atom URLs) into --index.
@@ -83,9 +95,15 @@ def ingest(
     from sidechat.content.folders import read_folder
     from sidechat.content.index import write_index
     from sidechat.content.report import Report
+    from sidechat.content.urls import base_url_from_config, check_base_url
     from sidechat.content.web import USER_AGENT, Crawl, read_site
 
     report = Report(echo=not quiet)
+    if base_url:
+        try:
+            base_url = check_base_url(base_url)
+        except ValueError as exc:
+            raise click.BadParameter(str(exc), param_hint="--base-url") from None
     crawl = Crawl(
         delay=delay,
         concurrency=concurrency,
@@ -106,15 +124,34 @@ def ingest(
             if _is_url(source):
                 yield from read_site(source, crawl=crawl, report=report)
             else:
+                base = base_url
+                if not base:
+                    base, note = base_url_from_config(Path(source))
+                    if note:
+                        report.note(note)
                 yield from read_folder(
-                    Path(source), base_url=base_url.rstrip("/"), report=report, max_bytes=max_bytes
+                    Path(source), base_url=base, report=report, max_bytes=max_bytes
                 )
 
     progress = tqdm(
         pages(), desc="ingest", unit=" pages", disable=quiet or None, file=sys.stderr, leave=False
     )
     try:
-        write_index(index_path, progress, origins, report)
+        write_index(
+            index_path,
+            progress,
+            origins,
+            report,
+            vectors=vectors,
+            progress=lambda total: tqdm(
+                total=total,
+                desc="embed",
+                unit=" chunks",
+                disable=quiet or None,
+                file=sys.stderr,
+                leave=False,
+            ),
+        )
     except SidechatError as exc:
         raise click.ClickException(exc.message) from None
     for note in () if quiet else report.notes:
@@ -126,27 +163,73 @@ def ingest(
 @click.argument("questions", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("--index", "index_path", type=click.Path(path_type=Path), required=True)
 @click.option("-k", "--k", "k", type=click.IntRange(1, 50), default=5, show_default=True)
+@click.option(
+    "--split",
+    type=click.Choice(["dev", "test", "all"]),
+    default="all",
+    show_default=True,
+    help='Only the questions of this split (the question set\'s "split" field).',
+)
+@click.option("--bm25", "bm25_only", is_flag=True, help="BM25 only, without dense similarity.")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
-def eval_cmd(questions: Path, index_path: Path, k: int, as_json: bool) -> None:
-    """Report recall@1 and recall@k of the cited pages for QUESTIONS.json
-    (a list of {"q": ..., "expect": [paths or URLs]})."""
-    from sidechat.content import open_index
+@click.option(
+    "--answers",
+    is_flag=True,
+    help="Evaluate answers, not retrieval: correctness, not-found precision/recall, time to "
+    "first text, per split (sidechat.answers.evaluate).",
+)
+def eval_cmd(
+    questions: Path,
+    index_path: Path,
+    k: int,
+    split: str,
+    bm25_only: bool,
+    as_json: bool,
+    answers: bool,
+) -> None:
+    """Report recall@1, recall@k and MRR of the cited pages for QUESTIONS.json, overall, per kind
+    and per split: a list of {"q", "expect": [paths or URLs]} or of {"id", "q", "kind", "expect",
+    "facts", "split", "history"}; questions with an empty "expect" (unanswerable) are not scored.
+    With --answers, the answers themselves (sidechat.answers.evaluate)."""
+    if answers:
+        from sidechat.answers.cli import eval_answers
+
+        eval_answers(questions, index_path, k=k, as_json=as_json)
+        return
     from sidechat.content.evaluate import evaluate, load_questions
+    from sidechat.content.search import SqliteRetriever
 
     try:
-        retriever = open_index(index_path)
-        result = evaluate(retriever, load_questions(questions), k=k)
+        retriever = SqliteRetriever(index_path, dense=not bm25_only)
+        items = load_questions(questions)
+        if split != "all":
+            items = [q for q in items if q.split == split]
+            if not items:
+                raise click.ClickException(f"{questions}: no questions in split {split!r}")
+        if not retriever.hybrid and not bm25_only:
+            click.echo("note: the index has no usable vectors: BM25 only", err=True)
+        result = evaluate(retriever, items, k=k)
     except SidechatError as exc:
         raise click.ClickException(exc.message) from None
     if as_json:
-        click.echo(orjson.dumps(result.as_json(), option=orjson.OPT_INDENT_2).decode())
+        out = {"retrieval": "hybrid" if retriever.hybrid else "bm25", **result.as_json()}
+        click.echo(orjson.dumps(out, option=orjson.OPT_INDENT_2).decode())
         return
     for miss in result.misses:
         click.echo(f"miss: {miss['q']!r} expected {miss['expect']} got {miss['got'][:3]}", err=True)
-    click.echo(
-        f"{result.total} questions: recall@1 {result.recall_at_1:.3f}, "
-        f"recall@{k} {result.recall_at_5:.3f}"
-    )
+
+    def line(name: str, s: Scores) -> str:
+        return (
+            f"{name}: {s.questions} questions: recall@1 {s.recall_at_1:.3f}, "
+            f"recall@{k} {s.recall_at_k:.3f}, MRR {s.mrr:.3f}"
+        )
+
+    for label, groups in (("kind", result.per_kind), ("split", result.per_split)):
+        if len(groups) > 1:
+            for name, scores in sorted(groups.items()):
+                click.echo("  " + line(f"{label} {name}", scores))
+    excluded = f" ({result.excluded} unanswerable not scored)" if result.excluded else ""
+    click.echo(line("all", result.overall) + excluded)
 
 
 @click.group()

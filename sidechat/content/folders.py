@@ -16,6 +16,7 @@ import yaml
 from sidechat.content.documents import Page, first_heading
 from sidechat.content.extract import html_to_markdown
 from sidechat.content.report import Report
+from sidechat.content.urls import safe_page_url
 
 __all__ = ["Layout", "detect_layout", "read_folder"]
 
@@ -119,8 +120,13 @@ def _markdown_page(
         return None
     title = _front_value(meta, "title") or first_heading(body) or _title_from(rel)
     explicit = _front_value(meta, "url", "permalink")
-    if explicit.startswith("/"):
-        explicit = base_url + explicit  # site-relative, like the URLs made from paths
+    if explicit:
+        safe = safe_page_url(explicit, url)
+        if safe is None:
+            report.warn(f"{path}: front matter URL {explicit!r} refused (not http(s)); using {url}")
+        elif safe.startswith("/"):
+            safe = base_url + safe  # site-relative, like the URLs made from paths
+        explicit = safe or ""
     if not explicit and (slug := _front_value(meta, "slug")):
         # A slug replaces the last path segment; a leading "/" makes it site-relative.
         parent = base_url if slug.startswith("/") else url.rstrip("/").rsplit("/", 1)[0]

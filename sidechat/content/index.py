@@ -11,11 +11,14 @@ from __future__ import annotations
 import contextlib
 import os
 import sqlite3
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 from sidechat.content.documents import Page, chunk_markdown, content_hash
 from sidechat.content.report import Report
+from sidechat.content.urls import safe_page_url
+from sidechat.content.vectors import MIGRATION as VECTORS_MIGRATION
+from sidechat.content.vectors import Progress, embed_missing
 from sidechat.errors import ConfigError
 
 __all__ = ["MIGRATIONS", "connect_readonly", "migrate", "write_index"]
@@ -53,6 +56,7 @@ MIGRATIONS: list[tuple[str, str]] = [
         );
         """,
     ),
+    VECTORS_MIGRATION,
 ]
 
 
@@ -127,9 +131,18 @@ def _delete(conn: sqlite3.Connection, page_id: int) -> None:
     conn.execute("DELETE FROM pages WHERE id = ?", (page_id,))
 
 
-def write_index(path: Path, pages: Iterable[Page], origins: set[str], report: Report) -> None:
+def write_index(
+    path: Path,
+    pages: Iterable[Page],
+    origins: set[str],
+    report: Report,
+    *,
+    vectors: bool = True,
+    progress: Callable[[int], Progress] | None = None,
+) -> None:
     """Bring the index at `path` up to date with `pages`; pages previously ingested from one of
-    `origins` and not seen now are removed."""
+    `origins` and not seen now are removed. With `vectors`, every chunk without an embedding
+    (all of them after a model change) gets one; `progress(total)` reports on that."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     conn = _copy_or_create(path, tmp)
@@ -152,6 +165,9 @@ def write_index(path: Path, pages: Iterable[Page], origins: set[str], report: Re
                     report.skip(page.source, f"duplicate URL {page.url}")
                     continue
                 seen.add(key)
+                if safe_page_url(page.url, "/") != page.url:
+                    report.skip(page.source, f"unsafe URL {page.url[:80]!r}")
+                    continue
                 digest = content_hash(page.title, page.url, page.date, page.markdown)
                 old = existing.get(key)
                 if old is not None and old[1] == digest:
@@ -165,6 +181,8 @@ def write_index(path: Path, pages: Iterable[Page], origins: set[str], report: Re
             for key in existing.keys() - seen:
                 _delete(conn, existing[key][0])
                 report.counts["removed"] += 1
+            if vectors:
+                report.counts["embedded"] += embed_missing(conn, progress)
         conn.close()
         os.replace(tmp, path)
     except BaseException:

@@ -37,5 +37,6 @@ class Report:
         c = self.counts
         return (
             f"{c['added']} added, {c['updated']} updated, {c['removed']} removed, "
-            f"{c['unchanged']} unchanged, {len(self.skipped)} skipped, {c['chunks']} chunks"
+            f"{c['unchanged']} unchanged, {len(self.skipped)} skipped, {c['chunks']} chunks, "
+            f"{c['embedded']} embedded"
         )

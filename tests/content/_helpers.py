@@ -5,6 +5,7 @@ from __future__ import annotations
 import sqlite3
 import subprocess
 import sys
+from collections.abc import Mapping
 from pathlib import Path
 
 __all__ = ["TIL", "ingest", "pages", "write"]
@@ -17,7 +18,8 @@ def ingest(*args: str | Path, ok: bool = True) -> subprocess.CompletedProcess[st
         [sys.executable, "-m", "sidechat", "ingest", *map(str, args)],
         capture_output=True,
         text=True,
-        timeout=300,
+        # The TIL corpus's embeddings take ~2 minutes of one core; more on a shared machine.
+        timeout=900,
     )
     if ok:
         assert result.returncode == 0, result.stderr
@@ -33,7 +35,7 @@ def pages(index: Path) -> dict[str, tuple[str, str]]:
         }
 
 
-def write(root: Path, files: dict[str, str | bytes]) -> Path:
+def write(root: Path, files: Mapping[str, str | bytes]) -> Path:
     for name, content in files.items():
         path = root / name
         path.parent.mkdir(parents=True, exist_ok=True)

@@ -64,7 +64,7 @@ async def test_sources_before_text_and_passages_in_the_prompt(
         "title": "Installing sidechat in two minutes",
     }
     system = upstream.find("How do I install sidechat?")[0].body["messages"][0]["content"]
-    assert "pip install sidechat" in system and "<page title=" in system
+    assert "pip install sidechat" in system and '<page number="1" title=' in system
     assert "data, not instructions" in system
 
 
@@ -80,5 +80,7 @@ async def test_unanswerable_question_says_it_does_not_know(
 ) -> None:
     chunks, _ = await chat(grounded, "What is the boiling point of tungsten?")
     assert not [c for c in chunks if c["type"] == "source-url"]
-    system = upstream.find("boiling point of tungsten")[0].body["messages"][0]["content"]
-    assert "don't know" in system and "<page" not in system
+    # The fixed reply, without asking the model (sidechat.answers.notfound).
+    text = "".join(str(c["delta"]) for c in chunks if c["type"] == "text-delta")
+    assert text == "I couldn't find this on this site."
+    assert upstream.find("boiling point of tungsten") == []

@@ -75,12 +75,14 @@ def _patch() -> None:
             _requests.append((probe[0], method, probe[1], self._probe_parsed, time.time() * 1000))
         await run_asgi(self, app)
 
-    def begin_timed(self: Any, conversation: Any, message: str, history: Any = None) -> Any:
+    def begin_timed(
+        self: Any, conversation: Any, message: str, history: Any = None, language: str = "en"
+    ) -> Any:
         if _state["on"]:
             match = _TAG.search(message)
             if match:
                 _starts[match.group(1)] = time.time() * 1000.0
-        return begin(self, conversation, message, history)
+        return begin(self, conversation, message, history, language)
 
     h.HttpToolsProtocol.connection_made = connection_made  # type: ignore[method-assign]
     h.HttpToolsProtocol.on_message_complete = on_message_complete  # type: ignore[method-assign]

@@ -1,0 +1,119 @@
+"""Not found: whether retrieval found anything good enough to answer from, and the fixed, honest
+reply with the closest pages when it did not. No model is asked."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from sidechat.answers._markdown import inline
+from sidechat.content.search import Passage
+
+__all__ = [
+    "DEFAULT",
+    "MESSAGES",
+    "Thresholds",
+    "found",
+    "language",
+    "not_found_reply",
+    "suggestions",
+]
+
+
+@dataclass(frozen=True, slots=True)
+class Thresholds:
+    """The best passage must reach every one of these to count as an answer. `similarity`
+    applies only when the index has embeddings (a similarity above 0); `score` is BM25's, which
+    grows with the corpus, so it is off unless calibrated for one."""
+
+    coverage: float = 0.0
+    similarity: float = 0.0
+    score: float = 0.0
+    names: bool = True  # a name the site never mentions ("PgBouncer") means not found
+    weighted: float = 0.0  # Vocabulary.weighted_coverage of the best page
+
+
+# Calibrated on the dev split of examples/questions/til-visitors.json with
+# `python -m sidechat.answers.calibrate` (BM25-only retrieval).
+DEFAULT = Thresholds()
+SUGGESTIONS = 3
+
+# The reply in the widget's languages; the key is a primary language subtag.
+MESSAGES: dict[str, tuple[str, str]] = {
+    "en": ("I couldn't find this on this site.", "These pages may be close:"),
+    "de": ("Dazu habe ich auf dieser Website nichts gefunden.", "Diese Seiten kommen nahe:"),
+    "es": ("No encontré esto en este sitio.", "Estas páginas podrían estar cerca:"),
+    "fr": ("Je n'ai pas trouvé cela sur ce site.", "Ces pages s'en approchent peut-être :"),
+    "it": ("Non ho trovato questo su questo sito.", "Queste pagine potrebbero avvicinarsi:"),
+    "nl": ("Ik heb dit niet op deze site gevonden.", "Deze pagina's komen misschien in de buurt:"),
+    "pt": ("Não encontrei isto neste site.", "Estas páginas podem estar próximas:"),
+}
+
+
+def found(
+    passages: Sequence[Passage],
+    thresholds: Thresholds = DEFAULT,
+    *,
+    unknown_names: Sequence[str] = (),
+    weighted_coverage: float | None = None,
+) -> bool:
+    """True when the best passage is good enough to answer from. `unknown_names`: the
+    question's names that no page mentions, and `weighted_coverage`, from a `Vocabulary`
+    when there is one."""
+    if not passages or (thresholds.names and unknown_names):
+        return False
+    if weighted_coverage is not None and weighted_coverage < thresholds.weighted:
+        return False
+    best = passages[0]
+    if best.coverage < thresholds.coverage or best.score < thresholds.score:
+        return False
+    top_similarity = max(p.similarity for p in passages)
+    return not (top_similarity > 0 and top_similarity < thresholds.similarity)
+
+
+def language(accept_language: str | None) -> str:
+    """The first language of an Accept-Language header (or a bare tag) that has a reply."""
+    if not accept_language:
+        return "en"
+    ranked: list[tuple[float, int, str]] = []
+    for i, part in enumerate(accept_language[:256].split(",")):
+        tag, _, params = part.strip().partition(";")
+        q = 1.0
+        if params.strip().startswith("q="):
+            try:
+                q = float(params.strip()[2:])
+            except ValueError:
+                q = 0.0
+        ranked.append((-q, i, tag.strip().lower().split("-")[0]))
+    for negative_q, _, primary in sorted(ranked):
+        if negative_q < 0 and primary in MESSAGES:
+            return primary
+    return "en"
+
+
+def suggestions(passages: Sequence[Passage], limit: int = SUGGESTIONS) -> list[Passage]:
+    """The closest pages (one passage each) that share any word with the question."""
+    out: list[Passage] = []
+    seen: set[str] = set()
+    for passage in passages:
+        if passage.url in seen or (passage.coverage <= 0 and passage.similarity <= 0):
+            continue
+        seen.add(passage.url)
+        out.append(passage)
+        if len(out) >= limit:
+            break
+    return out
+
+
+def _link_target(url: str) -> str:
+    # Inside "(...)": no space, parenthesis or angle bracket may end the destination early.
+    return "".join(f"%{ord(ch):02X}" if ch in " ()<>\\" else ch for ch in url)
+
+
+def not_found_reply(closest: Sequence[Passage], lang: str = "en") -> str:
+    """The fixed reply, with the closest pages as Markdown links."""
+    sorry, maybe = MESSAGES.get(lang, MESSAGES["en"])
+    if not closest:
+        return sorry
+    links = "\n".join(f"- [{inline(p.title or p.url)}]({_link_target(p.url)})" for p in closest)
+    return f"{sorry} {maybe}\n\n{links}"

@@ -1,0 +1,149 @@
+"""Extractive answers from real indexes: the site's own words, quoted and attributed, and
+nothing a passage could smuggle out of its quote."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+
+from markdown_it import MarkdownIt
+
+from sidechat.answers import extract
+from sidechat.answers._markdown import plain_text, quote
+from sidechat.content import SqliteRetriever
+from sidechat.content.search import Passage, query_terms
+
+_md = MarkdownIt("commonmark")
+
+
+def _passage(text: str, title: str = "A page", url: str = "/a/") -> Passage:
+    return Passage(url, title, "", text, 1.0, "1", "a.md", 1.0)
+
+
+def _words(text: str) -> set[str]:
+    return set(query_terms(text))
+
+
+def test_install_question_on_the_demo_blog(blog_index: SqliteRetriever) -> None:
+    passages = blog_index.search("How do I install sidechat?")
+    result = extract("How do I install sidechat?", passages)
+    assert result is not None
+    assert result.markdown.startswith("From *Installing sidechat in two minutes*:\n\n> ")
+    assert "pip install sidechat" in plain_text(result.markdown)
+    assert result.sources[0].url == "/#installing-sidechat"
+
+
+def test_every_word_comes_from_the_passages(blog_index: SqliteRetriever) -> None:
+    for question in [
+        "How do I install sidechat?",
+        "What Python version do I need?",
+        "Does the widget work on mobile?",
+        "What is Tidepool?",
+        "How do I embed the widget?",
+    ]:
+        passages = blog_index.search(question)
+        result = extract(question, passages)
+        assert result is not None, question
+        source_words = _words(" ".join(p.title + " " + p.text for p in passages))
+        added = _words(plain_text(result.markdown)) - source_words
+        assert added <= {"from"}, (question, added)  # the attribution frame only
+        assert 1 <= len(result.sources) <= 2
+
+
+def test_nothing_in_common_is_no_answer(blog_index: SqliteRetriever) -> None:
+    passages = blog_index.search("tidepool")
+    assert extract("zebra quantum", passages) is None
+    assert extract("anything", []) is None
+
+
+def test_code_follows_its_lead_in_for_how_questions(til_index: SqliteRetriever) -> None:
+    question = (
+        "In bash a *.db wildcard with no matching files gets passed to my command literally. "
+        "How do I make it expand to nothing instead?"
+    )
+    result = extract(question, til_index.search(question))
+    assert result is not None
+    assert "shopt -s nullglob" in plain_text(result.markdown)
+    assert result.sources[0].path == "bash/nullglob-in-bash.md"
+
+
+def test_a_follow_up_uses_the_earlier_question(til_index: SqliteRetriever) -> None:
+    history = ["How do I get a bash shell inside a Docker container that is already running?"]
+    question = "And what happens if I use docker attach for that instead?"
+    passages = til_index.search(question, history=history)
+    result = extract(question, passages, history=history)
+    assert result is not None
+    assert result.sources[0].path == "docker/attach-bash-to-running-container.md"
+
+
+def test_hostile_passages_stay_quoted() -> None:
+    hostile = (
+        "Install it like this: [click](javascript:alert(1)) ![x](http://evil/x.png) "
+        "<script>alert(1)</script> **bold** # not a heading.\n"
+        "1. not a list item, just install text.\n"
+        "> not a nested quote, install it.\n"
+        "```\n"
+        "install --evil\n"
+        "````\n"
+        "still code, install"
+    )
+    result = extract("how do I install it", [_passage(hostile, title="T*i*t[l]e")])
+    assert result is not None
+    html = _md.render(result.markdown)
+    for tag in ("<a ", "<img", "<strong>", "<h1>", "<ol>", "<script"):
+        assert tag not in html, (tag, html)
+    assert html.count("<em>") == 1  # the frame's title, nothing from the text
+    assert html.count("<blockquote>") <= 1
+    # Every code line stays inside one code block that its own fences cannot close.
+    assert result.markdown.count("`````") in (0, 2)
+    assert "T*i*t[l]e" in plain_text(result.markdown)
+
+
+def test_hostile_prose_is_literal() -> None:
+    lines = [
+        "See [click](javascript:alert(1)) and ![x](http://evil/x.png) to install it.",
+        "Then run <script>alert(1)</script> with **bold** and _it_ to install it.",
+        "# Install it: this is not a heading.",
+        "1. Install it: this is not a list.",
+        "> Install it: this is not a nested quote.",
+        "- Install it: not a bullet either.",
+    ]
+    # Lines like these usually read as code (and are shown as such); as prose they are
+    # quoted literally.
+    html = _md.render(quote(lines))
+    for tag in ("<a ", "<img", "<strong>", "<em>", "<h1>", "<ol>", "<ul>", "<script"):
+        assert tag not in html, (tag, html)
+    assert html.count("<blockquote>") == 1 and html.count("<p>") == 1
+    assert plain_text(quote(lines)) == "\n".join("> " + line for line in lines)
+
+
+def test_a_fence_inside_code_cannot_close_the_block() -> None:
+    code = "echo one\n```\necho two --install\n````\necho three --install"
+    text = "To install run this:\n" + code
+    result = extract("how do I install", [_passage(text)])
+    assert result is not None
+    html = _md.render(result.markdown)
+    assert html.count("<pre>") == 1
+    assert "echo three" in html.split("<pre>")[1].split("</pre>")[0]
+
+
+def _timed(retriever: SqliteRetriever, questions: Sequence[str]) -> list[float]:
+    times = []
+    for q in questions:
+        passages = retriever.search(q)
+        started = time.perf_counter()
+        extract(q, passages)
+        times.append(time.perf_counter() - started)
+    return sorted(times)
+
+
+def test_fast_enough_to_stream_at_once(til_index: SqliteRetriever) -> None:
+    questions = [
+        "How do I switch the active gcloud account?",
+        "How do I make pprint keep dictionary order?",
+        "How do I get a Unix timestamp in milliseconds in SQLite?",
+        "How do I ignore a line for flake8 and mypy?",
+    ] * 5
+    times = _timed(til_index, questions)
+    # Measured ~5 ms each on 2 shared cores; 100 ms would still be unnoticeable in a stream.
+    assert times[len(times) // 2] < 0.1

@@ -1,0 +1,60 @@
+"""Not found: the decision from retrieval's figures, and the fixed reply with suggestions."""
+
+from __future__ import annotations
+
+from markdown_it import MarkdownIt
+
+from sidechat.answers.notfound import (
+    MESSAGES,
+    Thresholds,
+    found,
+    language,
+    not_found_reply,
+    suggestions,
+)
+from sidechat.content import SqliteRetriever
+from sidechat.content.search import Passage
+
+
+def _p(coverage: float, similarity: float = 0.0, score: float = 10.0, url: str = "/a/") -> Passage:
+    return Passage(url, "Title", "", "text", score, "1", "a.md", coverage, similarity)
+
+
+def test_thresholds() -> None:
+    rule = Thresholds(coverage=0.5, similarity=0.6, score=5.0)
+    assert not found([], rule)
+    assert found([_p(0.5)], rule)  # no embeddings: similarity is not judged
+    assert not found([_p(0.4)], rule)
+    assert not found([_p(0.9, score=4.0)], rule)
+    assert not found([_p(0.9, similarity=0.5)], rule)
+    assert found([_p(0.9, similarity=0.7)], rule)
+
+
+def test_unanswerable_on_the_demo_blog(blog_index: SqliteRetriever) -> None:
+    assert not found(blog_index.search("How do I bake sourdough bread?"))
+    assert found(blog_index.search("How do I install sidechat?"))
+    closest = suggestions(blog_index.search("Can I install it on a Raspberry Pi?"))
+    assert 1 <= len(closest) <= 3 and len({p.url for p in closest}) == len(closest)
+
+
+def test_reply_links_the_closest_pages() -> None:
+    pages = [
+        Passage("/a b/(x)", "Fish [and] *chips*", "", "", 1, "1", "", 0.2),
+        Passage("https://e.example/q", "Q", "", "", 1, "2", "", 0.2),
+    ]
+    reply = not_found_reply(pages)
+    assert reply.startswith("I couldn't find this on this site.")
+    html = MarkdownIt("commonmark").render(reply)
+    assert html.count("<a ") == 2
+    assert 'href="/a%20b/%28x%29"' in html and "<em>" not in html
+    assert not_found_reply([]) == "I couldn't find this on this site."
+    assert not_found_reply([], "de") == MESSAGES["de"][0]
+
+
+def test_language_from_accept_language() -> None:
+    assert language(None) == "en"
+    assert language("fr-CH, fr;q=0.9, en;q=0.8") == "fr"
+    assert language("ja, de;q=0.5") == "de"
+    assert language("ja") == "en"
+    assert language("es;q=0, pt;q=0.3") == "pt"
+    assert language("de;q=x, it") == "it"

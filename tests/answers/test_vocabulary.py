@@ -1,0 +1,53 @@
+"""Names the site never mentions: told by their shape, looked up in the real index."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from sidechat.answers.notfound import Thresholds, found
+from sidechat.answers.vocabulary import Vocabulary, names
+from sidechat.content import SqliteRetriever
+from tests.answers._index import ROOT
+from tests.content._helpers import ingest
+
+
+def test_names_by_shape() -> None:
+    assert names("How do I put PgBouncer in front of PostgreSQL?") == ["pgbouncer", "postgresql"]
+    assert names("What is asyncio.TaskGroup? Does Tidepool run it.") == ["taskgroup", "tidepool"]
+    assert names("Shrink my screen recording to fewer megabytes") == []
+    assert names("I use TOTP. Also reCAPTCHA") == ["totp", "recaptcha"]
+    assert len(names(" ".join(f"Word{i}x" for i in range(100)))) == 16
+
+
+def test_unknown_names_in_the_demo_blog(tmp_path: Path, blog_index: SqliteRetriever) -> None:
+    index = tmp_path / "blog.db"
+    ingest(ROOT / "examples" / "blog", "--index", index, "--quiet")
+    vocabulary = Vocabulary(index)
+    question = "How do I run sidechat under Kubernetes on my Raspberry Pi?"
+    assert vocabulary.unknown_names(question) == ["kubernetes"]
+    passages = blog_index.search(question)
+    assert passages and not found(passages, unknown_names=vocabulary.unknown_names(question))
+    assert vocabulary.unknown_names("Does Tidepool need Python?") == []
+    # ingest swaps the file in: the next lookup sees the new pages
+    (tmp_path / "more").mkdir()
+    (tmp_path / "more" / "k.md").write_text("# Kubernetes\n\nRunning on Kubernetes.\n")
+    ingest(tmp_path / "more", "--index", index, "--quiet")
+    assert vocabulary.unknown_names(question) == []
+    vocabulary.close()
+
+
+def test_weighted_coverage(blog_index: SqliteRetriever, tmp_path: Path) -> None:
+    index = tmp_path / "blog.db"
+    ingest(ROOT / "examples" / "blog", "--index", index, "--quiet")
+    vocabulary = Vocabulary(index)
+    good = "How do I install sidechat?"
+    vague = "How do I configure logrotate for my application logs on the server?"
+    high = vocabulary.weighted_coverage(good, blog_index.search(good))
+    low = vocabulary.weighted_coverage(vague, blog_index.search(vague))
+    assert 0.9 <= high <= 1.0 and 0.0 <= low < 0.5
+    assert vocabulary.weighted_coverage(good, []) == 0.0
+    assert vocabulary.weighted_coverage("?!", blog_index.search(good)) == 0.0
+    rule = Thresholds(weighted=0.5)
+    passages = blog_index.search(vague)
+    assert passages and not found(passages, rule, weighted_coverage=low)
+    assert found(passages, rule)  # without a vocabulary the rule does not apply
