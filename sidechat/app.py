@@ -277,7 +277,9 @@ async def seed_chat(app: Sidechat, request: Request) -> ASGIApp:
         raise BadRequest('The body must be {"message": "..."}.')
     chat = parse_chat(body, settings.max_message_chars, settings.max_history_messages)
     conversation = app.conversations.create()
-    turn = app.turns.begin(conversation, chat.message)
+    hasher = app.client_hash
+    client = hasher(client_address(request)) if hasher else None
+    turn = app.turns.begin(conversation, chat.message, client_hash=client)
     headers = _stream_headers(
         app, request, **{"X-Conversation-Id": conversation.id, "X-Turn-Id": turn.id}
     )
