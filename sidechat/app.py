@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import orjson
+from prometheus_client import CONTENT_TYPE_LATEST
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import FileResponse, Response
 from starlette.routing import Mount, Route, Router
@@ -27,13 +28,17 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from sidechat import __version__
 from sidechat.access import StaticOr404, access_line, not_found, unexpected
+from sidechat.admin import Admin
 from sidechat.conversations import Conversation, Conversations
-from sidechat.errors import BadRequest, NotFound, SidechatError
+from sidechat.errors import BadRequest, ConfigError, NotFound, SidechatError
 from sidechat.eventlog import DONE
 from sidechat.generation import Generation
 from sidechat.guard.gate import Gate
+from sidechat.metrics import Metrics
 from sidechat.persistence import Persistence, open_persistence
+from sidechat.privacy import client_hasher
 from sidechat.providers import Provider, build_provider
+from sidechat.providers.resilience import ResilientProvider
 from sidechat.request_bodies import parse_chat, parse_event_id, read_json
 from sidechat.settings import Settings
 from sidechat.streaming import Heartbeat, SeedFormat, TurnStream
@@ -78,6 +83,10 @@ class Sidechat:
     # Awaited in order by `shutdown(grace)`, e.g. a store flushing what it has not yet written.
     on_shutdown: list[Callable[[float], Awaitable[None]]] = field(default_factory=list)
     persistence: Persistence | None = None  # None: memory only
+    metrics: Metrics | None = None  # None: `metrics = "off"`
+    admin: Admin | None = None  # None: no admin token, no dashboard
+    # A client address to what the store keeps of it (None: nothing is kept).
+    client_hash: Callable[[str | None], str | None] | None = None
 
     async def conversation(self, conversation_id: str) -> Conversation:
         """A conversation from memory or the store; NotFound when neither has it."""
@@ -150,6 +159,8 @@ class Endpoint:
                 logger.error("%s: %s", type(exc).__name__, exc.detail)
             elif exc.status_code in (403, 429):
                 logger.info("refused %s: %s", exc.code, exc.detail)
+                if exc.status_code == 429 and self._app.metrics is not None:
+                    self._app.metrics.refused(exc.code)
             response = error_response(exc, self._app.cors(request))
         except ClientDisconnect:
             return  # nobody to answer
@@ -207,7 +218,9 @@ async def post_chat(app: Sidechat, request: Request) -> ASGIApp:
             from sidechat.answers.notfound import language as pick_language
 
             language = pick_language(request.headers.get("accept-language"))
-        turn = app.turns.begin(conversation, chat.message, chat.history, language)
+        hasher = app.client_hash
+        client = hasher(gate.client(request.scope)) if hasher else None
+        turn = app.turns.begin(conversation, chat.message, chat.history, language, client)
     except BaseException:
         gate.abandon(ticket)
         raise
@@ -243,6 +256,8 @@ async def resume_chat(app: Sidechat, request: Request) -> ASGIApp:
     turn = app.turns.active_turn(conversation) if conversation is not None else None
     if turn is None or turn.log.finished:
         return Response(status_code=204, headers=app.cors(request))
+    if app.metrics is not None:
+        app.metrics.resumed("ai_sdk")
     return TurnStream(turn.log, headers=_stream_headers(app, request, **{"X-Turn-Id": turn.id}))
 
 
@@ -256,6 +271,8 @@ async def turn_stream(app: Sidechat, request: Request) -> ASGIApp:
         # Most streams start with neither: no query string to parse.
         query = request.query_params.get("last_event_id") if request.scope["query_string"] else None
         after = parse_event_id(query, "last_event_id")
+    if after and app.metrics is not None:
+        app.metrics.resumed("last_event_id")
     return TurnStream(turn.log, after=after, headers=_stream_headers(app, request))
 
 
@@ -270,6 +287,8 @@ async def turn_events(app: Sidechat, request: Request) -> ASGIApp:
     if not math.isfinite(wait):  # "nan" would pass min/max as nan
         raise BadRequest("'wait' must be a number of seconds (0-30).")
     wait = min(max(wait, 0.0), 30.0)
+    if after and app.metrics is not None:
+        app.metrics.resumed("long_poll")
     batch = await turn.log.read(after, wait)
     events = [
         {"id": batch.after + i, "data": orjson.Fragment(payload)}
@@ -324,8 +343,10 @@ async def seed_chat(app: Sidechat, request: Request) -> ASGIApp:
     chat = parse_chat(body, settings.max_message_chars, settings.max_history_messages)
     ticket = gate.admit(gate.client(request.scope), None)
     conversation = app.conversations.create()
+    hasher = app.client_hash
+    client = hasher(gate.client(request.scope)) if hasher else None
     try:
-        turn = app.turns.begin(conversation, chat.message)
+        turn = app.turns.begin(conversation, chat.message, client_hash=client)
     except BaseException:
         gate.abandon(ticket)
         raise
@@ -353,6 +374,20 @@ async def readyz(app: Sidechat, request: Request) -> ASGIApp:
         body["status"] = "redis-unavailable"
         return JSON(body, status_code=503)
     return JSON(body, status_code=200 if ready else 503)
+
+
+async def metrics_page(app: Sidechat, request: Request) -> ASGIApp:
+    if app.metrics is None:
+        raise NotFound("Metrics are off.")
+    admin = app.admin
+    if app.settings.metrics == "token" and (admin is None or not admin.auth.allowed(request)):
+        return Response(
+            "the admin token is required\n", 401,
+            headers={"www-authenticate": 'Bearer realm="sidechat metrics"'},
+        )  # fmt: skip
+    return Response(
+        app.metrics.render(), media_type=CONTENT_TYPE_LATEST, headers={"cache-control": "no-store"}
+    )
 
 
 async def widget(app: Sidechat, request: Request) -> ASGIApp:
@@ -443,11 +478,24 @@ def create_app(settings: Settings, provider: Provider | None = None) -> Sidechat
     persistence = open_persistence(settings)
     conversations = Conversations(settings.max_conversations)
     recorder = persistence.recorder if persistence is not None else None
-    turns = Turns(settings, Generation(settings, provider, retriever), recorder)
+    if settings.metrics == "token" and settings.admin_token is None:
+        raise ConfigError("metrics = token needs an admin token (--admin-token)")
+    metrics = None
+    if settings.metrics != "off":
+        metrics = Metrics(lambda: turns.generating(), lambda: TurnStream.open_streams)
+        if isinstance(provider, ResilientProvider):
+            provider.observer = metrics
+        if persistence is not None:
+            metrics.instrument_store(persistence.store)
+    turns = Turns(settings, Generation(settings, provider, retriever), recorder, metrics)
     heartbeat = Heartbeat(settings.heartbeat, turns.live_logs)
     version = _widget_version()
     state = Sidechat(settings, provider, conversations, turns, version, _demo_page(version))
     state.persistence = persistence
+    state.metrics = metrics
+    state.client_hash = client_hasher(settings) if persistence is not None else None
+    if settings.admin_token is not None:
+        state.admin = Admin(settings, persistence.store if persistence is not None else None)
     # On SIGTERM: no new turns; those generating get `shutdown_grace` seconds, then end.
     state.on_shutdown.append(lambda _grace: turns.shutdown(settings.shutdown_grace))
 
@@ -496,6 +544,8 @@ def create_app(settings: Settings, provider: Provider | None = None) -> Sidechat
         route("/chat-stream", seed_chat, "POST"),
         route("/widget.js", widget),
         route("/", index),
+        route("/metrics", metrics_page),
+        *(state.admin.routes() if state.admin is not None else ()),
         Mount("/static", StaticOr404(StaticFiles(directory=STATIC, check_dir=False))),
     ]
     router = Router(routes, lifespan=lambda _: lifespan(), default=not_found)

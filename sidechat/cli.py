@@ -189,6 +189,21 @@ def _settings_error(exc: ValidationError) -> click.ClickException:
     type=float,
     help="MiB of finished turns kept in memory; older ones are served from the store [256].",
 )
+@click.option(
+    "--store-client-address",
+    type=click.Choice(["hash", "off"]),
+    help="Keep a salted hash of each visitor's address, or nothing [hash].",
+)
+@click.option(
+    "--admin-token",
+    help="Turn on the owner's dashboard at /admin with this token (16+ characters); prefer "
+    "the env var. [env: SIDECHAT_ADMIN_TOKEN]",
+)
+@click.option(
+    "--metrics",
+    type=click.Choice(["on", "off", "token"]),
+    help="Prometheus metrics at /metrics: open, off, or behind the admin token [on].",
+)
 @click.option("--log-level", type=click.Choice(["debug", "info", "warning", "error"]))
 def serve(config: Path | None, **options: Any) -> None:
     """Start the HTTP server."""

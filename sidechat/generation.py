@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -19,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 from sidechat import protocol
 from sidechat.errors import ProviderError
 from sidechat.eventlog import DONE
+from sidechat.metrics import error_kind
 from sidechat.providers.base import (
     ChatRequest,
     Finish,
@@ -40,6 +42,10 @@ if TYPE_CHECKING:
 __all__ = ["CitedRequest", "Generation", "Plan", "ReadyAnswer"]
 
 logger = logging.getLogger("sidechat.generation")
+# One token in this many has its added delay timed (sidechat.metrics): two clock reads on
+# 1/64 of the tokens, a counter on the others.
+SAMPLE_EVERY = 64
+_perf = time.perf_counter
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,7 +114,11 @@ class Generation:
 
         question = request.messages[-1].content
         history = [m.content for m in request.messages[:-1] if m.role == "user"]
+        began = _perf()
         plan = await self._answerer.plan(question, history, language=turn.language)
+        turn.retrieval_seconds = _perf() - began
+        turn.found = not (isinstance(plan, Ready) and plan.kind == "not_found")
+        turn.source_list = tuple((s.url, s.title) for s in plan.sources)
         for source in plan.sources:
             turn.log.append(protocol.source_url(source.source_id, source.url, source.title))
         turn.sources = len(plan.sources)
@@ -145,12 +155,15 @@ class Generation:
         started = bool(continued)
         reason: FinishReason = "stop"
         metadata: dict[str, Any] = {} if continued is None else {"continued": True}
+        samples: list[float] = []
+        turn.delay_samples = samples
+        sample_in = SAMPLE_EVERY
         checker: CitationFilter | None = None  # a cited answer's check on its markers
 
         # Called by the provider for each event as it arrives (for HTTP upstreams, straight
         # from the socket's data callback): the per-token path of the whole server.
         def on_event(event: StreamEvent) -> None:
-            nonlocal started, budget, reason
+            nonlocal started, budget, reason, sample_in
             if type(event) is TextDelta:
                 text = event.text
                 if checker is not None:
@@ -161,9 +174,17 @@ class Generation:
                 if budget < 0:  # one huge delta is cut at max_turn_chars, not sent whole
                     text = text[: len(text) + budget]
                 if started:
-                    append(delta(text), text)
+                    sample_in -= 1
+                    if sample_in:
+                        append(delta(text), text)
+                    else:  # a sampled token: its added delay, from hand-over to written
+                        sample_in = SAMPLE_EVERY
+                        began = _perf()
+                        append(delta(text), text)
+                        samples.append(_perf() - began)
                 else:  # the text part opens with its first delta: one write to live readers
                     log.extend(((protocol.text_start(), None), (delta(text), text)))
+                    turn.first_token_at = time.time()
                     started = True
                 parts.append(text)
                 if budget <= 0:
@@ -214,6 +235,7 @@ class Generation:
                 # Shutdown, not a visitor's cancel: record it, then let cancellation proceed.
                 tail += (protocol.error(RESTART_TEXT), protocol.finish("error"))
                 turn.status, turn.finish_reason = "error", "error"
+                turn.outcome = turn.error_kind = "interrupted"
                 raise
             tail.append(protocol.abort())
             turn.status = "aborted"
@@ -221,6 +243,7 @@ class Generation:
             logger.warning("turn %s failed: %s", turn.id, exc.detail)
             tail += (protocol.error(exc.message), protocol.finish("error"))
             turn.status, turn.finish_reason = "error", "error"
+            turn.error_kind = error_kind(exc)
         except Exception:
             logger.exception("turn %s crashed", turn.id)
             tail += (
@@ -228,12 +251,14 @@ class Generation:
                 protocol.finish("error"),
             )
             turn.status, turn.finish_reason = "error", "error"
+            turn.error_kind = "crash"
         finally:
             if started:
                 tail.insert(0, protocol.text_end())
             if before_done is None:
                 tail.append(DONE)  # with the tail: one write to live readers
             log.extend([(payload, None) for payload in tail])
+            turn.tokens = len(parts)
             turn.parts = (turn.text,)  # a tuple of str: no longer tracked by the GC
             if before_done is not None:
                 try:

@@ -286,6 +286,31 @@ class Settings(BaseSettings):
         gt=0,
         description="Days a conversation is kept after its last turn; older ones are purged.",
     )
+    store_client_address: Literal["off", "hash"] = Field(
+        default="hash",
+        description=(
+            "Whether a turn keeps its visitor's address: `hash` (a salted SHA-256, the salt kept "
+            "in the data directory, so the owner can tell visitors apart but not who they are) "
+            "or `off` (nothing). The address itself is never stored."
+        ),
+    )
+
+    # The owner's side (sidechat.admin, sidechat.metrics).
+    admin_token: SecretStr | None = Field(
+        default=None,
+        description=(
+            "Turns on the owner's dashboard at `/admin`: the token to log in with (or to send "
+            "as `Authorization: Bearer TOKEN`); at least 16 characters. Prefer the environment "
+            "variable."
+        ),
+    )
+    metrics: Literal["on", "off", "token"] = Field(
+        default="on",
+        description=(
+            "Prometheus metrics at `/metrics`: `on` (open: counts and timings, never message "
+            "text), `off`, or `token` (only with the admin token as a Bearer header)."
+        ),
+    )
     shutdown_grace: float = Field(
         default=10.0,
         ge=0,
@@ -454,6 +479,13 @@ class Settings(BaseSettings):
         from sidechat.guard.origin import OriginPolicy
 
         OriginPolicy.parse(value)
+        return value
+
+    @field_validator("admin_token")
+    @classmethod
+    def _long_token(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and len(value.get_secret_value()) < 16:
+            raise ValueError("the admin token must be at least 16 characters long")
         return value
 
     @field_validator("base_url")

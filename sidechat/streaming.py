@@ -14,7 +14,7 @@ import asyncio
 import time
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from types import CoroutineType
-from typing import cast
+from typing import ClassVar, cast
 
 import orjson
 from starlette.types import Receive, Scope, Send
@@ -112,6 +112,8 @@ class TurnStream:
         "_task",
         "_wakeup",
     )
+    # Responses being written now, process-wide (the `sidechat_active_streams` gauge).
+    open_streams: ClassVar[int] = 0
 
     def __init__(
         self,
@@ -150,6 +152,7 @@ class TurnStream:
         self._task = task
         watcher = task.get_loop().create_task(_disconnected(receive))
         watcher.add_done_callback(self._on_disconnect)
+        TurnStream.open_streams += 1
         try:
             await self._pump(send)
         except asyncio.CancelledError:
@@ -159,6 +162,7 @@ class TurnStream:
         except OSError:
             pass  # the connection broke under a write: the visitor has gone
         finally:
+            TurnStream.open_streams -= 1
             self._task = None
             watcher.remove_done_callback(self._on_disconnect)
             watcher.cancel()

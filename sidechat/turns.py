@@ -23,9 +23,11 @@ from sidechat.conversations import Conversation, StoredMessage, new_id
 from sidechat.errors import Busy, NotFound, Restarting
 from sidechat.eventlog import DONE, EventLog, MemoryEventLog
 from sidechat.generation import Generation
+from sidechat.metrics import Metrics
 from sidechat.providers.base import ChatRequest, Message
 from sidechat.settings import Settings
 from sidechat.store import StoredTurn, TurnStart
+from sidechat.store.queries import annotate
 from sidechat.store.recorder import Recorder
 
 if TYPE_CHECKING:
@@ -61,6 +63,17 @@ class Turn:
     id_ceiling: int = 0  # no event of the turn has a larger id (see sidechat.store.recover)
     stored: bool = False  # its ending is written to the store: memory may let it go
     size: int = 0  # bytes it holds once finished (an estimate, for `max_memory_mb`)
+    # For the owner's dashboard and /metrics (sidechat.admin, sidechat.metrics): observed once,
+    # when the turn ends; nothing of these is touched per token but a sampled token's timing.
+    outcome: str = ""  # "" (from status), or "interrupted" by a shutdown
+    error_kind: str | None = None
+    first_token_at: float | None = None  # Unix seconds
+    tokens: int = 0
+    delay_samples: list[float] | None = None
+    retrieval_seconds: float | None = None
+    found: bool | None = None  # retrieval found a page good enough (None: no index)
+    source_list: tuple[tuple[str, str], ...] = ()  # (url, title) of the pages retrieved
+    client_hash: str | None = None
     language: str = "en"  # the visitor's, for replies sidechat writes itself ("not found")
 
     @property
@@ -79,9 +92,14 @@ class Turns:
     """Begins, finds, cancels and eventually forgets turns."""
 
     def __init__(
-        self, settings: Settings, generation: Generation, recorder: Recorder | None = None
+        self,
+        settings: Settings,
+        generation: Generation,
+        recorder: Recorder | None = None,
+        metrics: Metrics | None = None,
     ) -> None:
         self._settings = settings
+        self._metrics = metrics
         self._generation = generation
         self._recorder = recorder
         self._turns: OrderedDict[str, Turn] = OrderedDict()
@@ -348,6 +366,7 @@ class Turns:
         message: str,
         history: Sequence[Message] | None = None,
         language: str = "en",
+        client_hash: str | None = None,
     ) -> Turn:
         """Record the user's message and start generating the reply. `history` overrides the
         stored one (the AI SDK client sends its own); `language` is the visitor's."""
@@ -376,6 +395,7 @@ class Turns:
             )
         turn = Turn(turn_id, conversation.id, log, language=language)
         turn.question, turn.started_at, turn.id_ceiling = message, time.time(), self._id_ceiling
+        turn.client_hash = client_hash
         turn.log.append(protocol.start(turn.id))
         if self._recorder is not None:
             start = TurnStart(turn.id, conversation.id, message, turn.started_at, turn.id_ceiling)
@@ -485,6 +505,9 @@ class Turns:
             del self._generating[turn.id]
             self._last_activity = turn.finished_at = time.monotonic()
             turn.task = None  # a finished turn keeps its events, not its task
+            if self._metrics is not None:
+                self._metrics.turn_ended(turn)
+            turn.delay_samples = None
             if conversation is not None:
                 self._settle(turn, conversation)
             turn.size = _size(turn)
@@ -502,6 +525,7 @@ class Turns:
     async def _write_ending(self, turn: Turn) -> None:
         recorder = self._recorder
         assert recorder is not None
+        annotate(recorder.store, turn)  # in the same transaction as the turn's end
         written = recorder.end(turn.record())
 
         def stored(future: asyncio.Future[None]) -> None:

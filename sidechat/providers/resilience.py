@@ -13,7 +13,7 @@ import logging
 import random
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import ClassVar, Protocol
 
 from sidechat.errors import ProviderError
 from sidechat.providers.base import (
@@ -24,9 +24,19 @@ from sidechat.providers.base import (
     TextDelta,
 )
 
-__all__ = ["ResilientProvider", "RetryPolicy"]
+__all__ = ["Observer", "ResilientProvider", "RetryPolicy"]
 
 logger = logging.getLogger("sidechat.providers")
+
+
+class Observer(Protocol):
+    """Told of each retry, each failure that ends a provider's attempts, and each fallback."""
+
+    def retried(self, exc: BaseException) -> None: ...
+
+    def failed(self, exc: BaseException) -> None: ...
+
+    def fell_back(self, provider: str) -> None: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,6 +67,8 @@ class ResilientProvider(Provider):
             raise ValueError("a provider chain needs at least one provider")
         self.chain = list(chain)
         self.policy = policy
+        # Told of retries, failures and fallbacks (sidechat.metrics.Metrics), when set.
+        self.observer: Observer | None = None
 
     async def open(self) -> None:
         for provider in self.chain:
@@ -77,10 +89,14 @@ class ResilientProvider(Provider):
         for index, provider in enumerate(self.chain):
             if index:
                 logger.warning("falling back to provider %s", provider.id)
+                if self.observer is not None:
+                    self.observer.fell_back(provider.id)
             try:
                 await self._retrying(provider, request, sink)
                 return
             except _Started as exc:
+                if self.observer is not None:
+                    self.observer.failed(exc.error)
                 raise exc.error from None
             except ProviderError as exc:
                 error = exc
@@ -104,7 +120,11 @@ class ResilientProvider(Provider):
                     logger.warning(
                         "provider %s failed (attempt %d): %s", provider.id, attempt + 1, exc.detail
                     )
+                    if self.observer is not None:
+                        self.observer.failed(exc)
                     raise
+                if self.observer is not None:
+                    self.observer.retried(exc)
                 delay = min(self.policy.backoff(attempt, exc.retry_after), remaining)
                 logger.info(
                     "provider %s failed (attempt %d), retrying in %.2f s: %s",

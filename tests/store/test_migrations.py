@@ -76,6 +76,9 @@ async def test_from_each_earlier_version_keeps_the_data(
             "id_ceiling, started_at, finished_at) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)",
             ("t_1", "c_1", "Old question?", "Old answer.", "done", 1, 100, STARTED, STARTED),
         )
+        if version >= "0003":  # a sidechat of that version wrote the turn's day
+            day = datetime.datetime.fromtimestamp(STARTED, datetime.UTC).date().isoformat()
+            _execute(url, "UPDATE turns SET day = %s WHERE id = %s", (day, "t_1"))
         frame = 'id: 1\ndata: {"a":1}\n\n'
         _execute(url, "INSERT INTO turn_events VALUES (%s, %s, %s)", ("t_1", 1, frame))
         if version >= "0002":

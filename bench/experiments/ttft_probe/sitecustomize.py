@@ -76,13 +76,18 @@ def _patch() -> None:
         await run_asgi(self, app)
 
     def begin_timed(
-        self: Any, conversation: Any, message: str, history: Any = None, language: str = "en"
+        self: Any,
+        conversation: Any,
+        message: str,
+        history: Any = None,
+        language: str = "en",
+        client_hash: str | None = None,
     ) -> Any:
         if _state["on"]:
             match = _TAG.search(message)
             if match:
                 _starts[match.group(1)] = time.time() * 1000.0
-        return begin(self, conversation, message, history, language)
+        return begin(self, conversation, message, history, language, client_hash)
 
     h.HttpToolsProtocol.connection_made = connection_made  # type: ignore[method-assign]
     h.HttpToolsProtocol.on_message_complete = on_message_complete  # type: ignore[method-assign]
