@@ -74,16 +74,16 @@ async def _fill(server: SidechatProcess, filled: Filled) -> None:
             assert r.status == 200
         # An AI SDK chat, resumed while it streams, then cancelled (aborted).
         body = {
-            "id": "chat-admin-1",
+            "id": "chat-admin-0000001",
             "messages": [{"id": "m1", "role": "user", "parts": [
                 {"type": "text", "text": "Slow one [[tokens=400 interval=0.02]]"}]}],
         }  # fmt: skip
         async with http.post(f"{url}/api/chat", json=body) as r:
             turn_id = r.headers["X-Turn-Id"]
             await read_events(r, limit=3)
-            filled.conversations["aborted"] = "chat-admin-1"
+            filled.conversations["aborted"] = "ai_chat-admin-0000001"  # the AI SDK namespace
             filled.turns["aborted"] = turn_id
-            async with http.get(f"{url}/api/chat/chat-admin-1/stream") as resumed:
+            async with http.get(f"{url}/api/chat/chat-admin-0000001/stream") as resumed:
                 assert resumed.status == 200
                 await resumed.content.readany()
             async with http.post(f"{url}/api/turns/{turn_id}/cancel") as cancel:
