@@ -8,8 +8,11 @@ if [ ! -x .venv/bin/python ]; then
 fi
 EXTRAS="${1:-}"
 STAMP=".venv/.installed${EXTRAS:+-$EXTRAS}"
-if [ ! -f "$STAMP" ] || [ pyproject.toml -nt "$STAMP" ]; then
+# pyproject.toml declares compatible ranges; requirements.lock holds the exact versions these
+# scripts install, so `make run` and `make test` get the set the tests last passed with.
+if [ ! -f "$STAMP" ] || [ pyproject.toml -nt "$STAMP" ] || [ requirements.lock -nt "$STAMP" ]; then
   .venv/bin/python -m pip install --quiet --disable-pip-version-check --upgrade pip
-  .venv/bin/python -m pip install --quiet --disable-pip-version-check -e ".${EXTRAS:+[$EXTRAS]}"
+  .venv/bin/python -m pip install --quiet --disable-pip-version-check -c requirements.lock \
+    -e ".${EXTRAS:+[$EXTRAS]}"
   touch "$STAMP"
 fi
