@@ -24,6 +24,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.request
 from collections.abc import Callable
@@ -164,6 +165,8 @@ def sidechat_command(
     # The load comes from one address: per-client limits (10 turns/min) would refuse nearly all.
     # In the environment, not a flag, so that an experiment can switch them back on.
     env["SIDECHAT_CLIENT_LIMITS"] = "false"
+    # As it ships (the SQLite store on), but in a folder of its own, not the checkout's .sidechat.
+    env["SIDECHAT_DATA_DIR"] = tempfile.mkdtemp(prefix="sidechat-bench-")
     return argv, env
 
 
