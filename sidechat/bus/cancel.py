@@ -17,6 +17,7 @@ from redis.asyncio import Redis
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from sidechat.bus._tasks import stop
 from sidechat.bus.keys import BusConfig
 
 __all__ = ["Cancels"]
@@ -42,11 +43,8 @@ class Cancels:
             await self._ready.wait()
 
     async def aclose(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await stop(self._task)
+        self._task = None
 
     def watch(self, turn_id: str, callback: Callable[[], None]) -> None:
         """Call `callback` when any process cancels `turn_id` (until `unwatch`)."""

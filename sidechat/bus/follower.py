@@ -23,6 +23,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from sidechat import protocol
+from sidechat.bus._tasks import stop
 from sidechat.bus.keys import BusConfig, TurnKeys
 from sidechat.eventlog import DONE, MemoryEventLog
 
@@ -122,11 +123,8 @@ class Follower:
         self._task = asyncio.create_task(self._run(), name="sidechat-bus-follow")
 
     async def aclose(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await stop(self._task)
+        self._task = None
 
     def following(self) -> int:
         return len(self._logs)

@@ -21,6 +21,7 @@ from redis.asyncio import Redis
 from redis.exceptions import NoScriptError, RedisError
 
 from sidechat.bus import _scripts
+from sidechat.bus._tasks import stop
 from sidechat.bus.follower import Entry, RemoteEventLog
 from sidechat.bus.keys import BusConfig
 from sidechat.bus.publisher import ProducerLog, Publisher
@@ -50,11 +51,8 @@ class LeaseKeeper:
         self._task = asyncio.create_task(self._run(), name="sidechat-bus-leases")
 
     async def aclose(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await stop(self._task)
+        self._task = None
 
     def hold(self, log: ProducerLog) -> None:
         self._logs[log.keys.turn_id] = log

@@ -21,6 +21,7 @@ from redis.asyncio import Redis
 from redis.exceptions import NoScriptError, RedisError
 
 from sidechat.bus import _scripts
+from sidechat.bus._tasks import stop
 from sidechat.bus.keys import BusConfig, TurnKeys
 from sidechat.eventlog import MemoryEventLog, payload_of
 
@@ -121,11 +122,8 @@ class Publisher:
         return False
 
     async def aclose(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await stop(self._task)
+        self._task = None
 
     async def _run(self) -> None:
         backoff = self._config.window

@@ -9,13 +9,13 @@ process follows is not looked for: nobody is waiting for it.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable
 
 from redis.exceptions import RedisError
 
+from sidechat.bus._tasks import stop
 from sidechat.bus.bus import RedisBus
 
 __all__ = ["Watchdog"]
@@ -34,11 +34,8 @@ class Watchdog:
         self._task = asyncio.create_task(self._run(), name="sidechat-bus-watch")
 
     async def aclose(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await stop(self._task)
+        self._task = None
 
     async def _run(self) -> None:
         ttl = self._bus.config.lease_ttl
