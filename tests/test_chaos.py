@@ -46,7 +46,8 @@ class _Server:
     async def start(self, http: aiohttp.ClientSession) -> None:
         with self.log.open("ab") as log:
             self.proc = subprocess.Popen(  # noqa: ASYNC220 - starting it does not block
-                [sys.executable, "-m", "sidechat", "serve", "--port", str(self.port), *self.args],
+                [sys.executable, "-m", "sidechat", "serve", "--port", str(self.port),
+                 "--client-limits", "off", *self.args],  # one address drives 300 turns
                 stdout=log, stderr=subprocess.STDOUT, cwd=ROOT,
             )  # fmt: skip
         deadline = time.monotonic() + 30

@@ -109,7 +109,7 @@ def test_demo_page_shows_sources_as_absolute_links(
     assert problems.errors == []
 
 
-def test_a_javascript_source_is_not_a_link(
+def test_a_javascript_page_url_never_becomes_a_link(
     page: Any, grounded: SidechatProcess, problems: PageProblems
 ) -> None:
     page.goto(grounded.url + "/")
@@ -117,12 +117,13 @@ def test_a_javascript_source_is_not_a_link(
     ask(page, "What do the zebra migration notes say about zebra herds?")
     wait_answer_done(page)
     delivered = [s["url"] for s in stored_sources(page, grounded.url)]
-    # The page reached the browser with its javascript: URL, so the widget's own check is what
-    # is tested here (should ingest come to refuse such URLs, this line is the one to change).
-    assert "javascript:window.__xss=1" in delivered, delivered
+    # Ingest refuses the page's javascript: URL and keeps the page under its path, so nothing
+    # unsafe reaches the browser; the widget's own refusal of such a URL is unit-tested
+    # (widget/test/unit/sources.test.mjs).
+    assert "/posts/zebra/" in delivered, delivered
+    assert not [u for u in delivered if u.strip().lower().startswith("javascript:")], delivered
     shown = links(page)
     assert all(href.startswith("http://") for href, _ in shown), shown
-    assert "Zebra migration notes" not in [text for _, text in shown]
     assert page.locator(f"{BOT} a[href^='javascript' i]").count() == 0
     assert page.evaluate("window.__xss") is None
     assert problems.errors == []
