@@ -7,6 +7,7 @@ import asyncio
 import logging
 import re
 import sys
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -14,6 +15,8 @@ import orjson
 
 from sidechat._logfmt import JSONFormatter, TextFormatter
 from tests._servers import SidechatProcess, read_events, start_sidechat
+from tests.answers._index import ROOT
+from tests.content._helpers import ingest
 from tests.fakes.openai_upstream import FakeOpenAI
 
 SSE = {"Accept": "text/event-stream"}
@@ -126,3 +129,22 @@ def test_formatters_fields_quoting_and_tracebacks() -> None:
     assert entry["level"] == "warning" and entry["logger"] == "sidechat.x"
     assert "ValueError: boom" in entry["exc"] and entry["ts"].endswith("+00:00")
     assert "\n" not in JSONFormatter().format(_record(None, exc=True))
+
+
+async def test_a_grounded_turn_line_names_its_answer_strategy_and_sources(
+    upstream: FakeOpenAI, http: aiohttp.ClientSession, tmp_path: Path
+) -> None:
+    index = tmp_path / "blog.db"
+    ingest(ROOT / "examples" / "blog", "--index", index, "--quiet")
+    args = ("--log-format", "json", "--index", str(index), "--answer-mode", "extractive")
+    with _serve(upstream, *args) as server:
+        message = f"How do I install sidechat? {SECRET}"
+        async with http.post(f"{server.url}/api/chat", headers=SSE, json={"message": message}) as r:
+            await read_events(r)
+            turn_id = r.headers["X-Turn-Id"]
+        await _lines_until(server, '"logger":"sidechat.turns"')
+    log = server.log()
+    entries = [orjson.loads(line) for line in log.splitlines()]
+    (turn,) = [e for e in entries if e["logger"] == "sidechat.turns" and e.get("turn") == turn_id]
+    assert turn["answer"] == "extractive" and turn["sources"] > 0 and turn["outcome"] == "done"
+    assert SECRET not in log and "install sidechat" not in log
