@@ -5,6 +5,7 @@ request), and the catch-all that turns an unexpected exception into a JSON 500 w
 from __future__ import annotations
 
 import logging
+import secrets
 import time
 
 from starlette.exceptions import HTTPException
@@ -19,19 +20,21 @@ _last_traceback = -TRACEBACK_EVERY
 
 
 def access_line(scope: Scope, route: str, status: int, started: float, client: str | None) -> None:
-    """One logfmt line: method, route template (never the path: it holds ids), status,
-    duration, client address and turn id. Never a message's text, a header or a key."""
+    """One line, its fields structured (sidechat._logfmt): method, route template (never the
+    path: it holds ids), status, duration, client address, turn id, and a request id of its
+    own. Never a message's text, a header or a key."""
     if not access_logger.isEnabledFor(logging.INFO):
         return
-    access_logger.info(
-        "method=%s route=%s status=%d ms=%.1f client=%s turn=%s",
-        scope.get("method", "-"),
-        route,
-        status,
-        (time.perf_counter() - started) * 1000,
-        client or "-",
-        scope.get("sidechat.turn", "-"),
-    )
+    fields = {
+        "request": secrets.token_hex(6),
+        "method": scope.get("method", "-"),
+        "route": route,
+        "status": status,
+        "ms": round((time.perf_counter() - started) * 1000, 1),
+        "client": client or "-",
+        "turn": scope.get("sidechat.turn", "-"),
+    }
+    access_logger.info("request", extra={"fields": fields})
 
 
 def unexpected(exc: BaseException, scope: Scope, route: str) -> None:

@@ -205,8 +205,15 @@ def _settings_error(exc: ValidationError) -> click.ClickException:
     help="Prometheus metrics at /metrics: open, off, or behind the admin token [on].",
 )
 @click.option("--log-level", type=click.Choice(["debug", "info", "warning", "error"]))
+@click.option(
+    "--log-format",
+    type=click.Choice(["text", "json"]),
+    help="Log lines for people, or one JSON object a line. [env: SIDECHAT_LOG_FORMAT; "
+    "default text]",
+)
 def serve(config: Path | None, **options: Any) -> None:
     """Start the HTTP server."""
+    from sidechat._logfmt import configure_logging
     from sidechat.app import create_app
     from sidechat.runtime import Runtime
     from sidechat.settings import load_settings
@@ -222,10 +229,7 @@ def serve(config: Path | None, **options: Any) -> None:
         raise _settings_error(exc) from None
     except SidechatError as exc:
         raise click.ClickException(exc.message) from None
-    logging.basicConfig(
-        level=settings.log_level.upper(),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    configure_logging(settings.log_level, settings.log_format)
     if settings.redis_url is not None:
         from sidechat.bus import check_redis
 
@@ -244,12 +248,15 @@ def serve(config: Path | None, **options: Any) -> None:
         app = create_app(settings)
     except SidechatError as exc:
         raise click.ClickException(exc.message) from None
-    click.echo(
+    banner = (
         f"sidechat {__version__} on http://{settings.host}:{port}/ (provider: {settings.provider}"
         + (f", {settings.workers} workers" if settings.workers > 1 else "")
-        + ")",
-        err=True,
+        + ")"
     )
+    if settings.log_format == "json":
+        logging.getLogger("sidechat").info(banner, extra={"fields": {"port": port}})
+    else:
+        click.echo(banner, err=True)
     runtime.run(app)
 
 

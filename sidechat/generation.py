@@ -230,6 +230,7 @@ class Generation:
                     await self._provider.push(plan, on_event)
             tail.append(protocol.finish(reason, metadata))
             turn.status, turn.finish_reason = "done", reason
+            turn.answer = metadata.get("answer")  # for the turn's log line
         except asyncio.CancelledError:
             if not turn.cancel_requested:
                 # Shutdown, not a visitor's cancel: record it, then let cancellation proceed.

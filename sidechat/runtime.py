@@ -68,6 +68,9 @@ class Runtime:
             http=guarded_protocol(connection_guard(settings)),
             lifespan="on",
             access_log=False,
+            # uvicorn's own records go to the handler `sidechat serve` installed (sidechat._logfmt),
+            # in the process's format: a JSON log stays JSON from the first line.
+            log_config=None,
             # sidechat reads neither the client's address nor the scheme, so uvicorn's
             # X-Forwarded-* middleware would only be a layer every request climbs.
             proxy_headers=False,

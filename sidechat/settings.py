@@ -204,6 +204,13 @@ class Settings(BaseSettings):
         default="info",
         description="Log level of sidechat and uvicorn; `debug` also shows llama.cpp's log.",
     )
+    log_format: Literal["text", "json"] = Field(
+        default="text",
+        description=(
+            "Log lines for people (`text`), or one JSON object a line (`json`: `ts`, `level`, "
+            "`logger`, `msg` and the line's fields, e.g. request and turn ids)."
+        ),
+    )
 
     # Limits on every input and on memory.
     max_message_chars: int = Field(

@@ -23,7 +23,7 @@ from sidechat.conversations import Conversation, StoredMessage, new_id
 from sidechat.errors import Busy, NotFound, Restarting
 from sidechat.eventlog import DONE, EventLog, MemoryEventLog
 from sidechat.generation import Generation
-from sidechat.metrics import Metrics
+from sidechat.metrics import Metrics, outcome_of
 from sidechat.providers.base import ChatRequest, Message
 from sidechat.settings import Settings
 from sidechat.store import StoredTurn, TurnStart
@@ -35,7 +35,7 @@ if TYPE_CHECKING:
     from sidechat.bus.continuation import ContinuationStyle
     from sidechat.bus.watch import Watchdog
 
-__all__ = ["Rating", "Turn", "TurnStatus", "Turns"]
+__all__ = ["Rating", "Turn", "TurnStatus", "Turns", "turn_line"]
 
 logger = logging.getLogger("sidechat.turns")
 
@@ -75,6 +75,7 @@ class Turn:
     source_list: tuple[tuple[str, str], ...] = ()  # (url, title) of the pages retrieved
     client_hash: str | None = None
     language: str = "en"  # the visitor's, for replies sidechat writes itself ("not found")
+    answer: str | None = None  # how a grounded reply was made: "generative", a quote's kind
 
     @property
     def text(self) -> str:
@@ -507,6 +508,8 @@ class Turns:
             turn.task = None  # a finished turn keeps its events, not its task
             if self._metrics is not None:
                 self._metrics.turn_ended(turn)
+            if logger.isEnabledFor(logging.INFO):
+                turn_line(turn)
             turn.delay_samples = None
             if conversation is not None:
                 self._settle(turn, conversation)
@@ -544,6 +547,28 @@ class Turns:
                 break
         if conversation.active_turn == turn.id:
             conversation.active_turn = None
+
+
+def turn_line(turn: Turn) -> None:
+    """One line as a turn ends, its fields structured (sidechat._logfmt): ids, outcome, timings
+    and counts. Never the question, the answer or a key."""
+    begun, first = turn.started_at, turn.first_token_at
+    if not begun:  # taken over from another replica: its start is not known here
+        first = None
+    fields = {
+        "turn": turn.id,
+        "conversation": turn.conversation_id or "-",
+        "outcome": outcome_of(turn),
+        "finish": turn.finish_reason or "-",
+        "error": turn.error_kind or "-",
+        "ms": round(max(time.time() - begun, 0.0) * 1000, 1) if begun else None,
+        "ttft_ms": None if first is None else round(max(first - begun, 0.0) * 1000, 1),
+        "deltas": turn.tokens,
+        "chars": len(turn.text),
+        "sources": turn.sources,
+        "answer": turn.answer or "-",
+    }
+    logger.info("turn ended", extra={"fields": fields})
 
 
 def _size(turn: Turn) -> int:

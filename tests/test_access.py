@@ -80,6 +80,11 @@ async def test_a_client_gone_mid_body_gets_nothing_and_logs_nothing(
 async def test_the_access_line(caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.INFO, logger="sidechat.access")
     await _call(_endpoint(ValueError("x")))
-    (line,) = [r.getMessage() for r in caplog.records if r.name == "sidechat.access"]
-    assert line.startswith("method=POST route=/api/thing/{id} status=500 ms=")
-    assert line.endswith("client=192.0.2.9 turn=-")
+    (record,) = [r for r in caplog.records if r.name == "sidechat.access"]
+    assert record.getMessage() == "request"
+    fields = dict(getattr(record, "fields"))  # noqa: B009 (not a LogRecord attribute)
+    assert len(fields.pop("request")) == 12 and fields.pop("ms") >= 0
+    assert fields == {
+        "method": "POST", "route": "/api/thing/{id}", "status": 500, "client": "192.0.2.9",
+        "turn": "-",
+    }  # fmt: skip

@@ -55,10 +55,15 @@ async def post(
 
 async def finish(http: aiohttp.ClientSession, base: str, turn_id: str) -> None:
     """Wait until the turn has ended (so the concurrency cap is not what refuses the next)."""
+    after = 0
     for _ in range(50):
-        async with http.get(f"{base}/api/turns/{turn_id}/events?after=0&wait=5") as r:
-            if (await r.json())["done"]:
+        # From the last event seen: a long poll that waits for the end (from 0 it answers at
+        # once, and 50 immediate polls can all come before the turn's ending is written).
+        async with http.get(f"{base}/api/turns/{turn_id}/events?after={after}&wait=5") as r:
+            body = await r.json()
+            if body["done"]:
                 return
+            after = body["last_id"]
     raise AssertionError("the turn never finished")
 
 
