@@ -13,9 +13,10 @@ from dataclasses import dataclass
 
 from sidechat.answers._markdown import code_block, inline, quote
 from sidechat.answers._units import Unit, split_units
+from sidechat.content.embeddings import Embedder
 from sidechat.content.search import Passage, query_terms
 
-__all__ = ["Extract", "Similarity", "extract"]
+__all__ = ["Extract", "Similarity", "dense_similarity", "extract"]
 
 Similarity = Callable[[str, Sequence[str]], Sequence[float]]
 """`similarity(question, texts) -> scores in [0, 1]`, e.g. a dense embedder's cosines."""
@@ -50,6 +51,10 @@ SECOND_WINDOW = 0.5
 OTHER_PAGE = 0.8
 GATE = 0.2
 SIMILARITY_WEIGHT = 0.5
+# The dense embedder reads only the units most worth it (by their own words and their page's
+# rank), each up to UNIT_TOKENS word pieces: its cost grows with the tokens it reads.
+SIMILAR_UNITS = 12
+UNIT_TOKENS = 24
 _WORD = re.compile(r"\w+")
 _HOW = re.compile(
     r"\b(how|command|run|install|set ?up|configure|syntax|snippet|example|code|write|make|"
@@ -116,7 +121,16 @@ def extract(
     ]
     total = sum(w for _, w in weights)
     howto = bool(_HOW.search(question))
-    sims = list(similarity(question, texts)) if similarity is not None else [0.0] * len(flat)
+    sims = [0.0] * len(flat)
+    if similarity is not None:
+        # Ranked by the share of the question's words a unit holds, then its page's rank.
+        own = [
+            sum(weights[t][1] for t in h) / (1.0 + RANK_DECAY * r)
+            for h, (r, _) in zip(hits, flat, strict=True)
+        ]
+        ranked = sorted(range(len(flat)), key=lambda i: (-own[i], i))[:SIMILAR_UNITS]
+        for i, value in zip(ranked, similarity(question, [texts[i] for i in ranked]), strict=True):
+            sims[i] = max(0.0, float(value))
     cues = [(1 if _SOLUTION.search(t) else 0) - (1 if _PROBLEM.search(t) else 0) for t in texts]
     windows: list[tuple[float, int, int, int]] = []  # score, rank, first, last
     offset = 0
@@ -180,6 +194,19 @@ def extract(
         parts.append(_render(passage, quoted))
         sources.append(passage)
     return Extract("\n\n".join(parts), tuple(sources))
+
+
+def dense_similarity(embedder: Embedder) -> Similarity:
+    """`similarity` from a sentence embedder: the cosine of the question's and each text's
+    vectors, each text read up to UNIT_TOKENS word pieces."""
+
+    def similarity(question: str, texts: Sequence[str]) -> Sequence[float]:
+        if not texts:
+            return []
+        matrix = embedder.embed([question, *texts], max_tokens=UNIT_TOKENS)
+        return [float(x) for x in matrix[1:] @ matrix[0]]
+
+    return similarity
 
 
 def _render(passage: Passage, windows: list[list[Unit]]) -> str:
