@@ -67,6 +67,9 @@ _HOW = re.compile(
 class Extract:
     markdown: str
     sources: tuple[Passage, ...]  # the passages quoted, one per page, in the answer's order
+    # The best unit's similarity to the question (None without a similarity function): the
+    # not-found decision's evidence that any sentence here is about the question at all.
+    similarity: float | None = None
 
 
 def _terms(question: str, history: Sequence[str]) -> list[tuple[str, float]]:
@@ -193,7 +196,8 @@ def extract(
         quoted = [per_passage[rank][first : last + 1] for rank, first, last in sorted(spans)]
         parts.append(_render(passage, quoted))
         sources.append(passage)
-    return Extract("\n\n".join(parts), tuple(sources))
+    best = max(sims) if similarity is not None else None
+    return Extract("\n\n".join(parts), tuple(sources), best)
 
 
 def dense_similarity(embedder: Embedder) -> Similarity:

@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from sidechat.answers._markdown import inline
+from sidechat.answers.extractive import Extract
 from sidechat.content.search import Passage
 
 __all__ = [
@@ -16,6 +17,7 @@ __all__ = [
     "found",
     "language",
     "not_found_reply",
+    "quoted_enough",
     "suggestions",
 ]
 
@@ -31,11 +33,14 @@ class Thresholds:
     score: float = 0.0
     names: bool = True  # a name the site never mentions ("PgBouncer") means not found
     weighted: float = 0.0  # Vocabulary.weighted_coverage of the best page
+    # The quote's best unit's dense similarity to the question (`Extract.similarity`); applies
+    # only when the quote was scored by an embedder.
+    quote: float = 0.0
 
 
 # Calibrated on the dev split of examples/questions/til-visitors.json with
-# `python -m sidechat.answers.calibrate` (BM25-only retrieval).
-DEFAULT = Thresholds()
+# `python -m sidechat.answers.calibrate` (hybrid retrieval, quotes scored by the embedder).
+DEFAULT = Thresholds(quote=0.4)
 SUGGESTIONS = 3
 
 # The reply in the widget's languages; the key is a primary language subtag.
@@ -69,6 +74,14 @@ def found(
         return False
     top_similarity = max(p.similarity for p in passages)
     return not (top_similarity > 0 and top_similarity < thresholds.similarity)
+
+
+def quoted_enough(quote: Extract | None, thresholds: Thresholds = DEFAULT) -> Extract | None:
+    """The quote, or None when no sentence of it is close enough to the question (a question
+    the site does not answer still shares words with some page, but no sentence means it)."""
+    if quote is None or quote.similarity is None or quote.similarity >= thresholds.quote:
+        return quote
+    return None
 
 
 def language(accept_language: str | None) -> str:

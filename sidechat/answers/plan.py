@@ -12,7 +12,14 @@ from typing import Literal
 
 from sidechat.answers.citations import CitationFilter, cited_context
 from sidechat.answers.extractive import Similarity, dense_similarity, extract
-from sidechat.answers.notfound import DEFAULT, Thresholds, found, not_found_reply, suggestions
+from sidechat.answers.notfound import (
+    DEFAULT,
+    Thresholds,
+    found,
+    not_found_reply,
+    quoted_enough,
+    suggestions,
+)
 from sidechat.answers.strategy import Strategy
 from sidechat.answers.vocabulary import Vocabulary
 from sidechat.content import Passage, Retriever
@@ -114,6 +121,7 @@ class Answerer:
                 if self._similarity is not None
                 else extract(question, passages, history=history)
             )
+            quoted = quoted_enough(quoted, self._thresholds)
             if quoted is not None:
                 return Ready(quoted.markdown, _refs(quoted.sources), "extractive")
         return Ready(not_found_reply(suggestions(passages), language), (), "not_found")
