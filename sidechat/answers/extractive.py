@@ -117,6 +117,8 @@ def extract(
     if not terms:
         return None
     hits = _hits(terms, texts)
+    if not any(hits):
+        return None  # similarity alone never makes a quote: some words must be shared
     # Rarer among the candidates means more telling (a local IDF).
     weights = [
         (prefix, w * math.log(1.0 + (len(texts) + 1) / (sum(i in h for h in hits) + 1)))
