@@ -66,7 +66,7 @@ def calibrate(
         decided = [_decided(o, p, thresholds) for o, p in runs]
         said = [d for d in decided if d.not_found]
         wrong = sum(d.question.answerable for d in said)
-        if said and wrong > (1.0 - MIN_PRECISION) * len(said):
+        if said and len(said) - wrong < MIN_PRECISION * len(said) - 1e-9:
             continue
         right = sum(d.correct for d in decided)
         if best is None or right > best[0]:
