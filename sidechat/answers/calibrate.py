@@ -16,6 +16,7 @@ import orjson
 
 from sidechat.answers.evaluate import AnswerQuestion, Outcome, answer, load, report
 from sidechat.answers.notfound import Thresholds, found, not_found_reply, suggestions
+from sidechat.answers.plan import default_similarity
 from sidechat.answers.vocabulary import Vocabulary
 from sidechat.content import open_index
 from sidechat.content.search import Passage
@@ -24,12 +25,20 @@ __all__ = ["calibrate", "main"]
 
 _COVERAGE = [round(0.05 * i, 2) for i in range(17)]
 _SIMILARITY = [round(0.05 * i, 2) for i in range(19)]
+_QUOTE = [0.0, 0.3, 0.35, 0.4, 0.45, 0.5, 0.55]
+# "Not found" must be right at least this often on dev: turning away an answer costs a visitor
+# more than quoting a page that does not help.
+MIN_PRECISION = 0.9
 _SCORE = [0.0, 2.0, 4.0, 6.0, 8.0, 10.0, 12.0, 14.0, 16.0, 18.0, 20.0]
 
 
 def _decided(outcome: Outcome, passages: Sequence[Passage], thresholds: Thresholds) -> Outcome:
-    if outcome.not_found or found(
-        passages, thresholds, unknown_names=outcome.unknown, weighted_coverage=outcome.weighted
+    quote = outcome.quote_similarity
+    if outcome.not_found or (
+        found(
+            passages, thresholds, unknown_names=outcome.unknown, weighted_coverage=outcome.weighted
+        )
+        and (quote is None or quote >= thresholds.quote)
     ):
         return outcome
     reply = not_found_reply(suggestions(passages))
@@ -40,20 +49,30 @@ def calibrate(
     runs: Sequence[tuple[Outcome, Sequence[Passage]]], *, use_score: bool = False
 ) -> Thresholds:
     """The thresholds that get the most dev questions right (answered correctly, or unanswerable
-    and not found); ties go to the lowest thresholds, which turn away fewest answers."""
+    and not found) while "not found" keeps a precision of MIN_PRECISION; ties go to the lowest
+    thresholds, which turn away fewest answers."""
     with_similarity = any(p.similarity > 0 for _, passages in runs for p in passages)
+    with_quote = any(o.quote_similarity is not None for o, _ in runs)
     grid = itertools.product(
         _COVERAGE,
         _SIMILARITY if with_similarity else [0.0],
         _SCORE if use_score else [0.0],
         _COVERAGE,
+        _QUOTE if with_quote else [0.0],
     )
     best: tuple[int, Thresholds] | None = None
-    for coverage, similarity, score, weighted in grid:
-        thresholds = Thresholds(coverage, similarity, score, names=True, weighted=weighted)
-        right = sum(_decided(o, p, thresholds).correct for o, p in runs)
+    for coverage, similarity, score, weighted, quote in grid:
+        thresholds = Thresholds(coverage, similarity, score, True, weighted, quote)
+        decided = [_decided(o, p, thresholds) for o, p in runs]
+        said = [d for d in decided if d.not_found]
+        wrong = sum(d.question.answerable for d in said)
+        if said and len(said) - wrong < MIN_PRECISION * len(said) - 1e-9:
+            continue
+        right = sum(d.correct for d in decided)
         if best is None or right > best[0]:
             best = (right, thresholds)
+    if best is None:
+        return Thresholds()
     assert best is not None
     return best[1]
 
@@ -63,10 +82,18 @@ def _runs(
 ) -> list[tuple[Outcome, Sequence[Passage]]]:
     retriever = open_index(index)
     vocabulary = Vocabulary(index)
+    similarity = default_similarity(retriever)
     everything = Thresholds(0.0, 0.0, float("-inf"), names=False, weighted=0.0)
     return [
         (
-            answer(retriever, q, k=k, thresholds=everything, vocabulary=vocabulary),
+            answer(
+                retriever,
+                q,
+                k=k,
+                thresholds=everything,
+                vocabulary=vocabulary,
+                similarity=similarity,
+            ),
             retriever.search(q.q, history=q.history, k=k),
         )
         for q in questions

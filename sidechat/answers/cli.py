@@ -14,12 +14,19 @@ __all__ = ["eval_answers"]
 
 def eval_answers(questions: Path, index_path: Path, *, k: int, as_json: bool) -> None:
     from sidechat.answers.evaluate import evaluate, load
+    from sidechat.answers.plan import default_similarity
     from sidechat.answers.vocabulary import Vocabulary
     from sidechat.content import open_index
 
     try:
         retriever = open_index(index_path)
-        reports = evaluate(retriever, load(questions), k=k, vocabulary=Vocabulary(index_path))
+        reports = evaluate(
+            retriever,
+            load(questions),
+            k=k,
+            vocabulary=Vocabulary(index_path),
+            similarity=default_similarity(retriever),
+        )
     except SidechatError as exc:
         raise click.ClickException(exc.message) from None
     figures = [r.as_json() for r in reports]

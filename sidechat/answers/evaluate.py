@@ -15,7 +15,14 @@ import orjson
 
 from sidechat.answers._markdown import plain_text
 from sidechat.answers.extractive import Similarity, extract
-from sidechat.answers.notfound import DEFAULT, Thresholds, found, not_found_reply, suggestions
+from sidechat.answers.notfound import (
+    DEFAULT,
+    Thresholds,
+    found,
+    not_found_reply,
+    quoted_enough,
+    suggestions,
+)
 from sidechat.answers.vocabulary import Vocabulary
 from sidechat.content.search import Passage, SqliteRetriever
 from sidechat.errors import ConfigError
@@ -50,6 +57,7 @@ class Outcome:
     retrieved: bool  # an expected page was among the passages (the ceiling for the answer)
     unknown: tuple[str, ...] = ()  # names in the question that no page mentions
     weighted: float | None = None  # the best page's IDF-weighted coverage of the question
+    quote_similarity: float | None = None  # Extract.similarity of the quote, when scored
 
     @property
     def correct(self) -> bool:
@@ -158,6 +166,8 @@ def answer(
         if found(passages, thresholds, unknown_names=unknown, weighted_coverage=weighted)
         else None
     )
+    quote_similarity = result.similarity if result is not None else None
+    result = quoted_enough(result, thresholds)
     cited: tuple[Passage, ...] = ()
     if result is None:
         text, nf = not_found_reply(suggestions(passages)), True
@@ -165,7 +175,9 @@ def answer(
         text, cited, nf = result.markdown, result.sources, False
     seconds = time.perf_counter() - started
     retrieved = any(_matches(question.expect, p) for p in passages)
-    return Outcome(question, text, cited, nf, seconds, retrieved, unknown, weighted)
+    return Outcome(
+        question, text, cited, nf, seconds, retrieved, unknown, weighted, quote_similarity
+    )
 
 
 def report(split: str, outcomes: Sequence[Outcome]) -> Report:

@@ -13,9 +13,10 @@ from dataclasses import dataclass
 
 from sidechat.answers._markdown import code_block, inline, quote
 from sidechat.answers._units import Unit, split_units
+from sidechat.content.embeddings import Embedder
 from sidechat.content.search import Passage, query_terms
 
-__all__ = ["Extract", "Similarity", "extract"]
+__all__ = ["Extract", "Similarity", "dense_similarity", "extract"]
 
 Similarity = Callable[[str, Sequence[str]], Sequence[float]]
 """`similarity(question, texts) -> scores in [0, 1]`, e.g. a dense embedder's cosines."""
@@ -45,11 +46,15 @@ _PROBLEM = re.compile(
 )
 MAX_TERMS = 32  # a 4,000-character question is matched on its first 32 content words
 HISTORY_WEIGHT = 0.3  # a follow-up's earlier question counts, less than its own words
-MAX_WINDOWS = 2  # stretches of consecutive units quoted, from one page or two
-SECOND_WINDOW = 0.5
+MAX_WINDOWS = 3  # stretches of consecutive units quoted, from one page or two
+SECOND_WINDOW = 0.3
 OTHER_PAGE = 0.8
 GATE = 0.2
 SIMILARITY_WEIGHT = 0.5
+# The dense embedder reads only the units most worth it (by their own words and their page's
+# rank), each up to UNIT_TOKENS word pieces: its cost grows with the tokens it reads.
+SIMILAR_UNITS = 12
+UNIT_TOKENS = 24
 _WORD = re.compile(r"\w+")
 _HOW = re.compile(
     r"\b(how|command|run|install|set ?up|configure|syntax|snippet|example|code|write|make|"
@@ -62,6 +67,9 @@ _HOW = re.compile(
 class Extract:
     markdown: str
     sources: tuple[Passage, ...]  # the passages quoted, one per page, in the answer's order
+    # The best unit's similarity to the question (None without a similarity function): the
+    # not-found decision's evidence that any sentence here is about the question at all.
+    similarity: float | None = None
 
 
 def _terms(question: str, history: Sequence[str]) -> list[tuple[str, float]]:
@@ -109,6 +117,8 @@ def extract(
     if not terms:
         return None
     hits = _hits(terms, texts)
+    if not any(hits):
+        return None  # similarity alone never makes a quote: some words must be shared
     # Rarer among the candidates means more telling (a local IDF).
     weights = [
         (prefix, w * math.log(1.0 + (len(texts) + 1) / (sum(i in h for h in hits) + 1)))
@@ -116,7 +126,16 @@ def extract(
     ]
     total = sum(w for _, w in weights)
     howto = bool(_HOW.search(question))
-    sims = list(similarity(question, texts)) if similarity is not None else [0.0] * len(flat)
+    sims = [0.0] * len(flat)
+    if similarity is not None:
+        # Ranked by the share of the question's words a unit holds, then its page's rank.
+        own = [
+            sum(weights[t][1] for t in h) / (1.0 + RANK_DECAY * r)
+            for h, (r, _) in zip(hits, flat, strict=True)
+        ]
+        ranked = sorted(range(len(flat)), key=lambda i: (-own[i], i))[:SIMILAR_UNITS]
+        for i, value in zip(ranked, similarity(question, [texts[i] for i in ranked]), strict=True):
+            sims[i] = max(0.0, float(value))
     cues = [(1 if _SOLUTION.search(t) else 0) - (1 if _PROBLEM.search(t) else 0) for t in texts]
     windows: list[tuple[float, int, int, int]] = []  # score, rank, first, last
     offset = 0
@@ -179,7 +198,21 @@ def extract(
         quoted = [per_passage[rank][first : last + 1] for rank, first, last in sorted(spans)]
         parts.append(_render(passage, quoted))
         sources.append(passage)
-    return Extract("\n\n".join(parts), tuple(sources))
+    best = max(sims) if similarity is not None else None
+    return Extract("\n\n".join(parts), tuple(sources), best)
+
+
+def dense_similarity(embedder: Embedder) -> Similarity:
+    """`similarity` from a sentence embedder: the cosine of the question's and each text's
+    vectors, each text read up to UNIT_TOKENS word pieces."""
+
+    def similarity(question: str, texts: Sequence[str]) -> Sequence[float]:
+        if not texts:
+            return []
+        matrix = embedder.embed([question, *texts], max_tokens=UNIT_TOKENS)
+        return [float(x) for x in matrix[1:] @ matrix[0]]
+
+    return similarity
 
 
 def _render(passage: Passage, windows: list[list[Unit]]) -> str:

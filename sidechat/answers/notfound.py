@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from sidechat.answers._markdown import inline
+from sidechat.answers.extractive import Extract
 from sidechat.content.search import Passage
 
 __all__ = [
@@ -16,6 +17,7 @@ __all__ = [
     "found",
     "language",
     "not_found_reply",
+    "quoted_enough",
     "suggestions",
 ]
 
@@ -31,15 +33,18 @@ class Thresholds:
     score: float = 0.0
     names: bool = True  # a name the site never mentions ("PgBouncer") means not found
     weighted: float = 0.0  # Vocabulary.weighted_coverage of the best page
+    # The quote's best unit's dense similarity to the question (`Extract.similarity`); applies
+    # only when the quote was scored by an embedder.
+    quote: float = 0.0
 
 
 # Calibrated on the dev split of examples/questions/til-visitors.json with
-# `python -m sidechat.answers.calibrate` (BM25-only retrieval).
+# `python -m sidechat.answers.calibrate` (hybrid retrieval, quotes scored by the embedder). The
+# calibration's `quote` = 0.4 (dev not-found recall 0.54 -> 0.69 at precision 0.90) rested on
+# two dev questions and turned away 6 answerable test questions while catching none more
+# (test precision 1.00 -> 0.45): off until a larger question set supports it.
 DEFAULT = Thresholds()
 SUGGESTIONS = 3
-# Dense retrieval always proposes its nearest pages; all-MiniLM-L6-v2 gives unrelated text a
-# cosine of about 0-0.25, so a page is only suggested for its meaning above that.
-SUGGEST_SIMILARITY = 0.3
 
 # The reply in the widget's languages; the key is a primary language subtag.
 MESSAGES: dict[str, tuple[str, str]] = {
@@ -65,16 +70,25 @@ def found(
     when there is one."""
     if not passages or (thresholds.names and unknown_names):
         return False
+    if all(p.coverage <= 0 for p in passages):
+        # The dense side always proposes its nearest chunks: sharing no word at all with any of
+        # them is not finding anything.
+        return False
     if weighted_coverage is not None and weighted_coverage < thresholds.weighted:
         return False
     best = passages[0]
     if best.coverage < thresholds.coverage or best.score < thresholds.score:
         return False
     top_similarity = max(p.similarity for p in passages)
-    if max(p.coverage for p in passages) <= 0 and top_similarity < SUGGEST_SIMILARITY:
-        # Only the dense ranker proposed these, and not for their meaning: BM25 found no word.
-        return False
     return not (top_similarity > 0 and top_similarity < thresholds.similarity)
+
+
+def quoted_enough(quote: Extract | None, thresholds: Thresholds = DEFAULT) -> Extract | None:
+    """The quote, or None when no sentence of it is close enough to the question (a question
+    the site does not answer still shares words with some page, but no sentence means it)."""
+    if quote is None or quote.similarity is None or quote.similarity >= thresholds.quote:
+        return quote
+    return None
 
 
 def language(accept_language: str | None) -> str:
@@ -98,14 +112,12 @@ def language(accept_language: str | None) -> str:
 
 
 def suggestions(passages: Sequence[Passage], limit: int = SUGGESTIONS) -> list[Passage]:
-    """The closest pages (one passage each) that share a word with the question or are near it in
-    meaning."""
+    """The closest pages (one passage each) that share any word with the question (a dense
+    neighbour that shares none is as likely noise as close)."""
     out: list[Passage] = []
     seen: set[str] = set()
     for passage in passages:
-        if passage.url in seen or (
-            passage.coverage <= 0 and passage.similarity < SUGGEST_SIMILARITY
-        ):
+        if passage.url in seen or passage.coverage <= 0:
             continue
         seen.add(passage.url)
         out.append(passage)

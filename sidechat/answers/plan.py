@@ -3,6 +3,7 @@ from the pages, or "not found"), or a prompt for the model with numbered passage
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -10,14 +11,21 @@ from pathlib import Path
 from typing import Literal
 
 from sidechat.answers.citations import CitationFilter, cited_context
-from sidechat.answers.extractive import Similarity, extract
-from sidechat.answers.notfound import DEFAULT, Thresholds, found, not_found_reply, suggestions
+from sidechat.answers.extractive import Similarity, dense_similarity, extract
+from sidechat.answers.notfound import (
+    DEFAULT,
+    Thresholds,
+    found,
+    not_found_reply,
+    quoted_enough,
+    suggestions,
+)
 from sidechat.answers.strategy import Strategy
 from sidechat.answers.vocabulary import Vocabulary
 from sidechat.content import Passage, Retriever
 from sidechat.errors import SidechatError
 
-__all__ = ["Answerer", "Prompt", "Ready", "SourceRef"]
+__all__ = ["Answerer", "Prompt", "Ready", "SourceRef", "default_similarity"]
 
 logger = logging.getLogger("sidechat.answers")
 
@@ -55,6 +63,15 @@ def _refs(passages: Sequence[Passage]) -> tuple[SourceRef, ...]:
     )
 
 
+def default_similarity(retriever: object) -> Similarity | None:
+    """The dense embedder's similarity when `retriever` is hybrid (its index has vectors by the
+    installed model), else None: quotes are then chosen by their words alone."""
+    from sidechat.content.embeddings import get_embedder
+
+    embedder = get_embedder() if getattr(retriever, "hybrid", False) else None
+    return dense_similarity(embedder) if embedder is not None else None
+
+
 class Answerer:
     """Retrieval, then the strategy's answer or prompt; one per app, shared by every turn."""
 
@@ -73,7 +90,7 @@ class Answerer:
         self.strategy = strategy
         self._k = k
         self._thresholds = thresholds
-        self._similarity = similarity
+        self._similarity = similarity if similarity is not None else default_similarity(retriever)
         self._max_context_chars = max_context_chars
         self._vocabulary: Vocabulary | None = None
         if index is not None:
@@ -96,7 +113,15 @@ class Answerer:
                 useful = [p for p in passages if p.coverage > 0 or p.similarity > 0]
                 cited = cited_context(useful, max_chars=self._max_context_chars)
                 return Prompt(cited.context, _refs(cited.pages))
-            quoted = extract(question, passages, history=history, similarity=self._similarity)
+            quoted = (
+                # The embedder's numpy work releases the GIL: other streams go on meanwhile.
+                await asyncio.to_thread(
+                    extract, question, passages, history=history, similarity=self._similarity
+                )
+                if self._similarity is not None
+                else extract(question, passages, history=history)
+            )
+            quoted = quoted_enough(quoted, self._thresholds)
             if quoted is not None:
                 return Ready(quoted.markdown, _refs(quoted.sources), "extractive")
         return Ready(not_found_reply(suggestions(passages), language), (), "not_found")

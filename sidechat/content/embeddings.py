@@ -135,25 +135,33 @@ class Embedder:
         norms = np.linalg.norm(pooled, axis=1, keepdims=True)
         return (pooled / np.maximum(norms, _EPS)).astype(np.float32)  # type: ignore[no-any-return]
 
-    def embed(self, texts: Sequence[str], batch_tokens: int = 4096) -> Vector:
-        """One normalised vector per text (an empty text gets the [CLS][SEP] vector)."""
+    def embed(
+        self, texts: Sequence[str], batch_tokens: int = 4096, *, max_tokens: int = MAX_TOKENS
+    ) -> Vector:
+        """One normalised vector per text (an empty text gets the [CLS][SEP] vector), each
+        read up to `max_tokens` word pieces (at most MAX_TOKENS)."""
         if not texts:
             return np.zeros((0, DIM), np.float32)
-        encoded = self._tok.encode_batch([t[: MAX_TOKENS * 12] for t in texts])
-        order = sorted(range(len(texts)), key=lambda i: -len(encoded[i].ids))
+        limit = max(2, min(max_tokens, MAX_TOKENS))
+        encoded = [
+            # Shortened to the limit, keeping the closing [SEP] the model expects.
+            e.ids if len(e.ids) <= limit else [*e.ids[: limit - 1], e.ids[-1]]
+            for e in self._tok.encode_batch([t[: limit * 12] for t in texts])
+        ]
+        order = sorted(range(len(texts)), key=lambda i: -len(encoded[i]))
         out = np.zeros((len(texts), DIM), np.float32)
         start = 0
         while start < len(order):
             # Batches of similar length waste little on padding.
-            longest = len(encoded[order[start]].ids)
+            longest = len(encoded[order[start]])
             size = max(1, batch_tokens // max(longest, 1))
             group = order[start : start + size]
-            seq = max(len(encoded[i].ids) for i in group)
+            seq = max(len(encoded[i]) for i in group)
             ids = np.zeros((len(group), seq), np.int64)
             mask = np.zeros((len(group), seq), np.float32)
             for row, i in enumerate(group):
-                n = len(encoded[i].ids)
-                ids[row, :n] = encoded[i].ids
+                n = len(encoded[i])
+                ids[row, :n] = encoded[i]
                 mask[row, :n] = 1.0
             out[group] = self._forward(ids, mask)
             start += size

@@ -147,3 +147,46 @@ def test_fast_enough_to_stream_at_once(til_index: SqliteRetriever) -> None:
     times = _timed(til_index, questions)
     # Measured ~5 ms each on 2 shared cores; 100 ms would still be unnoticeable in a stream.
     assert times[len(times) // 2] < 0.1
+
+
+def test_similarity_chooses_among_units_and_reads_only_a_few() -> None:
+    # Six sentences share the question's words equally; the similarity decides which are
+    # quoted, and it is asked about at most SIMILAR_UNITS units.
+    from sidechat.answers import extractive
+
+    tools = ["cron", "anacron", "launchd", "at", "fcron", "systemd"]
+    same = " ".join(f"Backups run on day {i} with {tool}." for i, tool in enumerate(tools))
+    filler = " ".join(f"Unrelated sentence number {i} about cooking." for i in range(40))
+    text = f"{same} {filler}"
+    asked: list[int] = []
+
+    def similarity(question: str, texts: Sequence[str]) -> Sequence[float]:
+        asked.append(len(texts))
+        return [0.9 if "systemd" in t else 0.1 for t in texts]
+
+    result = extract("When do backups run?", [_passage(text)], similarity=similarity)
+    assert result is not None
+    assert "systemd" in result.markdown
+    assert result.similarity == 0.9
+    assert asked and max(asked) <= extractive.SIMILAR_UNITS
+    plain = extract("When do backups run?", [_passage(text)])
+    assert plain is not None and plain.similarity is None
+    assert "systemd" not in plain.markdown
+
+
+def test_dense_similarity_with_the_packaged_embedder() -> None:
+    import pytest
+
+    from sidechat.answers.extractive import dense_similarity
+    from sidechat.content.embeddings import get_embedder
+
+    embedder = get_embedder()
+    if embedder is None:
+        pytest.skip("no embedding model installed")
+    similarity = dense_similarity(embedder)
+    scores = similarity(
+        "How do I delete a git branch?",
+        ["Run git branch -d name to delete a branch.", "Bake the bread for forty minutes."],
+    )
+    assert scores[0] > scores[1] + 0.2
+    assert similarity("anything", []) == []

@@ -58,3 +58,17 @@ def test_language_from_accept_language() -> None:
     assert language("ja") == "en"
     assert language("es;q=0, pt;q=0.3") == "pt"
     assert language("de;q=x, it") == "it"
+
+
+def test_a_quote_far_from_the_question_is_not_found() -> None:
+    from sidechat.answers.extractive import Extract
+    from sidechat.answers.notfound import quoted_enough
+
+    rule = Thresholds(quote=0.4)
+    near = Extract("> text", (), 0.55)
+    far = Extract("> text", (), 0.3)
+    unscored = Extract("> text", ())  # no embedder: the words decided, nothing to check
+    assert quoted_enough(near, rule) is near
+    assert quoted_enough(far, rule) is None
+    assert quoted_enough(unscored, rule) is unscored
+    assert quoted_enough(None, rule) is None
