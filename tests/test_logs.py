@@ -84,7 +84,9 @@ async def test_text_log_is_human_readable_with_the_turn_line(
 ) -> None:
     with _serve(upstream) as server:
         turn_id = await _turn(server, http)
-        lines = await _lines_until(server, f"turn={turn_id} ", "sidechat.turns")
+        lines = await _lines_until(
+            server, f"sidechat.turns: turn ended turn={turn_id} ", "route=/api/chat status=200"
+        )
         log = server.log()
     stamp = r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3}"
     (turn,) = [line for line in lines if "sidechat.turns: turn ended" in line]
