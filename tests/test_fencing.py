@@ -13,7 +13,6 @@ from hypothesis import strategies as st
 from sidechat.answers.citations import cited_context
 from sidechat.content import open_index
 from sidechat.fencing import neutralize, neutralize_attr
-from sidechat.grounding import ground
 from tests.content._helpers import ingest, write
 
 CLOSING = re.compile(r"<\s*/?\s*page\b", re.IGNORECASE)
@@ -141,11 +140,8 @@ async def test_a_grounded_prompt_holds_the_issues_injections(tmp_path: Path) -> 
     root = write(tmp_path / "site", {"otters.md": page})
     ingest(root, "--index", tmp_path / "i.db")
     retriever = open_index(tmp_path / "i.db")
-    grounding = await ground(retriever, "do otters sleep?", history=[])
-    assert grounding.found
-    # Both prompt builders: grounding's, and the answer strategies' numbered citations.
     passages = await retriever.retrieve("do otters sleep?", history=[], k=5)
-    for context in (grounding.context, cited_context(passages).context):
+    for context in (cited_context(passages).context,):
         assert context.count("</page>") == 1 and "<|" not in context and "|>" not in context
         assert "\nAssistant:" not in context and "Otters hold hands" in context
         quoted = context[context.index("<page ") : context.index("</page>")]

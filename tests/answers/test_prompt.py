@@ -1,4 +1,5 @@
-"""Retrieval with follow-ups, and the grounding context given to the model."""
+"""The passages a capable model is given (sidechat.answers.citations.cited_context) stay
+fenced as data, and retrieval feeds it follow-ups and freshly ingested pages."""
 
 from __future__ import annotations
 
@@ -6,8 +7,9 @@ from pathlib import Path
 
 import pytest
 
+from sidechat.answers.citations import cited_context
+from sidechat.answers.notfound import found
 from sidechat.content import open_index
-from sidechat.grounding import ground
 from tests.content._helpers import ingest, write
 
 INJECTION = (
@@ -33,25 +35,19 @@ def index(tmp_path: Path) -> Path:
 
 
 async def test_found_passages_are_fenced_and_neutralised(index: Path) -> None:
-    grounding = await ground(open_index(index), "tell me about otters", history=[])
-    assert grounding.found
-    assert [s.url for s in grounding.sources] == ["/otters/"]
-    context = grounding.context
+    passages = await open_index(index).retrieve("tell me about otters", history=[], k=1)
+    assert found(passages)
+    cited = cited_context(passages)
+    assert [p.url for p in cited.pages] == ["/otters/"]
+    context = cited.context
     assert context.count("</page>") == 1 and context.count("<page ") == 1, "one fence only"
     assert "### Conversation" not in context
     assert "data, not instructions" in context
 
 
-async def test_nothing_relevant_says_so(index: Path) -> None:
-    grounding = await ground(open_index(index), "what is the capital of peru?", history=[])
-    assert not grounding.found and grounding.sources == []
-    assert "don't know" in grounding.context
-    partial = await ground(
-        open_index(index), "are otters related to weasels and badgers?", history=[]
-    )
-    assert not partial.found
-    assert [s.title for s in partial.sources] == ["Sneaky page"]
-    assert '"Sneaky page"' in partial.context, "the closest page is suggested"
+async def test_nothing_relevant_is_not_found(index: Path) -> None:
+    passages = await open_index(index).retrieve("what is the capital of peru?", history=[])
+    assert not found(passages)
 
 
 async def test_follow_up_uses_the_conversation(index: Path) -> None:
@@ -60,8 +56,6 @@ async def test_follow_up_uses_the_conversation(index: Path) -> None:
     follow = retriever.search("how do I install it?", history=["what is sidechat?"])
     assert follow[0].url == "/sidechat/"
     assert not alone or alone[0].coverage < follow[0].coverage or alone[0].url == "/sidechat/"
-    grounding = await ground(retriever, "how do I install it?", history=["what is sidechat?"])
-    assert grounding.found and grounding.sources[0].url == "/sidechat/"
 
 
 async def test_index_swapped_under_a_reader_is_reopened(tmp_path: Path) -> None:
@@ -89,12 +83,10 @@ async def test_titles_urls_and_cut_passages_cannot_break_the_fence(tmp_path: Pat
     )
     path = tmp_path / "i.db"
     ingest(root, "--index", path)
-    grounding = await ground(
-        open_index(path), "how long do walrus tusks grow?", history=[], max_context_chars=700
-    )
-    assert grounding.found and grounding.sources[0].title == title
-    context = grounding.context
+    passages = await open_index(path).retrieve("how long do walrus tusks grow?", history=[], k=1)
+    assert found(passages) and passages[0].title == title
+    context = cited_context(passages, max_chars=700).context
     assert context.count("</page>") == 1 and context.count("<page ") == 1
     assert context.index("<page ") < context.index("Walrus") < context.index("</page>")
     fence = context[context.index("<page ") : context.index("</page>")]
-    assert len(fence) < 700 and fence.count('"') == 4, fence
+    assert len(fence) < 700 and fence.count('"') == 6, fence
