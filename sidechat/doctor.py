@@ -21,6 +21,7 @@ from sidechat._checks import (
     check_python,
 )
 from sidechat._remote_checks import check_postgres, check_redis, check_upstream
+from sidechat._store_check import check_store
 from sidechat.errors import SidechatError
 
 __all__ = ["CHECKS", "Check", "Context", "Result", "doctor", "run_checks"]
@@ -36,6 +37,7 @@ CHECKS: list[Check] = [
     check_index,
     check_upstream,
     check_postgres,
+    check_store,
     check_redis,
     check_open_files,
     check_port,

@@ -7,6 +7,7 @@ import os
 import resource
 import shutil
 import socket
+import sqlite3
 import subprocess
 import sys
 import time
@@ -301,3 +302,28 @@ def test_deep_loads_the_embedded_model() -> None:
     result = doctor("--deep", timeout=300)  # loading takes seconds, more on a busy machine
     assert line(result, "model").startswith("OK"), result.stdout
     assert "; loaded in " in line(result, "model")
+
+
+def test_the_store_check_reads_the_schema(upstream: FakeOpenAI, tmp_path: Path) -> None:
+    from sidechat.store.migrate import migrate, migration_ids
+
+    args = openai_args(upstream.base_url)
+    fresh = doctor(*args, env={"SIDECHAT_DATA_DIR": str(tmp_path / "new")})
+    assert "will be created at start" in line(fresh, "store")
+    data = tmp_path / "data"
+    data.mkdir()
+    url = f"sqlite:///{data / 'sidechat.db'}"
+    migrate(url, upto=migration_ids()[0])
+    older = doctor(*args, env={"SIDECHAT_DATA_DIR": str(data)})
+    assert f"will apply at start ({migration_ids()[-1]})" in line(older, "store")
+    migrate(url)
+    current = doctor(*args, env={"SIDECHAT_DATA_DIR": str(data)})
+    assert line(current, "store").startswith("OK") and "schema current" in line(current, "store")
+    with sqlite3.connect(data / "sidechat.db") as conn:
+        conn.execute(
+            "INSERT INTO _yoyo_migration (migration_hash, migration_id, applied_at_utc) "
+            "VALUES ('x', '9999_from_the_future', '2030-01-01 00:00:00')"
+        )
+    newer = doctor(*args, env={"SIDECHAT_DATA_DIR": str(data)})
+    assert newer.returncode == 1
+    assert "newer than this sidechat (migration 9999_from_the_future)" in line(newer, "store")
