@@ -517,6 +517,8 @@ def create_app(settings: Settings, provider: Provider | None = None) -> Sidechat
                     url=url, prefix=settings.redis_prefix, stream_ttl=settings.turn_ttl
                 )
                 bus = await RedisBus.connect(config)
+                if metrics is not None:
+                    bus.publisher.on_write = metrics.redis_writes.observe
                 turns.attach(bus)
                 stack.push_async_callback(bus.aclose)
                 stack.push_async_callback(turns.detach)

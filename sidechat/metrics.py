@@ -161,8 +161,14 @@ class Metrics:
             "One store transaction (a group of queued writes).",
             _FAST_BUCKETS,
         )
+        self.redis_writes = _Histogram(
+            "sidechat_redis_write_seconds",
+            "One batch of turns' events appended to Redis (--redis-url): the round trip.",
+            _FAST_BUCKETS,
+        )
         self.histograms = (
             self.ttft, self.token_delay, self.turn_seconds, self.retrieval, self.store_writes,
+            self.redis_writes,
         )  # fmt: skip
         self.outcomes = dict.fromkeys(OUTCOMES, 0)
         self.tokens = 0

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -92,6 +93,8 @@ class Publisher:
         self._task: asyncio.Task[None] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self.stats = PublisherStats()
+        # Told each batch's round trip in seconds (the app's metrics, when they are on).
+        self.on_write: Callable[[float], None] | None = None
         self.healthy = True  # the last round trip succeeded
 
     def open(self) -> None:
@@ -163,6 +166,7 @@ class Publisher:
             sent.append((log, len(payloads)))
         if not sent:
             return True
+        started = time.perf_counter()
         try:
             # EVALSHA, not a registered script: that would cost a SCRIPT EXISTS round trip.
             results = await self._redis.evalsha(self._append.sha, len(keys), *keys, *args)
@@ -178,6 +182,8 @@ class Publisher:
             return False
         self.stats.round_trips += 1
         self.stats.script_calls += 1
+        if self.on_write is not None:
+            self.on_write(time.perf_counter() - started)
         for (log, count), result in zip(sent, results, strict=True):
             if result == -1:
                 self.fence(log)

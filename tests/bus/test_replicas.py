@@ -153,3 +153,18 @@ def _children(pid: int) -> list[int]:
     path = f"/proc/{pid}/task/{pid}/children"
     with open(path) as f:
         return [int(x) for x in f.read().split()]
+
+
+async def test_redis_write_latency_is_a_metric(
+    replicas: tuple[SidechatProcess, ...], http: aiohttp.ClientSession
+) -> None:
+    a, _ = replicas
+    turn_id = await _begin(http, a, "timed [[tokens=20 interval=0.01]]")
+    async with http.get(f"{a.url}/api/turns/{turn_id}/stream") as r:
+        await read_events(r)
+    async with http.get(f"{a.url}/metrics") as r:
+        text = await r.text()
+    (count,) = [
+        line for line in text.splitlines() if line.startswith("sidechat_redis_write_seconds_count")
+    ]
+    assert float(count.split()[-1]) >= 1, count
