@@ -16,27 +16,11 @@ import secrets
 from collections.abc import Callable
 from pathlib import Path
 
-from starlette.requests import Request
-
 from sidechat.settings import Settings
 
-__all__ = ["SALT_FILE", "client_address", "client_hasher"]
+__all__ = ["SALT_FILE", "client_hasher"]
 
 SALT_FILE = "client-address-salt"
-_LOOPBACK = frozenset(("127.0.0.1", "::1"))
-
-
-def client_address(request: Request) -> str | None:
-    """The visitor's address: the peer's, or, when the peer is a proxy on this host (as in
-    deploy/nginx), the last address of its `X-Forwarded-For` (nginx sets it to the address it
-    saw, replacing any the client sent). uvicorn's own proxy-header middleware is left off:
-    it would cost every request, where this costs only those that ask."""
-    peer = request.client.host if request.client else None
-    if peer in _LOOPBACK:
-        forwarded = request.headers.get("x-forwarded-for")
-        if forwarded:
-            return forwarded.rsplit(",", 1)[-1].strip()[:64] or peer
-    return peer
 
 
 def _salt(data_dir: Path) -> bytes:

@@ -17,7 +17,7 @@ from sidechat.admin import views
 from sidechat.admin._html import HEADERS, esc, page
 from sidechat.admin.auth import COOKIE, SESSION_SECONDS, AdminAuth
 from sidechat.admin.export import to_csv, to_jsonl
-from sidechat.privacy import client_address
+from sidechat.guard.client import TrustedProxies, client_address
 from sidechat.settings import Settings
 from sidechat.store import Store
 from sidechat.store import queries as q
@@ -41,10 +41,6 @@ def _html(body: str, status: int = 200, headers: dict[str, str] | None = None) -
     return HTMLResponse(body, status_code=status, headers={**HEADERS, **(headers or {})})
 
 
-def _client(request: Request) -> str:
-    return client_address(request) or "unknown"
-
-
 def _https(request: Request) -> bool:
     forwarded = request.headers.get("x-forwarded-proto", "").split(",")[0].strip().lower()
     return request.url.scheme == "https" or forwarded == "https"
@@ -58,6 +54,8 @@ class Admin:
         self.auth = AdminAuth(settings.admin_token.get_secret_value())
         self.settings = settings
         self.store = store
+        # Who is logging in: the peer, or the visitor a `--trusted-proxy` names (as for limits).
+        self._trusted = TrustedProxies.parse(settings.trusted_proxies, settings.proxy_header)
 
     def routes(self) -> list[Route]:
         guarded: list[tuple[str, Handler]] = [
@@ -105,7 +103,7 @@ class Admin:
         return _html(self._form())
 
     async def login(self, request: Request) -> Response:
-        client = _client(request)
+        client = client_address(request.scope, self._trusted)
         wait = self.auth.limiter.retry_after(client)
         if wait:
             return _html(
