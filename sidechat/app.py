@@ -487,6 +487,7 @@ def create_app(settings: Settings, provider: Provider | None = None) -> Sidechat
             provider.observer = metrics
         if persistence is not None:
             metrics.instrument_store(persistence.store)
+            persistence.on_recovered = metrics.recovered
     turns = Turns(settings, Generation(settings, provider, retriever), recorder, metrics)
     heartbeat = Heartbeat(settings.heartbeat, turns.live_logs)
     version = _widget_version()

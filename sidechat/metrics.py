@@ -215,6 +215,10 @@ class Metrics:
         if turn.retrieval_seconds is not None:
             self.retrieval.observe(turn.retrieval_seconds)
 
+    def recovered(self, turns: int) -> None:
+        """Turns a crashed run left generating, closed at start-up: interrupted."""
+        self.outcomes["interrupted"] = self.outcomes.get("interrupted", 0) + turns
+
     def resumed(self, kind: str) -> None:
         self.resumes.labels(kind).inc()
 

@@ -7,7 +7,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 
 from sidechat.conversations import Conversation, Conversations, StoredMessage
 from sidechat.settings import Settings
@@ -29,12 +29,16 @@ class Persistence:
         self.store = store
         self.recorder = Recorder(store)
         self._purger: asyncio.Task[None] | None = None
+        # Told how many turns a crashed run left open and start-up closed (the app's metrics).
+        self.on_recovered: Callable[[int], None] | None = None
 
     @contextlib.asynccontextmanager
     async def lifespan(self) -> AsyncIterator[None]:
         await self.store.open()
         try:
-            await close_interrupted(self.store)
+            recovered = await close_interrupted(self.store)
+            if recovered and self.on_recovered is not None:
+                self.on_recovered(recovered)
             await self.recorder.start()
             self._purger = asyncio.create_task(self._purge_every(), name="sidechat-retention")
             yield

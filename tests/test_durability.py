@@ -104,6 +104,15 @@ async def _mid_turn_then_restart(
             assert orjson.loads(full[-2][1])["finishReason"] == "error"
             by_id = dict(full)
             assert all(by_id[i] == data for i, data in seen if i in by_id), "no id reused"
+            async with http.get(f"{second.url}/metrics") as r:
+                interrupted = [
+                    line
+                    for line in (await r.text()).splitlines()
+                    if line.startswith('sidechat_turns_total{outcome="interrupted"}')
+                ]
+            # Closed at start-up after a crash: counted by the new process as interrupted.
+            count = 1.0 if how == signal.SIGKILL else 0.0
+            assert interrupted == [f'sidechat_turns_total{{outcome="interrupted"}} {count}']
             if how == signal.SIGTERM:
                 # The visitor saw the whole ending before the close, and it replays the same.
                 assert full == seen
