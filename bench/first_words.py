@@ -131,7 +131,10 @@ def _sidechat(index: Path, serve: list[str], logs: Path, timeout: float) -> Iter
     port = free_port()
     argv = [sys.executable, "-m", "sidechat", "serve", "--host", "127.0.0.1", "--port", str(port)]
     argv += ["--index", str(index), "--log-level", "warning", *serve]
-    proc = Proc("sidechat-first-words", argv, port=port, log_dir=logs, cwd=ROOT)
+    # One address asks every question in a few seconds: the per-client limits (10 a minute, a
+    # burst of 5) would make later questions wait for their turn, not for the answer.
+    env = {"SIDECHAT_CLIENT_LIMITS": "false", "SIDECHAT_DATA_DIR": str(logs / "data")}
+    proc = Proc("sidechat-first-words", argv, port=port, log_dir=logs, cwd=ROOT, env=env)
     try:
         proc.wait_ready(60)
         _wait_model(port, timeout)
