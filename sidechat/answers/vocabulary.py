@@ -11,14 +11,13 @@ words ("megabytes", "underneath"), which no page may use either, do not count.
 from __future__ import annotations
 
 import math
-import os
 import re
 import sqlite3
 from collections import OrderedDict
 from collections.abc import Sequence
 from pathlib import Path
 
-from sidechat.content.index import connect_readonly
+from sidechat.content.index import ReadonlyIndex
 from sidechat.content.search import Passage, query_terms
 
 __all__ = ["Vocabulary", "names"]
@@ -51,24 +50,15 @@ class Vocabulary:
     `ingest` swaps the file."""
 
     def __init__(self, path: Path, cache_size: int = 4096) -> None:
-        self._path = path
-        self._conn = connect_readonly(path)
-        self._stamp = self._file_stamp()
+        self._index = ReadonlyIndex(path)
         self._cache: OrderedDict[str, int] = OrderedDict()
         self._cache_size = cache_size
 
-    def _file_stamp(self) -> tuple[int, int]:
-        st = os.stat(self._path)
-        return st.st_ino, st.st_mtime_ns
-
     def _fresh(self) -> sqlite3.Connection:
-        stamp = self._file_stamp()
-        if stamp != self._stamp:
-            self._conn.close()
-            self._conn = connect_readonly(self._path)
-            self._stamp = stamp
+        conn, swapped = self._index.connection()
+        if swapped:
             self._cache.clear()
-        return self._conn
+        return conn
 
     def count(self, word: str) -> int:
         conn = self._fresh()
@@ -119,4 +109,4 @@ class Vocabulary:
         return [name for name in names(question) if self.count(name) == 0]
 
     def close(self) -> None:
-        self._conn.close()
+        self._index.close()

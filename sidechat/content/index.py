@@ -21,7 +21,7 @@ from sidechat.content.vectors import MIGRATION as VECTORS_MIGRATION
 from sidechat.content.vectors import Progress, embed_missing
 from sidechat.errors import ConfigError
 
-__all__ = ["MIGRATIONS", "connect_readonly", "migrate", "write_index"]
+__all__ = ["MIGRATIONS", "ReadonlyIndex", "connect_readonly", "migrate", "write_index"]
 
 KIND = "sidechat-index"
 
@@ -83,6 +83,34 @@ def connect_readonly(path: Path) -> sqlite3.Connection:
     if kind is None or kind[0] != KIND:
         raise ConfigError(f"{path} is not a sidechat index")
     return conn
+
+
+class ReadonlyIndex:
+    """A read-only connection to an index that `ingest` may swap for a new file (it replaces the
+    file in one rename): `connection()` notices the swap and reopens, so readers need no
+    restart."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._conn = connect_readonly(path)
+        self._stamp = self._file_stamp()
+
+    def _file_stamp(self) -> tuple[int, int]:
+        st = os.stat(self.path)
+        return st.st_ino, st.st_mtime_ns
+
+    def connection(self) -> tuple[sqlite3.Connection, bool]:
+        """The connection, and whether it was just reopened on a new file."""
+        stamp = self._file_stamp()
+        if stamp == self._stamp:
+            return self._conn, False
+        self._conn.close()
+        self._conn = connect_readonly(self.path)
+        self._stamp = stamp
+        return self._conn, True
+
+    def close(self) -> None:
+        self._conn.close()
 
 
 def _copy_or_create(path: Path, tmp: Path) -> sqlite3.Connection:

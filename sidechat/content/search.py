@@ -6,7 +6,6 @@ varied."""
 from __future__ import annotations
 
 import asyncio
-import os
 import re
 import sqlite3
 from collections import OrderedDict
@@ -18,7 +17,7 @@ import numpy as np
 
 from sidechat.content._stopwords import STOP
 from sidechat.content.embeddings import Vector, get_embedder
-from sidechat.content.index import connect_readonly
+from sidechat.content.index import ReadonlyIndex
 from sidechat.content.vectors import Vectors, load_vectors
 
 __all__ = ["Passage", "SqliteRetriever", "query_terms"]
@@ -87,18 +86,16 @@ class SqliteRetriever:
     """`dense=False` keeps retrieval BM25-only even when the index has vectors."""
 
     def __init__(self, path: Path, cache_size: int = 256, *, dense: bool = True) -> None:
-        self._path = path
         self._cache: OrderedDict[tuple[str, tuple[str, ...], int], list[Passage]] = OrderedDict()
         self._cache_size = cache_size
         self._dense = dense
-        self._conn = connect_readonly(path)
-        self._stamp = self._file_stamp()
+        self._index = ReadonlyIndex(path)
         self._vectors = self._load_vectors()
 
     def _load_vectors(self) -> Vectors | None:
         if not self._dense:
             return None
-        vectors = load_vectors(self._conn)
+        vectors = load_vectors(self._index.connection()[0])
         if vectors is None or not len(vectors.chunk_ids) or get_embedder() is None:
             return None
         return vectors
@@ -108,20 +105,12 @@ class SqliteRetriever:
         """Whether dense similarity takes part (the index has vectors by the installed model)."""
         return self._vectors is not None
 
-    def _file_stamp(self) -> tuple[int, int]:
-        st = os.stat(self._path)
-        return st.st_ino, st.st_mtime_ns
-
     def _fresh(self) -> sqlite3.Connection:
-        # `ingest` swaps in a new file: notice and reopen, so servers need no restart.
-        stamp = self._file_stamp()
-        if stamp != self._stamp:
-            self._conn.close()
-            self._conn = connect_readonly(self._path)
-            self._stamp = stamp
+        conn, swapped = self._index.connection()
+        if swapped:  # `ingest` swapped in a new file: what was cached or loaded is stale
             self._cache.clear()
             self._vectors = self._load_vectors()
-        return self._conn
+        return conn
 
     def _plan(self, query: str, history: Sequence[str]) -> tuple[list[str], list[str], str]:
         """The question's own terms, those borrowed from the previous question, and the text
@@ -267,4 +256,4 @@ class SqliteRetriever:
         self._cache.clear()
 
     def close(self) -> None:
-        self._conn.close()
+        self._index.close()
