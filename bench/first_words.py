@@ -16,7 +16,6 @@ import argparse
 import contextlib
 import importlib.metadata
 import json
-import math
 import os
 import platform
 import shutil
@@ -30,9 +29,10 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from bench.loadgen import percentile
 from bench.procs import Proc, free_port
 
-__all__ = ["QUESTIONS", "main", "percentile"]
+__all__ = ["QUESTIONS", "main"]
 
 ROOT = Path(__file__).resolve().parent.parent
 BLOG = ROOT / "examples" / "blog"
@@ -79,16 +79,9 @@ IDLE = (
 )
 
 
-def percentile(values: list[float], p: float) -> float | None:
-    """Nearest-rank percentile (p in 0-100); None for no values."""
-    if not values:
-        return None
-    ranked = sorted(values)
-    return ranked[max(0, math.ceil(p / 100 * len(ranked)) - 1)]
-
-
 def _summary(values: list[float]) -> dict[str, float | None]:
-    p50, p95 = percentile(values, 50), percentile(values, 95)
+    ranked = sorted(values)
+    p50, p95 = percentile(ranked, 50), percentile(ranked, 95)
     return {
         "p50": None if p50 is None else round(p50),
         "p95": None if p95 is None else round(p95),
