@@ -73,6 +73,14 @@ def _is_url(source: str) -> bool:
     show_default=True,
     help="Pages larger than this are skipped.",
 )
+@click.option(
+    "--allow-private",
+    is_flag=True,
+    envvar="SIDECHAT_ALLOW_PRIVATE",
+    help="Let a live site be on private, loopback or link-local addresses (an intranet site). "
+    "Without it only a site given as such an address (http://127.0.0.1:8000, localhost) may "
+    "use one. Redirects to another host are refused either way. Env: SIDECHAT_ALLOW_PRIVATE.",
+)
 @click.option("-q", "--quiet", is_flag=True, help="Only the summary line.")
 def ingest(
     sources: tuple[str, ...],
@@ -84,6 +92,7 @@ def ingest(
     max_pages: int,
     max_bytes: int,
     vectors: bool,
+    allow_private: bool,
     quiet: bool,
 ) -> None:
     """Index SOURCES (folders of Markdown/HTML, sitemap.xml or RSS/Atom URLs) into --index.
@@ -110,6 +119,7 @@ def ingest(
         max_pages=max_pages,
         max_bytes=max_bytes,
         user_agent=user_agent or USER_AGENT,
+        allow_private=allow_private,
     )
     origins: set[str] = set()
     for source in sources:

@@ -12,6 +12,7 @@ import contextlib
 import os
 import sqlite3
 from collections.abc import Callable, Iterable
+from glob import escape as glob_escape
 from pathlib import Path
 
 from sidechat.content.documents import Page, chunk_markdown, content_hash
@@ -21,7 +22,14 @@ from sidechat.content.vectors import MIGRATION as VECTORS_MIGRATION
 from sidechat.content.vectors import Progress, embed_missing
 from sidechat.errors import ConfigError
 
-__all__ = ["MIGRATIONS", "ReadonlyIndex", "connect_readonly", "migrate", "write_index"]
+__all__ = [
+    "MIGRATIONS",
+    "ReadonlyIndex",
+    "connect_readonly",
+    "migrate",
+    "remove_stale_copies",
+    "write_index",
+]
 
 KIND = "sidechat-index"
 
@@ -113,6 +121,38 @@ class ReadonlyIndex:
         self._conn.close()
 
 
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # alive, another user's
+    return True
+
+
+def remove_stale_copies(path: Path) -> list[Path]:
+    """Delete the temporary copies (`.<index>.<pid>.tmp`, and SQLite's journal beside it) that
+    killed ingest runs left next to `path`, and return them. Only those whose process is gone:
+    a concurrent ingest's copy is left alone (so is a dead run's whose pid was reused, until
+    that process ends)."""
+    removed: list[Path] = []
+    prefix = f".{path.name}."
+    for candidate in path.parent.glob(f"{glob_escape(prefix)}*.tmp*"):
+        pid_text, dot, suffix = candidate.name[len(prefix) :].partition(".")
+        if not (pid_text.isascii() and pid_text.isdigit() and dot):
+            continue
+        if suffix not in ("tmp", "tmp-journal", "tmp-wal", "tmp-shm"):
+            continue
+        pid = int(pid_text)
+        if pid == os.getpid() or _pid_alive(pid):
+            continue
+        with contextlib.suppress(FileNotFoundError):
+            candidate.unlink()
+            removed.append(candidate)
+    return removed
+
+
 def _copy_or_create(path: Path, tmp: Path) -> sqlite3.Connection:
     with contextlib.suppress(FileNotFoundError):
         tmp.unlink()
@@ -172,6 +212,8 @@ def write_index(
     `origins` and not seen now are removed. With `vectors`, every chunk without an embedding
     (all of them after a model change) gets one; `progress(total)` reports on that."""
     path.parent.mkdir(parents=True, exist_ok=True)
+    for stale in remove_stale_copies(path):
+        report.note(f"removed {stale}, a temporary copy left by an ingest that was killed")
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     conn = _copy_or_create(path, tmp)
     try:

@@ -22,6 +22,11 @@ class Report:
         self.skipped.append((what, why))
         self._say(f"warning: skipped {what}: {why}")
 
+    def refuse(self, what: str, why: str) -> None:
+        """A URL not fetched for safety (another host, a private address): counted apart."""
+        self.counts["refused"] += 1
+        self.skip(what, f"refused: {why}")
+
     def warn(self, message: str) -> None:
         self.warnings.append(message)
         self._say(f"warning: {message}")
@@ -38,5 +43,5 @@ class Report:
         return (
             f"{c['added']} added, {c['updated']} updated, {c['removed']} removed, "
             f"{c['unchanged']} unchanged, {len(self.skipped)} skipped, {c['chunks']} chunks, "
-            f"{c['embedded']} embedded"
+            f"{c['embedded']} embedded" + (f", {c['refused']} refused" if c["refused"] else "")
         )

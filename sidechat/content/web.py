@@ -2,6 +2,7 @@
 
 Polite by default: one request at a time with a pause between them, robots.txt honoured (its
 Crawl-delay too), a User-Agent that names sidechat, only the site's own host, bounded sizes.
+Every redirect is re-checked, and private addresses are refused (sidechat.content._fetch_guard).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from defusedxml import ElementTree
 from defusedxml.common import DefusedXmlException
 
 from sidechat import __version__
+from sidechat.content._fetch_guard import AddressRefused, SitePolicy, guarded_session
 from sidechat.content.documents import Page
 from sidechat.content.extract import html_to_markdown
 from sidechat.content.report import Report
@@ -26,6 +28,8 @@ __all__ = ["USER_AGENT", "Crawl", "read_site"]
 USER_AGENT = f"sidechat-ingest/{__version__} (+self-hosted site assistant)"
 _HTML_TYPES = {"text/html", "application/xhtml+xml"}
 _SITEMAP_NS = "{http://www.sitemaps.org/schemas/sitemap/0.9}"
+_REDIRECT_STATUSES = {301, 302, 303, 307, 308}
+_MAX_REDIRECTS = 10
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,12 +40,21 @@ class Crawl:
     max_bytes: int = 2_000_000
     timeout: float = 20.0
     user_agent: str = USER_AGENT
+    allow_private: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class _Redirect:
+    location: str
 
 
 class _Fetcher:
-    def __init__(self, session: aiohttp.ClientSession, crawl: Crawl, report: Report) -> None:
+    def __init__(
+        self, session: aiohttp.ClientSession, crawl: Crawl, report: Report, policy: SitePolicy
+    ) -> None:
         self.quiet = not report.echo
         self._session = session
+        self._policy = policy
         self._crawl = crawl
         self._report = report
         self._robots: dict[str, urllib.robotparser.RobotFileParser] = {}
@@ -69,14 +82,35 @@ class _Fetcher:
         quiet: bool = False,
         html_only: bool = False,
     ) -> bytes | None:
-        if check_robots and not (await self._robots_for(url)).can_fetch(
-            self._crawl.user_agent, url
-        ):
-            self._report.skip(url, "disallowed by robots.txt")
-            return None
+        # Redirects are followed here, not by aiohttp, so that each hop is checked before it
+        # is requested: on the site, allowed by robots.txt (and, at connect time, by address).
+        target = url
+        for _ in range(_MAX_REDIRECTS + 1):
+            refusal = self._policy.url_refusal(target)
+            if refusal is not None:
+                self._report.refuse(url, refusal)
+                return None
+            if check_robots and not (await self._robots_for(target)).can_fetch(
+                self._crawl.user_agent, target
+            ):
+                self._report.skip(url, "disallowed by robots.txt")
+                return None
+            outcome = await self._request(url, target, quiet=quiet, html_only=html_only)
+            if not isinstance(outcome, _Redirect):
+                return outcome
+            target = outcome.location
+        self._report.skip(url, f"more than {_MAX_REDIRECTS} redirects")
+        return None
+
+    async def _request(
+        self, url: str, target: str, *, quiet: bool, html_only: bool
+    ) -> bytes | _Redirect | None:
         async with self._gate:
             try:
-                async with self._session.get(url, allow_redirects=True) as response:
+                async with self._session.get(target, allow_redirects=False) as response:
+                    location = response.headers.get("Location")
+                    if response.status in _REDIRECT_STATUSES and location:
+                        return _Redirect(urljoin(target, location))
                     if response.status != 200:
                         if not quiet:
                             self._report.skip(url, f"HTTP {response.status}")
@@ -94,7 +128,10 @@ class _Fetcher:
                         return None
                     return body
             except (aiohttp.ClientError, TimeoutError) as exc:
-                if not quiet:
+                cause = exc.os_error if isinstance(exc, aiohttp.ClientConnectorError) else None
+                if isinstance(cause, AddressRefused):
+                    self._report.refuse(url, str(cause))
+                elif not quiet:
                     self._report.skip(url, f"fetch failed ({type(exc).__name__})")
                 return None
             finally:
@@ -116,10 +153,8 @@ class _Fetcher:
     async def get(self, url: str) -> bytes | None:
         return await self._get(url)
 
-
-def _same_site(url: str, start: str) -> bool:
-    a, b = urlsplit(url), urlsplit(start)
-    return a.scheme in ("http", "https") and a.netloc == b.netloc
+    def on_site(self, url: str) -> bool:
+        return self._policy.on_site(url)
 
 
 async def _sitemap_urls(
@@ -137,7 +172,7 @@ async def _sitemap_urls(
             continue
         for loc in root.iter(f"{_SITEMAP_NS}loc"):
             target = urljoin(map_url, (loc.text or "").strip())
-            if not _same_site(target, start):
+            if not fetcher.on_site(target):
                 report.skip(target, "on another host")
             elif root.tag == f"{_SITEMAP_NS}sitemapindex":
                 if target in seen_maps:
@@ -160,8 +195,9 @@ async def _sitemap_urls(
 async def _read_site(url: str, crawl: Crawl, report: Report) -> list[Page]:
     timeout = aiohttp.ClientTimeout(total=crawl.timeout)
     headers = {"User-Agent": crawl.user_agent}
-    async with aiohttp.ClientSession(timeout=timeout, headers=headers) as session:
-        fetcher = _Fetcher(session, crawl, report)
+    policy = SitePolicy.for_site(url, allow_private=crawl.allow_private)
+    async with guarded_session(policy, timeout=timeout, headers=headers) as session:
+        fetcher = _Fetcher(session, crawl, report, policy)
         body = await fetcher.get(url)
         if body is None:
             return []
@@ -187,7 +223,7 @@ async def _feed_pages(
             report.skip(link or "(entry without link)", "duplicate or missing link")
             continue
         seen.add(link)
-        if not _same_site(link, url):
+        if not fetcher.on_site(link):
             report.skip(link, "on another host")
             continue
         content = entry.get("content") or []

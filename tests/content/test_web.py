@@ -22,8 +22,8 @@ def article(title: str, words: str) -> str:
 
 
 class Site(ThreadedApp):
-    """Serves a small site; records every request's path and User-Agent, and how many
-    requests were in flight at once."""
+    """Serves a small site (and redirects, from `redirects`); records every request's path and
+    User-Agent, and how many requests were in flight at once."""
 
     name = "fake-site"
 
@@ -33,6 +33,7 @@ class Site(ThreadedApp):
         self.in_flight = 0
         self.max_in_flight = 0
         self.served: dict[str, tuple[int, str, str]] = {}
+        self.redirects: dict[str, str] = {}
 
     @property
     def url(self) -> str:
@@ -47,6 +48,8 @@ class Site(ThreadedApp):
         self.max_in_flight = max(self.max_in_flight, self.in_flight)
         try:
             await asyncio.sleep(0.01)
+            if request.path in self.redirects:
+                return web.Response(status=302, headers={"Location": self.redirects[request.path]})
             status, ctype, body = self.served.get(request.path, (404, "text/plain", "nope"))
             return web.Response(status=status, text=body, content_type=ctype)
         finally:
