@@ -110,7 +110,11 @@ class _Fetcher:
                 async with self._session.get(target, allow_redirects=False) as response:
                     location = response.headers.get("Location")
                     if response.status in _REDIRECT_STATUSES and location:
-                        return _Redirect(urljoin(target, location))
+                        next_url = _join(target, location)
+                        if next_url is None:
+                            self._report.skip(url, f"redirect to a malformed URL {location[:80]!r}")
+                            return None
+                        return _Redirect(next_url)
                     if response.status != 200:
                         if not quiet:
                             self._report.skip(url, f"HTTP {response.status}")
@@ -127,7 +131,7 @@ class _Fetcher:
                         self._report.skip(url, f"larger than {self._crawl.max_bytes:,} bytes")
                         return None
                     return body
-            except (aiohttp.ClientError, TimeoutError) as exc:
+            except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
                 cause = exc.os_error if isinstance(exc, aiohttp.ClientConnectorError) else None
                 if isinstance(cause, AddressRefused):
                     self._report.refuse(url, str(cause))
@@ -157,6 +161,14 @@ class _Fetcher:
         return self._policy.on_site(url)
 
 
+def _join(base: str, ref: str) -> str | None:
+    """`ref` resolved against `base`, or None when it is malformed (a site's own text)."""
+    try:
+        return urljoin(base, ref)
+    except ValueError:
+        return None
+
+
 async def _sitemap_urls(
     fetcher: _Fetcher, start: str, body: bytes, crawl: Crawl, report: Report
 ) -> list[str]:
@@ -171,8 +183,10 @@ async def _sitemap_urls(
             report.skip(map_url, f"not a readable sitemap ({type(exc).__name__})")
             continue
         for loc in root.iter(f"{_SITEMAP_NS}loc"):
-            target = urljoin(map_url, (loc.text or "").strip())
-            if not fetcher.on_site(target):
+            target = _join(map_url, (loc.text or "").strip())
+            if target is None:
+                report.skip((loc.text or "").strip()[:80], "not a URL")
+            elif not fetcher.on_site(target):
                 report.skip(target, "on another host")
             elif root.tag == f"{_SITEMAP_NS}sitemapindex":
                 if target in seen_maps:
@@ -218,7 +232,7 @@ async def _feed_pages(
     to_fetch: list[tuple[str, str]] = []
     seen: set[str] = set()
     for entry in feed.entries[: crawl.max_pages]:
-        link = urljoin(url, entry.get("link", ""))
+        link = _join(url, entry.get("link", "")) or ""
         if not link or link in seen:
             report.skip(link or "(entry without link)", "duplicate or missing link")
             continue

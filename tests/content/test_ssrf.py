@@ -98,7 +98,10 @@ def test_redirects_off_the_site_are_refused(
         "/sitemap.xml": (
             200,
             "application/xml",
-            sitemap([f"{u}{path}" for path in (*attacks, "/otters/", "/moved/")]),
+            sitemap(
+                [f"{u}{path}" for path in (*attacks, "/otters/", "/moved/", "/malformed/")]
+                + ["http://[also-bad/"]
+            ),
         ),
         "/otters/": (200, html, article("Otters", "otters holding hands")),
         "/badgers/": (200, html, article("Badgers", "badgers digging setts")),
@@ -106,6 +109,7 @@ def test_redirects_off_the_site_are_refused(
     for path, location in attacks.items():
         site.redirects[path] = location
     site.redirects["/moved/"] = f"{u}/badgers/"  # a redirect within the site still works
+    site.redirects["/malformed/"] = "http://[bad/"
     index = tmp_path / "i.db"
     result = ingest(f"{u}/sitemap.xml", "--index", index, "--delay", "0")
     assert same_ip.paths == [] and other_ip.paths == [], "no request reached the internal hosts"
@@ -118,6 +122,8 @@ def test_redirects_off_the_site_are_refused(
                 result.stderr
             )
     assert f"{len(attacks)} refused" in result.stdout, result.stdout
+    assert "/malformed/: redirect to a malformed URL 'http://[bad/'" in result.stderr
+    assert "skipped http://[also-bad/: not a URL" in result.stderr
 
 
 class _FixedResolver(AbstractResolver):
