@@ -152,3 +152,30 @@ def test_a_body_sent_in_time_is_read_whole(edge: SidechatProcess) -> None:
     # The body was read and parsed: the answer is about its content (no such conversation).
     assert got.startswith(b"HTTP/1.1 404"), got
     assert b"not_found" in got
+
+
+def _response(sock: socket.socket) -> bytes:
+    got = b""
+    while not got.endswith(b"}"):
+        chunk = sock.recv(4096)
+        assert chunk, got
+        got += chunk
+    return got
+
+
+def test_a_body_still_due_after_the_answer_is_held_to_the_deadline(edge: SidechatProcess) -> None:
+    """`/healthz` answers without reading a body: the connection then waits for the rest of it
+    under the same deadline, and serves its next request once it has come."""
+    get = b"GET /healthz HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\n"
+    with connect(edge, "127.0.5.5") as finished, connect(edge, "127.0.5.6") as never:
+        finished.sendall(get)
+        never.sendall(get)
+        finished.settimeout(3)
+        never.settimeout(3)
+        assert _response(finished).startswith(b"HTTP/1.1 200")
+        assert _response(never).startswith(b"HTTP/1.1 200")
+        finished.sendall(b"0123456789" + b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert _response(finished).startswith(b"HTTP/1.1 200")
+        # The other never sends its body: closed after the deadline, with nothing more to say
+        # (it has had its answer).
+        assert closed(never, 4.0) == b""
