@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Install everything the tests need (Python packages, Node packages, Debian's Chromium) and run
-# the linters, the type checker and the whole test suite.
+# the dependency audit, the linters, the type checker and the whole test suite.
 source "$(dirname "$0")/_venv.sh" "test"
 if [ -f widget/package-lock.json ]; then
   if ! command -v chromium >/dev/null 2>&1 || ! command -v chromedriver >/dev/null 2>&1; then
@@ -47,6 +47,8 @@ if ! redis-cli -h 127.0.0.1 ping >/dev/null 2>&1; then
     done
   fi
 fi
+# Known vulnerabilities in the locked Python and npm dependencies (a notice when offline).
+bash scripts/audit.sh
 .venv/bin/ruff check .
 .venv/bin/mypy
 exec .venv/bin/pytest "$@"

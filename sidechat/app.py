@@ -35,6 +35,7 @@ from sidechat.eventlog import DONE
 from sidechat.generation import Generation
 from sidechat.guard.gate import Gate
 from sidechat.metrics import Metrics
+from sidechat.openapi import openapi_json
 from sidechat.persistence import Persistence, open_persistence
 from sidechat.privacy import client_hasher
 from sidechat.providers import Provider, build_provider
@@ -548,6 +549,7 @@ def create_app(settings: Settings, provider: Provider | None = None) -> Sidechat
         route("/widget.js", widget),
         route("/", index),
         route("/metrics", metrics_page),
+        route("/openapi.json", openapi_json),
         *(state.admin.routes() if state.admin is not None else ()),
         Mount("/static", StaticOr404(StaticFiles(directory=STATIC, check_dir=False))),
     ]

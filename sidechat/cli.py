@@ -137,6 +137,7 @@ def _settings_error(exc: ValidationError) -> click.ClickException:
 @click.option(
     "--header-timeout", type=float, help="Seconds to send a request's headers. [default 10]"
 )
+@click.option("--body-timeout", type=float, help="Seconds to send a request's body. [default 20]")
 @click.option(
     "--max-connections-per-client",
     type=int,

@@ -398,6 +398,14 @@ class Settings(BaseSettings):
             "first byte); slower ones are closed (slowloris)."
         ),
     )
+    body_timeout: float = Field(
+        default=20.0,
+        gt=0,
+        description=(
+            "Seconds a request has to send its whole body once its headers are in; slower ones "
+            "get `408` and are closed (a body trickled or never finished)."
+        ),
+    )
     max_header_bytes: int = Field(
         default=64 * 1024,
         ge=4096,

@@ -1,6 +1,7 @@
 """The connection layer, under uvicorn's httptools protocol: a deadline for a request's headers
-(slowloris, and connections that never send a request), a cap on their size (a 40 MB header is
-refused with 431 after 64 KB, not buffered), and a cap on open connections per client address.
+(slowloris, and connections that never send a request) and one for its body (headers sent, body
+trickled or never finished), a cap on the headers' size (a 40 MB header is refused with 431
+after 64 KB, not buffered), and a cap on open connections per client address.
 
 uvicorn enforces none of these with httptools: its keep-alive timeout starts only after a first
 response, and it has no header size limit (h11's `h11_max_incomplete_event_size` exists, but h11
@@ -37,16 +38,19 @@ class ConnectionGuard:
         *,
         header_timeout: float,
         max_header_bytes: int,
+        body_timeout: float = 20.0,
         max_per_client: int,
         trusted: TrustedProxies,
     ) -> None:
         self.header_timeout = header_timeout
+        self.body_timeout = body_timeout
         self.max_header_bytes = max_header_bytes
         self.max_per_client = max_per_client
         self.trusted = trusted
         self.per_client: dict[str, int] = {}
         self.waiting: dict[_Guarded, float] = {}  # connection -> deadline for its headers
-        self.refused = {"timeout": 0, "too_large": 0, "per_client": 0}
+        self.reading: dict[_Guarded, float] = {}  # connection -> deadline for its request body
+        self.refused = {"timeout": 0, "body_timeout": 0, "too_large": 0, "per_client": 0}
         self._sweeper: asyncio.Task[None] | None = None
 
     def exempt(self, host: str) -> bool:
@@ -67,6 +71,10 @@ class ConnectionGuard:
             for conn in late:
                 self.waiting.pop(conn, None)
                 conn.too_slow()
+            late = [conn for conn, deadline in self.reading.items() if deadline <= now]
+            for conn in late:
+                self.reading.pop(conn, None)
+                conn.body_too_slow()
 
 
 class _Guarded(HttpToolsProtocol):
@@ -96,6 +104,7 @@ class _Guarded(HttpToolsProtocol):
     def connection_lost(self, exc: Exception | None) -> None:
         guard = self.guard
         guard.waiting.pop(self, None)
+        guard.reading.pop(self, None)
         host = self._counted
         if host is not None:
             self._counted = None
@@ -120,24 +129,49 @@ class _Guarded(HttpToolsProtocol):
             self.transport.close()
 
     def on_headers_complete(self) -> None:
-        self.guard.waiting.pop(self, None)
+        guard = self.guard
+        guard.waiting.pop(self, None)
+        # The body's deadline; a request without one completes in this same `feed_data` call
+        # (`on_message_complete`), so this costs a dict insert and pop.
+        guard.reading[self] = self.loop.time() + guard.body_timeout
         super().on_headers_complete()
+
+    def on_message_complete(self) -> None:
+        self.guard.reading.pop(self, None)
+        super().on_message_complete()
+        cycle = self.cycle
+        if cycle is not None and cycle.response_complete and not self.transport.is_closing():
+            self._next_request()  # answered before its body ended (e.g. a 403): now it has
 
     def on_response_complete(self) -> None:
         super().on_response_complete()
-        if not self.transport.is_closing():
-            # The next request on this connection: its headers get a deadline too, after the
-            # keep-alive wait uvicorn itself enforces.
-            self._header_bytes = 0
-            self._sent_any = False
-            guard = self.guard
-            guard.waiting[self] = self.loop.time() + guard.header_timeout + self.timeout_keep_alive
+        if not self.transport.is_closing() and self not in self.guard.reading:
+            self._next_request()
+
+    def _next_request(self) -> None:
+        # The next request on this connection: its headers get a deadline too, after the
+        # keep-alive wait uvicorn itself enforces.
+        self._header_bytes = 0
+        self._sent_any = False
+        guard = self.guard
+        guard.waiting[self] = self.loop.time() + guard.header_timeout + self.timeout_keep_alive
 
     def too_slow(self) -> None:
         if self.transport is None or self.transport.is_closing():
             return
         self.guard.refused["timeout"] += 1
         if self._sent_any:
+            self.transport.write(_408)
+        self.transport.close()
+
+    def body_too_slow(self) -> None:
+        """The body did not arrive in time: `408` unless a response has begun, then closed. The
+        app, if it is reading the body, sees a disconnect (`ClientDisconnect`: no log line)."""
+        if self.transport is None or self.transport.is_closing():
+            return
+        self.guard.refused["body_timeout"] += 1
+        cycle = self.cycle
+        if cycle is None or not cycle.response_started:
             self.transport.write(_408)
         self.transport.close()
 
@@ -150,6 +184,7 @@ def guarded_protocol(guard: ConnectionGuard) -> type[HttpToolsProtocol]:
 def connection_guard(settings: Settings) -> ConnectionGuard:
     return ConnectionGuard(
         header_timeout=settings.header_timeout,
+        body_timeout=settings.body_timeout,
         max_header_bytes=settings.max_header_bytes,
         max_per_client=settings.max_connections_per_client if settings.client_limits else 0,
         trusted=TrustedProxies.parse(settings.trusted_proxies, settings.proxy_header),
