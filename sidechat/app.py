@@ -202,7 +202,7 @@ async def post_chat(app: Sidechat, request: Request) -> ASGIApp:
     if chat.client_chat and key is not None:
         key = CLIENT_CHATS + key
     # Admitted before anything is created: a refused flood costs no memory.
-    ticket = gate.admit(gate.client(request.scope), key)
+    ticket = await gate.admit(gate.client(request.scope), key)
     try:
         if chat.client_chat and key is not None:
             try:
@@ -341,7 +341,7 @@ async def seed_chat(app: Sidechat, request: Request) -> ASGIApp:
     if not isinstance(body, dict) or "messages" in body:
         raise BadRequest('The body must be {"message": "..."}.')
     chat = parse_chat(body, settings.max_message_chars, settings.max_history_messages)
-    ticket = gate.admit(gate.client(request.scope), None)
+    ticket = await gate.admit(gate.client(request.scope), None)
     conversation = app.conversations.create()
     hasher = app.client_hash
     client = hasher(gate.client(request.scope)) if hasher else None
@@ -523,6 +523,8 @@ def create_app(settings: Settings, provider: Provider | None = None) -> Sidechat
                 turns.attach(bus)
                 stack.push_async_callback(bus.aclose)
                 stack.push_async_callback(turns.detach)
+                await state.gate.share(bus.redis, settings.redis_prefix)  # limits for all replicas
+                stack.push_async_callback(state.gate.unshare)
             await provider.open()
             turns.open()
             heartbeat.open()
