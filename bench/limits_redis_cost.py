@@ -49,7 +49,9 @@ async def shared(turns: int, url: str) -> None:
 
 
 async def library(turns: int, url: str) -> None:
-    limiter = MovingWindowRateLimiter(RedisStorage(url.replace("redis://", "async+redis://"), implementation="redispy"))
+    limiter = MovingWindowRateLimiter(
+        RedisStorage(url.replace("redis://", "async+redis://"), implementation="redispy")
+    )
     item = parse("100000/second")
     for i in range(turns):
         a, c = f"10.0.{i >> 8 & 255}.{i & 255}", f"c{i}"
