@@ -30,6 +30,7 @@ export async function postChat(o: AskOptions): Promise<Response | null> {
         continue;
       }
       if (res.status !== 429 && res.status < 500) break;
+      if (await refusal(res)) break; // this visitor's own limit: retrying now would not help
     } catch {
       res = null;
     }
@@ -39,6 +40,23 @@ export async function postChat(o: AskOptions): Promise<Response | null> {
     await nap(after > 0 ? after * 1000 : backoff(attempt), o.signal);
   }
   return res;
+}
+
+/** The per-client limits the widget tells the visitor about (429), rather than retrying. */
+const LIMITS = ["rate_limited", "too_many_active", "daily_budget"];
+
+/** A 429 from the visitor's own limits: the seconds to wait (the body's `retry_after`, since a
+ * cross-origin page may not read `Retry-After`), and whether it is the daily budget. */
+export async function refusal(res: Response): Promise<{ wait: number; daily: boolean } | null> {
+  if (res.status !== 429) return null;
+  try {
+    const { error } = (await res.clone().json()) as { error: { code: string; retry_after?: number } };
+    if (!LIMITS.includes(error.code)) return null;
+    const wait = Number(error.retry_after) || Number(res.headers.get("retry-after")) || 5;
+    return { wait, daily: error.code === "daily_budget" };
+  } catch {
+    return null;
+  }
 }
 
 /** The error message of a JSON error response, or null. */
