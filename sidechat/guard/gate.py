@@ -13,6 +13,7 @@ from sidechat.errors import Forbidden
 from sidechat.guard.client import TrustedProxies, client_address
 from sidechat.guard.limits import ClientLimits, LimitPolicy, Ticket
 from sidechat.guard.origin import OriginPolicy
+from sidechat.guard.pow import ProofOfWork
 from sidechat.settings import Settings
 
 if TYPE_CHECKING:
@@ -37,6 +38,12 @@ class Gate:
         self.origins = OriginPolicy.parse(settings.allowed_origins)
         self.limits: ClientLimits | None = None
         self.shared: SharedLimits | None = None
+        self.pow: ProofOfWork | None = None  # `--pow`: a new conversation needs a solved challenge
+        key = settings.pow_hmac_key
+        self._pow_keyed = key is not None
+        if settings.pow:
+            secret = key.get_secret_value().encode() if key is not None else None
+            self.pow = ProofOfWork(settings.pow_max_number, secret)
         if settings.client_limits:
             policy = LimitPolicy(
                 rate=settings.rate_limit,
@@ -66,7 +73,10 @@ class Gate:
             )
 
     async def share(self, redis: Redis, prefix: str) -> None:
-        """Keep the limits in Redis from now on (the app's lifespan, with `--redis-url`)."""
+        """Keep the limits (and used proof-of-work solutions) in Redis from now on (the app's
+        lifespan, with `--redis-url`)."""
+        if self.pow is not None:
+            await self.pow.share(redis, prefix, self._pow_keyed)
         if self.limits is not None and self.shared is None:
             from sidechat.guard.shared import SharedLimits
 
@@ -77,6 +87,12 @@ class Gate:
         shared, self.shared = self.shared, None
         if shared is not None:
             await shared.aclose()
+
+    async def check_pow(self, solution: object) -> None:
+        """With `--pow`, a new conversation's solution: accepted once, or `PowRequired` (with a
+        challenge) / `PowRefused`."""
+        if self.pow is not None:
+            await self.pow.check(solution)
 
     async def admit(self, client: str, conversation: str | None) -> Ticket | None:
         if self.shared is not None:
