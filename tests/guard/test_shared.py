@@ -151,3 +151,31 @@ async def test_two_replicas_allow_the_configured_burst_not_twice(
     assert error["code"] == "rate_limited"
     assert error["retry_after"] == int(headers["Retry-After"])
     assert "too quickly" in str(error["message"])
+
+
+@pytest.fixture(scope="module")
+def pow_replicas(upstream: FakeOpenAI, prefix: str) -> Iterator[tuple[SidechatProcess, ...]]:
+    args = (
+        *("--provider", "openai", "--base-url", upstream.base_url, "--model", "fake-model"),
+        *("--redis-url", REDIS_URL, "--client-limits", "off", "--pow"),
+    )
+    env = {"SIDECHAT_REDIS_PREFIX": f"{prefix}pow-"}
+    with start_sidechat(*args, env=env) as a, start_sidechat(*args, env=env) as b:
+        yield a, b
+
+
+async def test_a_proof_of_work_is_accepted_once_across_replicas(
+    pow_replicas: tuple[SidechatProcess, ...],
+) -> None:
+    from tests.guard.test_pow import solve
+
+    a, b = pow_replicas
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30)) as http:
+        async with http.get(f"{a.url}/api/pow/challenge") as r:
+            solution = solve(await r.json())  # made by one replica's key ...
+        body = {"message": "hi", "altcha": solution}
+        async with http.post(f"{b.url}/api/chat", json=body) as r:
+            assert r.status == 202, await r.text()  # ... accepted by the other (one key in Redis)
+        async with http.post(f"{a.url}/api/chat", json=body) as r:
+            assert r.status == 403  # and not again by the first
+            assert (await r.json())["error"]["code"] == "pow_invalid"
