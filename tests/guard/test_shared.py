@@ -179,3 +179,24 @@ async def test_a_proof_of_work_is_accepted_once_across_replicas(
         async with http.post(f"{a.url}/api/chat", json=body) as r:
             assert r.status == 403  # and not again by the first
             assert (await r.json())["error"]["code"] == "pow_invalid"
+
+
+async def test_without_redis_the_processes_own_limits_still_apply() -> None:
+    from tests._servers import free_port
+
+    gone = Redis.from_url(f"redis://127.0.0.1:{free_port()}/0", socket_connect_timeout=0.5)
+    limits = SharedLimits(_policy(max_concurrent=1), gone, "nowhere:")
+    try:
+        ticket = await limits.admit("192.0.2.1")  # Redis refused the connection: memory decides
+        with pytest.raises(RateLimited) as refused:
+            await limits.admit("192.0.2.1")
+        assert refused.value.code == "too_many_active"
+        limits.release(ticket)
+        for _ in range(2):
+            limits.release(await limits.admit("192.0.2.1"))
+        with pytest.raises(RateLimited) as refused:  # burst 3 used up
+            await limits.admit("192.0.2.1")
+        assert refused.value.code == "rate_limited"
+    finally:
+        await limits.aclose()
+        await gone.aclose()
