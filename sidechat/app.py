@@ -62,6 +62,7 @@ class JSON(Response):
 def error_response(exc: SidechatError, headers: dict[str, str]) -> JSON:
     error: dict[str, Any] = {"code": exc.code, "message": exc.message}
     body = {"error": error}
+    error.update(getattr(exc, "extra", {}))  # e.g. the challenge of `428 pow_required`
     if exc.status_code == 429:
         retry_after = getattr(exc, "retry_after_header", "5")
         headers = {**headers, "retry-after": retry_after}
@@ -202,13 +203,16 @@ async def post_chat(app: Sidechat, request: Request) -> ASGIApp:
     key = chat.conversation_id
     if chat.client_chat and key is not None:
         key = CLIENT_CHATS + key
+    if key is None:  # a new conversation: with `--pow`, its solved challenge
+        await gate.check_pow(body.get("altcha"))
     # Admitted before anything is created: a refused flood costs no memory.
-    ticket = gate.admit(gate.client(request.scope), key)
+    ticket = await gate.admit(gate.client(request.scope), key)
     try:
         if chat.client_chat and key is not None:
             try:
                 conversation = await app.conversation(key)
             except NotFound:
+                await gate.check_pow(body.get("altcha"))
                 conversation = conversations.create(key)
         elif key is not None:
             conversation = await app.conversation(key)
@@ -334,6 +338,14 @@ async def get_conversation(app: Sidechat, request: Request) -> ASGIApp:
     )
 
 
+async def pow_challenge(app: Sidechat, request: Request) -> ASGIApp:
+    """A proof-of-work challenge to solve for a new conversation (404 without `--pow`)."""
+    pow_ = app.gate.pow
+    if pow_ is None:
+        raise NotFound("Proof of work is not required here.")
+    return JSON(pow_.challenge(), headers={**app.cors(request), "cache-control": "no-store"})
+
+
 async def seed_chat(app: Sidechat, request: Request) -> ASGIApp:
     settings = app.settings
     gate = app.gate
@@ -342,7 +354,8 @@ async def seed_chat(app: Sidechat, request: Request) -> ASGIApp:
     if not isinstance(body, dict) or "messages" in body:
         raise BadRequest('The body must be {"message": "..."}.')
     chat = parse_chat(body, settings.max_message_chars, settings.max_history_messages)
-    ticket = gate.admit(gate.client(request.scope), None)
+    await gate.check_pow(body.get("altcha"))
+    ticket = await gate.admit(gate.client(request.scope), None)
     conversation = app.conversations.create()
     hasher = app.client_hash
     client = hasher(gate.client(request.scope)) if hasher else None
@@ -524,6 +537,8 @@ def create_app(settings: Settings, provider: Provider | None = None) -> Sidechat
                 turns.attach(bus)
                 stack.push_async_callback(bus.aclose)
                 stack.push_async_callback(turns.detach)
+                await state.gate.share(bus.redis, settings.redis_prefix)  # limits for all replicas
+                stack.push_async_callback(state.gate.unshare)
             await provider.open()
             turns.open()
             heartbeat.open()
@@ -547,6 +562,7 @@ def create_app(settings: Settings, provider: Provider | None = None) -> Sidechat
         route("/api/conversations/{conversation_id}", get_conversation),
         route("/chat-stream", seed_chat, "POST"),
         route("/widget.js", widget),
+        route("/api/pow/challenge", pow_challenge),
         route("/", index),
         route("/metrics", metrics_page),
         route("/openapi.json", openapi_json),

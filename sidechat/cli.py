@@ -149,6 +149,12 @@ def _settings_error(exc: ValidationError) -> click.ClickException:
     help="One log line per request (at log level info). [default on]",
 )
 @click.option(
+    "--pow",
+    is_flag=True,
+    default=None,
+    help="Require an ALTCHA proof of work for a conversation's first turn. [default off]",
+)
+@click.option(
     "--config",
     type=click.Path(exists=True, dir_okay=False, path_type=Path),
     help="A TOML file of settings. [env: SIDECHAT_CONFIG]",

@@ -427,6 +427,27 @@ class Settings(BaseSettings):
         ),
     )
 
+    pow: bool = Field(
+        default=False,
+        description=(
+            "Require an ALTCHA proof of work (solved by the widget, self-hosted) for a "
+            "conversation's first turn: `428 pow_required` with a challenge, `403 pow_invalid`."
+        ),
+    )
+    pow_max_number: int = Field(
+        default=50_000,
+        ge=100,
+        le=10_000_000,
+        description="The proof of work's difficulty: a browser tries half this many SHA-256s.",
+    )
+    pow_hmac_key: SecretStr | None = Field(
+        default=None,
+        description=(
+            "Key signing proof-of-work challenges; unset: one made at start (shared through "
+            "Redis with `redis_url`, so any replica accepts another's challenge)."
+        ),
+    )
+
     # Scale-out.
     redis_url: SecretStr | None = Field(
         default=None,

@@ -2,7 +2,8 @@
 turns generating at once per client, and daily budgets of output tokens per client and for the
 whole site.
 
-In memory for one process. The buckets are GCRA (one float per key, O(1) per check, no thread):
+In memory for one process (`sidechat.guard.shared` keeps them in Redis). The buckets are GCRA
+(one float per key, O(1) per check, no thread):
 `limits`' own MemoryStorage sweeps every key from a timer thread every 10 ms while in use, which
 measured 33 us per check at 10,000 clients against under 2 us here (docs/security.md). The rate
 notation is `limits`' ("10/minute", "5 per 10 seconds"), so a Redis back-end (`limits`' storage)
@@ -29,6 +30,7 @@ __all__ = [
     "Ticket",
     "client_key",
     "parse_rate",
+    "refusal",
 ]
 
 _DAY = 86_400.0
@@ -162,10 +164,36 @@ def _bucket(rate: str, burst: int, clock: Callable[[], float]) -> Bucket | None:
 
 @dataclass(slots=True)
 class Ticket:
-    """An admitted turn; hand it back to `ClientLimits.release` when the turn ends."""
+    """An admitted turn; hand it back to `release` when the turn ends. `id` names it in Redis
+    (empty: admitted by this process's own limits)."""
 
     key: str
     released: bool = False
+    id: str = ""
+
+
+_REFUSALS = {
+    "too_many_active": ("You already have answers being written. Wait for them to finish.", ""),
+    "daily_site": (
+        "The assistant has answered all it can for today. Please come back tomorrow.",
+        "daily_budget",
+    ),
+    "daily_client": (
+        "You have reached today's limit of answers. Please come back tomorrow.",
+        "daily_budget",
+    ),
+}
+
+
+def refusal(kind: str, wait: float) -> RateLimited:
+    """The refusal for `kind` ("rate_limited", "too_many_active", "daily_site",
+    "daily_client"), to be retried after `wait` seconds."""
+    if kind in _REFUSALS:
+        message, code = _REFUSALS[kind]
+        return RateLimited(message, wait, code=code or kind)
+    return RateLimited(
+        f"You are asking questions too quickly. Try again in {math.ceil(wait)} s.", wait
+    )
 
 
 class ClientLimits:
@@ -193,11 +221,7 @@ class ClientLimits:
         key = client_key(address)
         policy = self.policy
         if policy.max_concurrent and self._active.get(key, 0) >= policy.max_concurrent:
-            raise RateLimited(
-                "You already have answers being written. Wait for them to finish.",
-                2.0,
-                code="too_many_active",
-            )
+            raise refusal("too_many_active", 2.0)
         if policy.daily_client_tokens or policy.daily_token_budget:
             self._check_budgets(key)
         now = self._clock()
@@ -206,9 +230,7 @@ class ClientLimits:
         if conversations is not None and conversation is not None:
             wait = max(wait, conversations.wait(conversation, now))
         if wait > 0:
-            raise RateLimited(
-                f"You are asking questions too quickly. Try again in {math.ceil(wait)} s.", wait
-            )
+            raise refusal("rate_limited", wait)
         if clients is not None:
             clients.take(key, now)
         if conversations is not None and conversation is not None:
@@ -252,14 +274,6 @@ class ClientLimits:
         until_midnight = self._roll_day()
         policy = self.policy
         if policy.daily_token_budget and self._spent_total >= policy.daily_token_budget:
-            raise RateLimited(
-                "The assistant has answered all it can for today. Please come back tomorrow.",
-                until_midnight,
-                code="daily_budget",
-            )
+            raise refusal("daily_site", until_midnight)
         if policy.daily_client_tokens and self._spent.get(key, 0) >= policy.daily_client_tokens:
-            raise RateLimited(
-                "You have reached today's limit of answers. Please come back tomorrow.",
-                until_midnight,
-                code="daily_budget",
-            )
+            raise refusal("daily_client", until_midnight)

@@ -17,19 +17,26 @@ export interface AskOptions {
 /** POST /api/chat: the last response (202 when the turn started), or null if none came. */
 export async function postChat(o: AskOptions): Promise<Response | null> {
   let res: Response | null = null;
+  let altcha: string | undefined;
   for (let attempt = 0; !o.signal.aborted && !o.stopped(); attempt++) {
     try {
       res = await fetch(`${o.server}/api/chat`, {
         method: "POST",
         headers: { "Content-Type": "application/json" },
-        body: JSON.stringify({ message: o.message, conversation_id: o.conv.conversationId }),
+        body: JSON.stringify({ message: o.message, conversation_id: o.conv.conversationId, altcha }),
         signal: o.signal,
       });
+      if (res.status === 428) {
+        // `--pow`: a new conversation needs the challenge in the error solved.
+        altcha = await solve(((await res.json()) as { error: { challenge: Challenge } }).error.challenge);
+        continue;
+      }
       if (res.status === 404 && o.conv.conversationId) {
         o.conv.conversationId = null; // the server forgot it (restart): start a new one
         continue;
       }
       if (res.status !== 429 && res.status < 500) break;
+      if (await refusal(res)) break; // this visitor's own limit: retrying now would not help
     } catch {
       res = null;
     }
@@ -39,6 +46,43 @@ export async function postChat(o: AskOptions): Promise<Response | null> {
     await nap(after > 0 ? after * 1000 : backoff(attempt), o.signal);
   }
   return res;
+}
+
+interface Challenge {
+  algorithm: string;
+  challenge: string;
+  maxnumber: number;
+  salt: string;
+  signature: string;
+}
+
+/** ALTCHA's proof of work, with WebCrypto (no third party): the number n whose SHA-256(salt + n)
+ * is the challenge, as the base64 payload the server checks. Hashes 1,000 at a time. */
+async function solve(c: Challenge): Promise<string> {
+  const hex = async (n: number): Promise<string> =>
+    [...new Uint8Array(await crypto.subtle.digest(c.algorithm, new TextEncoder().encode(c.salt + n)))].map((b) => b.toString(16).padStart(2, "0")).join("");
+  for (let n = 0; n <= c.maxnumber; n += 1000) {
+    const i = (await Promise.all(Array.from({ length: 1000 }, (_, i) => hex(n + i)))).indexOf(c.challenge);
+    if (i >= 0) return btoa(JSON.stringify({ ...c, number: n + i, maxnumber: undefined }));
+  }
+  return "";
+}
+
+/** The per-client limits the widget tells the visitor about (429), rather than retrying. */
+const LIMITS = ["rate_limited", "too_many_active", "daily_budget"];
+
+/** A 429 from the visitor's own limits: the seconds to wait (the body's `retry_after`, since a
+ * cross-origin page may not read `Retry-After`), and whether it is the daily budget. */
+export async function refusal(res: Response): Promise<{ wait: number; daily: boolean } | null> {
+  if (res.status !== 429) return null;
+  try {
+    const { error } = (await res.clone().json()) as { error: { code: string; retry_after?: number } };
+    if (!LIMITS.includes(error.code)) return null;
+    const wait = Number(error.retry_after) || Number(res.headers.get("retry-after")) || 5;
+    return { wait, daily: error.code === "daily_budget" };
+  } catch {
+    return null;
+  }
 }
 
 /** The error message of a JSON error response, or null. */

@@ -7,6 +7,7 @@ export class Composer {
   readonly input: HTMLTextAreaElement;
   readonly form: HTMLFormElement;
   private go: HTMLButtonElement;
+  private held = 0; // the timer while sending waits for a rate limit
 
   /** `send` gets the trimmed question and says whether it took it (the box is then emptied). */
   constructor(private s: Strings, placeholder: string, private send: (text: string) => boolean, private stop: () => void) {
@@ -27,7 +28,25 @@ export class Composer {
     this.go.onclick = on ? () => this.stop() : null;
   }
 
+  /** Puts a refused question back (unless something new was typed meanwhile), and holds
+   * sending for `seconds`, calling `tick` with the seconds left each second (0 at the end). */
+  hold(question: string, seconds: number, tick: (left: number) => void): void {
+    if (!this.input.value.trim()) this.input.value = question;
+    this.grow();
+    clearInterval(this.held);
+    const until = Date.now() + seconds * 1000;
+    const step = (): void => {
+      const left = Math.max(0, Math.ceil((until - Date.now()) / 1000));
+      this.go.disabled = left > 0;
+      if (!left) clearInterval(this.held), (this.held = 0);
+      tick(left);
+    };
+    this.held = setInterval(step, 1000) as unknown as number;
+    step();
+  }
+
   private submit(): void {
+    if (this.held) return;
     const text = this.input.value.trim();
     if (!text || !this.send(text)) return;
     this.input.value = "";

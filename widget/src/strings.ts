@@ -14,6 +14,9 @@ export const STRINGS = {
   reconnecting: "Connection lost, reconnecting…",
   offline: "You are offline. Waiting for the network…",
   stopped: "Stopped.",
+  /** A visitor's own rate limit; {seconds} counts down to when they may send again. */
+  tooFast: "You're sending messages too fast — try again in {seconds} s.",
+  dailyLimit: "You have reached today's limit of questions. Please come back tomorrow.",
   error: "Something went wrong.",
   unavailable: "This reply is no longer available.",
   sources: "Sources",

@@ -1,6 +1,6 @@
 /** One turn's life: the question posted, its answer's stream followed into the message (also
  * after a reload, from the last event id), Stop, and the end. */
-import { cancelTurn, errorMessage, postChat } from "./api";
+import { cancelTurn, errorMessage, postChat, refusal } from "./api";
 import { applyChunk, settle } from "./chunks";
 import type { History } from "./history";
 import type { MessageView } from "./message";
@@ -15,6 +15,8 @@ export interface TurnDeps {
   panel: Pick<Panel, "link" | "announce" | "stickToBottom">;
   /** The turn is over (or never started); `announce`: say how it ended. */
   ended(turn: Turn, announce: boolean): void;
+  /** The visitor's own limit refused the question: wait `wait` seconds before asking again. */
+  limited(turn: Turn, question: string, wait: number, daily: boolean): void;
 }
 
 export class Turn {
@@ -40,6 +42,8 @@ export class Turn {
       await history.flush();
       return this.follow(); // cancels at once if Stop was pressed meanwhile
     }
+    const limit = res && !this.stopping ? await refusal(res) : null;
+    if (limit) return this.deps.limited(this, text, limit.wait, limit.daily);
     if (this.stopping) {
       msg.status = "aborted";
     } else {

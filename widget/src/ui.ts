@@ -113,7 +113,7 @@ export class Widget {
 
   // -- turns ------------------------------------------------------------------------------------
   private begin(view: MessageView): Turn {
-    const turn = new Turn(view, { cfg: this.cfg, history: this.history, panel: this.panel, ended: (t, announce) => this.ended(t, announce) });
+    const turn = new Turn(view, { cfg: this.cfg, history: this.history, panel: this.panel, ended: (t, announce) => this.ended(t, announce), limited: (t, q, wait, daily) => this.limited(t, q, wait, daily) });
     this.active = turn;
     this.composer.busy(true);
     return turn;
@@ -154,6 +154,25 @@ export class Widget {
     // One polite announcement per answer, when it is complete (never token by token).
     if (announce) this.panel.announce(msg.status === "error" ? msg.error || s.error : msg.status === "aborted" ? s.stopped : `${s.answerReady}${view.text()}`);
     this.panel.stickToBottom();
+  }
+
+  /** Refused by the visitor's own limit: the question goes back into the box (nothing lost),
+   * a friendly notice counts the wait down, and sending comes back when it is over. */
+  private limited(turn: Turn, question: string, wait: number, daily: boolean): void {
+    if (this.active !== turn) return;
+    this.active = null;
+    this.composer.busy(false);
+    const { messages } = this.history.conv;
+    const at = messages.indexOf(turn.view.msg);
+    const asked = at > 0 && messages[at - 1].role === "user";
+    if (at >= 0) messages.splice(asked ? at - 1 : at, asked ? 2 : 1);
+    void this.history.flush();
+    this.render();
+    const s = this.cfg.strings;
+    const say = (left: number): string => (daily ? s.dailyLimit : s.tooFast.replace("{seconds}", String(left)));
+    this.panel.announce(say(Math.ceil(wait)));
+    this.composer.hold(question, wait, (left) => this.panel.link("", left ? say(left) : ""));
+    this.composer.focus();
   }
 
   private async rate(view: MessageView, rating: "up" | "down"): Promise<void> {
