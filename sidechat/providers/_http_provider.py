@@ -19,7 +19,7 @@ import orjson
 from sidechat import __version__
 from sidechat.errors import ConfigError, ProviderError
 from sidechat.providers._client import Refused, Upstream, UpstreamResponse, WireError
-from sidechat.providers._proxy import proxy_for
+from sidechat.providers._proxy import Proxy, proxy_for
 from sidechat.providers.base import Provider, Sink
 
 __all__ = [
@@ -160,28 +160,27 @@ class HTTPProvider(Provider):
         self.base_url = base_url.rstrip("/")
         self._connect_timeout = connect_timeout
         self._keepalive = keepalive
-        self._trust_env = trust_env
+        self._proxy: Proxy | None = None
+        if trust_env:  # read now, so that a proxy sidechat cannot use stops `serve` at once
+            parts = urllib.parse.urlsplit(self.base_url)
+            default = 443 if parts.scheme == "https" else 80
+            try:
+                self._proxy = proxy_for(parts.scheme, parts.hostname or "", parts.port or default)
+            except ValueError as exc:
+                raise ConfigError(f"{exc} (from the environment, for {self.base_url})") from exc
         self._upstream: Upstream | None = None
         self._path_prefix = urllib.parse.urlsplit(self.base_url).path
 
     async def open(self) -> None:
         if self._upstream is None:
-            proxy = None
-            if self._trust_env:
-                parts = urllib.parse.urlsplit(self.base_url)
-                default = 443 if parts.scheme == "https" else 80
-                try:
-                    proxy = proxy_for(parts.scheme, parts.hostname or "", parts.port or default)
-                except ValueError as exc:
-                    raise ConfigError(f"{exc} (from the environment, for {self.base_url})") from exc
-                if proxy is not None:
-                    logger.info("reaching %s through the proxy %s", self.base_url, proxy.address)
+            if self._proxy is not None:
+                logger.info("reaching %s through the proxy %s", self.base_url, self._proxy.address)
             self._upstream = Upstream(
                 self.base_url,
                 connect_timeout=self._connect_timeout,
                 keepalive=self._keepalive,
                 user_agent=f"sidechat/{__version__}",
-                proxy=proxy,
+                proxy=self._proxy,
             )
 
     async def aclose(self) -> None:
