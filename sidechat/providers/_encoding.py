@@ -15,10 +15,10 @@ __all__ = ["MAX_DECODED_BYTES", "STEP", "Inflater", "TooLarge", "encoding_of"]
 
 # The most decoded bytes one response may give: a whole turn's stream of OpenAI chunks (about
 # 200 bytes of JSON per token, `max_turn_chars` of 64,000 characters) is near 4 MB.
-MAX_DECODED_BYTES = 16 * 1024 * 1024
+MAX_DECODED_BYTES = 8 * 1024 * 1024
 # Inflated per step, and per turn of the event loop: a few compressed bytes can stand for many
 # megabytes, which are never held at once.
-STEP = 64 * 1024
+STEP = 16 * 1024
 _GZIP = 16 + zlib.MAX_WBITS
 
 

@@ -41,9 +41,9 @@ async def test_an_unknown_encoding_is_refused_at_once(
 async def test_a_decompression_bomb_ends_the_turn(
     resilient: SidechatProcess, upstream: FakeOpenAI
 ) -> None:
-    # 20 MB of comment lines, gzipped to a few hundred KB: past the 16 MB cap on decoded bytes.
-    chunks, status, _ = await ask(resilient, "enc-bomb [[encoding=gzip bomb=20]]")
+    # 10 MB of comment lines, gzipped to a few hundred KB: past the 8 MB cap on decoded bytes.
+    chunks, status, _ = await ask(resilient, "enc-bomb [[encoding=gzip bomb=10]]")
     assert status == "error"
     assert "garbled" in error_of(chunks)
     assert len(upstream.find("enc-bomb")) == 1, "refused without retrying"
-    assert "decodes to more than 16777216 bytes" in resilient.log()
+    assert "decodes to more than 8388608 bytes" in resilient.log()
