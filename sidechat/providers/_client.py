@@ -219,7 +219,7 @@ class _Connection(asyncio.Protocol):
             self.on_body(body)  # what arrived before the request side asked for it
         if (self._stopped or self.complete) and not self._inflating:
             self._finish()
-        if self.closed and not self.done.done():
+        if self.closed and not self.complete and not self.done.done():
             self._fail(WireError("the upstream closed the connection"))
 
     def _finish(self) -> None:
