@@ -62,7 +62,8 @@ class Inflater:
 
     @property
     def pending(self) -> bool:
-        return self._full or bool(self._pending)
+        # A lone first byte of deflate waits for the next read: its wrapper is not known yet.
+        return self._full or (bool(self._pending) and self._zlib is not None)
 
     def add(self, data: bytes) -> None:
         """Queue compressed input for `step`."""
@@ -76,8 +77,11 @@ class Inflater:
             return False
         inflate = self._zlib
         if inflate is None:
+            if len(data) < 2:
+                self._pending = data
+                return False
             # A zlib header: CM 8 in the low nibble and a multiple of 31 over the first two bytes.
-            wrapped = len(data) > 1 and data[0] & 0x0F == 8 and (data[0] << 8 | data[1]) % 31 == 0
+            wrapped = data[0] & 0x0F == 8 and (data[0] << 8 | data[1]) % 31 == 0
             inflate = self._zlib = zlib.decompressobj(
                 zlib.MAX_WBITS if wrapped else -zlib.MAX_WBITS
             )
