@@ -246,6 +246,7 @@ class _Connection(asyncio.Protocol):
 
     def close(self) -> None:
         self.closed = True
+        self._stopped = True  # a scheduled inflation step hands nothing more on
         if self.transport is not None:
             self.transport.close()
 

@@ -325,3 +325,18 @@ async def test_a_corrupt_gzip_body_is_refused(upstream_for: UpstreamFor) -> None
 )  # fmt: skip
 def test_which_codings_are_read(header: str, coding: str) -> None:
     assert encoding_of(header) == coding
+
+
+async def test_a_consumer_that_stops_gets_no_more_inflated_pieces(
+    upstream_for: UpstreamFor,
+) -> None:
+    text = b"".join(b"data: line %d\n\n" % i for i in range(25_000))
+    body = zlib.compress(text, 6, wbits=31)
+    async with ScriptedServer(lambda n: _compressed_reply(body, close=False)) as server:
+        response = await upstream_for(server.url).post("/", b"", {})
+        pieces: list[bytes] = []
+        await response.pump(collect(pieces, stop_at=2))
+        response.close()
+        for _ in range(50):  # the turns of the loop where further steps would have run
+            await asyncio.sleep(0)
+    assert len(pieces) == 2

@@ -26,7 +26,10 @@ pytestmark = pytest.mark.model
 
 @pytest.fixture(scope="module")
 def embedded() -> Iterator[SidechatProcess]:
-    with start_sidechat() as proc:  # no provider flags: the embedded default
+    # A proxy that answers nobody: the embedded server is reached direct all the same.
+    dead = f"http://127.0.0.1:{free_port()}"
+    env = {"http_proxy": dead, "HTTP_PROXY": dead, "no_proxy": "", "NO_PROXY": ""}
+    with start_sidechat(env=env) as proc:  # no provider flags: the embedded default
         yield proc
 
 
