@@ -8,7 +8,7 @@ import asyncio
 
 import aiohttp
 
-from tests._servers import SidechatProcess, start_sidechat
+from tests._servers import SidechatProcess, free_port, start_sidechat
 from tests.fakes.openai_upstream import FakeOpenAI
 from tests.providers.test_faults import ask, error_of, text
 
@@ -72,3 +72,23 @@ async def test_errors_that_are_not_outages_never_open_it(upstream: FakeOpenAI) -
             assert status == "error" and "refused this request" in error_of(chunks)
         assert len(upstream.find("brk-400")) == 4
         assert await _breaker(server) == "closed"
+
+
+async def test_an_open_breaker_sends_turns_straight_to_the_fallback(upstream: FakeOpenAI) -> None:
+    dead = f"http://127.0.0.1:{free_port()}/v1"  # nothing listens: connections are refused
+    args = ("--provider", "openai", "--base-url", dead, "--model", "primary")
+    flags = ("--retry-budget", "0.5", "--breaker-failures", "1", "--breaker-cooldown", "60")
+    with start_sidechat(
+        *args, *flags, "--fallback", f"openai:backup@{upstream.base_url}"
+    ) as server:
+        chunks, status, _ = await ask(server, "brk-fb-1 [[tokens=2]]")
+        assert status == "done" and text(chunks) == "tok0 tok1 "
+        tried = server.log().count(f"{dead}/chat/completions: cannot connect")
+        assert tried >= 1
+        for i in range(3):
+            chunks, status, _ = await ask(server, f"brk-fb-{i + 2} [[tokens=2]]")
+            assert status == "done" and text(chunks) == "tok0 tok1 "
+        log = server.log()
+    assert log.count(f"{dead}/chat/completions: cannot connect") == tried, "no new attempt"
+    assert log.count("provider openai skipped: openai: circuit breaker open") == 3
+    assert len(upstream.find("brk-fb-")) == 4
