@@ -133,7 +133,8 @@ class ResilientProvider(Provider):
                     self.observer.failed(refusal)
                 raise refusal
             try:
-                await self._timed(provider, request, sink, breaker)
+                # Admitted while the breaker is half-open: this attempt is its probe.
+                await self._timed(provider, request, sink, breaker, probe=breaker.probing)
                 return
             except ProviderError as exc:
                 remaining = deadline - loop.time()
@@ -170,7 +171,7 @@ class ResilientProvider(Provider):
                 attempt += 1
 
     async def _timed(
-        self, provider: Provider, request: ChatRequest, sink: Sink, breaker: Breaker
+        self, provider: Provider, request: ChatRequest, sink: Sink, breaker: Breaker, *, probe: bool
     ) -> None:
         """The provider's stream under a time-to-first-token deadline, then an idle deadline.
         The deadline is pushed back lazily (at most every eighth of the idle timeout, so a stall
@@ -218,5 +219,6 @@ class ResilientProvider(Provider):
                 raise
             raise _Started(exc) from exc
         except BaseException:
-            breaker.abandoned()  # no outcome (the visitor left): another turn may probe
+            if probe:  # the probe ended without an outcome (the visitor left): let another
+                breaker.abandoned()
             raise

@@ -92,3 +92,28 @@ async def test_an_open_breaker_sends_turns_straight_to_the_fallback(upstream: Fa
     assert log.count(f"{dead}/chat/completions: cannot connect") == tried, "no new attempt"
     assert log.count("provider openai skipped: openai: circuit breaker open") == 3
     assert len(upstream.find("brk-fb-")) == 4
+
+
+async def test_a_probe_whose_visitor_leaves_lets_the_next_turn_probe(upstream: FakeOpenAI) -> None:
+    args = ("--provider", "openai", "--base-url", upstream.base_url, "--model", "m")
+    flags = ("--retry-budget", "0.3", "--breaker-failures", "1", "--breaker-cooldown", "1")
+    with start_sidechat(*args, *flags) as server:
+        await ask(server, "brk-leave-down [[fault=500]]")
+        await _until(server, "half-open")
+        async with aiohttp.ClientSession() as http:
+            # The probe: slow to its first token, and cancelled before it.
+            async with http.post(
+                server.url + "/api/chat", json={"message": "brk-leave-probe [[ttft=30]]"}
+            ) as r:
+                assert r.status == 202
+                cancel_url = (await r.json())["cancel_url"]
+            for _ in range(200):
+                if upstream.find("brk-leave-probe"):
+                    break
+                await asyncio.sleep(0.05)
+            async with http.post(server.url + cancel_url) as r:
+                assert r.status < 300
+        # Without the cancelled probe's release, this turn would be refused for good.
+        chunks, status, _ = await ask(server, "brk-leave-next [[tokens=2]]")
+        assert status == "done" and text(chunks) == "tok0 tok1 "
+        assert await _breaker(server) == "closed"
