@@ -379,6 +379,9 @@ async def healthz(app: Sidechat, request: Request) -> ASGIApp:
 async def readyz(app: Sidechat, request: Request) -> ASGIApp:
     ready = await app.provider.ready()
     body: dict[str, Any] = {"status": "ready" if ready else "loading"}
+    if isinstance(app.provider, ResilientProvider):
+        # Each upstream's circuit breaker: "open" while it fails turns at once.
+        body["upstreams"] = app.provider.breaker_states()
     if app.persistence is not None:
         # Writes that wait (the database is failing) are counted here; turns go on from memory.
         body["store"] = app.persistence.store.health()

@@ -92,6 +92,10 @@ def _settings_error(exc: ValidationError) -> click.ClickException:
 @click.option("--connect-timeout", type=float, help="Seconds to connect to the upstream.")
 @click.option("--first-token-timeout", type=float, help="Seconds to wait for the first token.")
 @click.option("--idle-timeout", type=float, help="Seconds to wait between tokens.")
+@click.option(
+    "--breaker-failures", type=int, help="Upstream failures in a row that open its breaker."
+)
+@click.option("--breaker-cooldown", type=float, help="Seconds an open breaker fails turns at once.")
 @click.option("--heartbeat", type=float, help="Seconds between SSE heartbeat comments.")
 @click.option(
     "--cors-origin",

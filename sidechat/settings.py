@@ -154,6 +154,24 @@ class Settings(BaseSettings):
         gt=0,
         description="Seconds to wait between tokens before the turn ends with an error.",
     )
+    breaker_failures: int = Field(
+        default=5,
+        ge=0,
+        le=1000,
+        description=(
+            "Upstream failures in a row (no connection, 5xx, a timeout; within a minute) that "
+            "open its circuit breaker: turns then fail at once, without retrying, or go to the "
+            "fallback; 0 turns the breaker off."
+        ),
+    )
+    breaker_cooldown: float = Field(
+        default=30.0,
+        gt=0,
+        description=(
+            "Seconds an open circuit breaker refuses turns; then one turn probes the upstream, "
+            "and its outcome closes the breaker or opens it again."
+        ),
+    )
 
     # Grounding.
     index: Path | None = Field(

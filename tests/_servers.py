@@ -81,6 +81,9 @@ def _start(
     # Tests drive many turns from one address: per-client limits are off unless a test turns
     # them on (an explicit flag beats the environment; tests/test_security.py does).
     full_env = {"SIDECHAT_CLIENT_LIMITS": "false", **os.environ, **(env or {})}
+    # Many tests make the upstream fail on purpose: the circuit breaker is off unless a test
+    # turns it on (tests/providers/test_breaker.py), or it would refuse the next tests' turns.
+    full_env.setdefault("SIDECHAT_BREAKER_FAILURES", "0")
     cmd = [
         sys.executable,
         "-m",

@@ -70,5 +70,7 @@ def build_provider(settings: Settings) -> Provider:
         budget=settings.retry_budget,
         first_token_timeout=settings.first_token_timeout,
         idle_timeout=settings.idle_timeout,
+        breaker_failures=settings.breaker_failures,
+        breaker_cooldown=settings.breaker_cooldown,
     )
     return ResilientProvider(chain, policy)

@@ -6,7 +6,8 @@ hand-off was sidechat's largest cost (docs/design/upstream-client.md). The respo
 httptools inside the protocol's `data_received` and each body chunk goes to a callback on the
 spot, so a token travels from the socket to the turn's event log with no task switch. It does
 what model APIs need and no more: a POST with a body, TLS, keep-alive pooling, a connect
-timeout, and chunked, sized or close-delimited responses.
+timeout, chunked, sized or close-delimited responses, gzip or deflate bodies (`_encoding`), and
+an http proxy, with a CONNECT tunnel for TLS (`_proxy`).
 """
 
 from __future__ import annotations
@@ -17,13 +18,17 @@ import re
 import ssl
 import time
 import urllib.parse
+import zlib
 from collections import deque
 from collections.abc import Callable, Mapping
 from typing import cast
 
 import httptools
 
-__all__ = ["BodySink", "Upstream", "UpstreamResponse", "WireError"]
+from sidechat.providers._encoding import Inflater, TooLarge, encoding_of
+from sidechat.providers._proxy import Proxy, ProxyError, open_tunnel
+
+__all__ = ["BodySink", "Refused", "Upstream", "UpstreamResponse", "WireError"]
 
 # Gets each piece of the response body as it arrives; returns True to stop reading early.
 BodySink = Callable[[bytes], bool]
@@ -38,6 +43,11 @@ class WireError(Exception):
     """The connection could not be made, broke, or carried something that is not HTTP."""
 
 
+class Refused(Exception):
+    """The proxy refused the tunnel, or the body cannot be decoded (corrupt, or a decompression
+    bomb): a retry would meet the same."""
+
+
 class _Connection(asyncio.Protocol):
     """One TCP (or TLS) connection carrying one request at a time."""
 
@@ -46,12 +56,15 @@ class _Connection(asyncio.Protocol):
         "_failed",
         "_framed",
         "_head_bytes",
+        "_inflater",
+        "_inflating",
         "_parser",
         "_sink",
         "_stopped",
         "closed",
         "complete",
         "done",
+        "encoding",
         "head",
         "headers",
         "idle_since",
@@ -84,6 +97,9 @@ class _Connection(asyncio.Protocol):
         self._stopped = False  # the consumer has what it wants, or the request failed
         self._failed = False
         self._head_bytes = 0  # the status line and headers so far; -1 once they are complete
+        self._inflater: Inflater | None = None
+        self._inflating = False  # more steps of inflation are scheduled; reading is paused
+        self.encoding = ""  # the response's Content-Encoding, when not one sidechat decodes
         self.head: asyncio.Future[None] = self.loop.create_future()
         self.done: asyncio.Future[None] = self.loop.create_future()
 
@@ -107,15 +123,17 @@ class _Connection(asyncio.Protocol):
             # refused once it passes the cap.
             self._fail(WireError(f"response headers larger than {MAX_HEAD_BYTES} bytes"))
             return
-        if self._sink is not None and (self._stopped or self.complete):
+        if self._sink is not None and (self._stopped or self.complete) and not self._inflating:
             self._finish()
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
-        if self.head.done() and not self._framed and not self.done.done():
+        if self.done.done():
+            return
+        if self.complete or (self.head.done() and not self._framed):
             # A close-delimited body ends with the connection.
             self.complete = True
-            if self._sink is not None:
+            if self._sink is not None and not self._inflating:
                 self._finish()
             return
         reason = f"connection lost: {exc!r}" if exc else "the upstream closed the connection"
@@ -135,6 +153,12 @@ class _Connection(asyncio.Protocol):
         self._framed = "content-length" in headers or "chunked" in headers.get(
             "transfer-encoding", ""
         )
+        if coding := headers.get("content-encoding"):
+            coding = encoding_of(coding)
+            if coding in ("gzip", "deflate"):
+                self._inflater = Inflater(coding)
+            else:
+                self.encoding = coding  # the request side refuses the response
         if not self.head.done():
             self.head.set_result(None)
 
@@ -145,10 +169,44 @@ class _Connection(asyncio.Protocol):
         elif not self._stopped:
             # Each chunk goes on from inside the parser: no buffer, and one whole upstream
             # event per call even when a read holds several.
+            if self._inflater is not None:
+                self._inflater.add(body)
+                if not self._inflating:
+                    self._inflate()
+                return
             try:
                 self._stopped = sink(body)
             except Exception as exc:  # the consumer's error ends the request
                 self._fail(exc)
+
+    def _inflate(self) -> None:
+        """One step of inflating a compressed body; the next on a later turn of the event
+        loop, with reading paused meanwhile, while input is left."""
+        inflater, sink = self._inflater, self._sink
+        assert inflater is not None and sink is not None
+        self._inflating = False
+        if self._stopped:
+            return
+        try:
+            self._stopped = inflater.step(sink)
+        except (TooLarge, zlib.error) as exc:
+            coding = self.headers.get("content-encoding", "")
+            self._fail(Refused(f"unreadable {coding} body: {exc}"))
+            return
+        except Exception as exc:  # the consumer's error ends the request
+            self._fail(exc)
+            return
+        transport = self.transport
+        if inflater.pending and not self._stopped:
+            self._inflating = True
+            if transport is not None and not self.closed:
+                transport.pause_reading()
+            self.loop.call_soon(self._inflate)
+            return
+        if transport is not None and not self.closed and not transport.is_reading():
+            transport.resume_reading()
+        if self._stopped or self.complete:
+            self._finish()
 
     def on_message_complete(self) -> None:
         self.complete = True
@@ -159,9 +217,9 @@ class _Connection(asyncio.Protocol):
         body, self._body = self._body, b""
         if body:
             self.on_body(body)  # what arrived before the request side asked for it
-        if self._stopped or self.complete:
+        if (self._stopped or self.complete) and not self._inflating:
             self._finish()
-        if self.closed and not self.done.done():
+        if self.closed and not self.complete and not self.done.done():
             self._fail(WireError("the upstream closed the connection"))
 
     def _finish(self) -> None:
@@ -188,6 +246,7 @@ class _Connection(asyncio.Protocol):
 
     def close(self) -> None:
         self.closed = True
+        self._stopped = True  # a scheduled inflation step hands nothing more on
         if self.transport is not None:
             self.transport.close()
 
@@ -200,6 +259,8 @@ class UpstreamResponse:
         self._release = release
         self.status = connection.status
         self.headers: Mapping[str, str] = connection.headers
+        # A Content-Encoding sidechat cannot decode (br, zstd...): the body is not to be read.
+        self.refused_encoding = connection.encoding
 
     async def pump(self, sink: BodySink) -> None:
         """Hand the body to `sink` as it arrives, until it ends or `sink` returns True. Raises
@@ -243,7 +304,10 @@ class Upstream:
         connect_timeout: float = 10.0,
         keepalive: bool = True,
         user_agent: str = "sidechat",
+        proxy: Proxy | None = None,
     ) -> None:
+        """With `proxy`, an http upstream is asked of the proxy (absolute-form requests) and
+        an https one is reached through a CONNECT tunnel."""
         parts = urllib.parse.urlsplit(base_url)
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise ValueError(f"not an http(s) URL: {base_url!r}")
@@ -258,6 +322,15 @@ class Upstream:
         self._keepalive = keepalive
         self._user_agent = user_agent
         self._idle: deque[_Connection] = deque()
+        self._proxy = proxy
+        # A plain-http request through a proxy names the whole URL and carries the proxy's
+        # credentials; through a tunnel the proxy sees neither.
+        self._target = ""
+        self._proxy_auth = ""
+        if proxy is not None and not self._tls:
+            self._target = f"http://{self._host_header}"
+            if proxy.authorization:
+                self._proxy_auth = f"Proxy-Authorization: {proxy.authorization}"
 
     async def post(self, path: str, body: bytes, headers: Mapping[str, str]) -> UpstreamResponse:
         """Send the request and wait for the response's head."""
@@ -283,12 +356,14 @@ class Upstream:
 
     def _head(self, path: str, body: bytes, headers: Mapping[str, str]) -> bytes:
         lines = [
-            f"POST {path} HTTP/1.1",
+            f"POST {self._target}{path} HTTP/1.1",
             f"Host: {self._host_header}",
             f"User-Agent: {self._user_agent}",
             "Accept-Encoding: identity",
             f"Content-Length: {len(body)}",
         ]
+        if self._proxy_auth:
+            lines.append(self._proxy_auth)
         if not self._keepalive:
             lines.append("Connection: close")
         for name, value in headers.items():
@@ -319,20 +394,46 @@ class Upstream:
         idle.append(connection)
 
     async def _connect(self) -> _Connection:
-        loop = asyncio.get_running_loop()
+        proxy = self._proxy
+        where = f"{self._host}:{self._port}"
+        if proxy is not None:
+            where += f" through the proxy {proxy.address}"
         try:
             async with asyncio.timeout(self._connect_timeout):
+                if proxy is not None and self._tls:
+                    return await self._tunnelled(proxy)
+                host, port = (self._host, self._port) if proxy is None else (proxy.host, proxy.port)
+                loop = asyncio.get_running_loop()
                 _, connection = await loop.create_connection(
                     _Connection,
-                    self._host,
-                    self._port,
+                    host,
+                    port,
                     ssl=self._ssl,
                     server_hostname=self._host if self._tls else None,
                 )
         except TimeoutError as exc:
-            raise WireError(f"connecting to {self._host}:{self._port} timed out") from exc
+            raise WireError(f"connecting to {where} timed out") from exc
+        except ProxyError as exc:
+            raise Refused(str(exc)) from exc
         except OSError as exc:
-            raise WireError(f"cannot connect to {self._host}:{self._port}: {exc}") from exc
+            raise WireError(f"cannot connect to {where}: {exc}") from exc
+        return connection
+
+    async def _tunnelled(self, proxy: Proxy) -> _Connection:
+        """TLS to the upstream inside a CONNECT tunnel through `proxy`."""
+        assert self._ssl is not None
+        raw = await open_tunnel(proxy, self._host, self._port)
+        connection = _Connection()
+        try:
+            transport = await asyncio.get_running_loop().start_tls(
+                raw, raw.get_protocol(), self._ssl, server_hostname=self._host
+            )
+        except BaseException:
+            raw.close()
+            raise
+        assert transport is not None
+        transport.set_protocol(connection)
+        connection.connection_made(transport)
         return connection
 
     def close(self) -> None:

@@ -1,6 +1,7 @@
 """What HTTP upstreams share: pooled connections to the upstream (`_client`), upstream HTTP
-errors turned into visitor-safe `ProviderError`s, broken connections marked retryable, and the
-POST-and-decode step every HTTP provider's `push` makes."""
+errors turned into visitor-safe `ProviderError`s, broken connections marked retryable, the proxy
+the environment names (`_proxy`), and the POST-and-decode step every HTTP provider's `push`
+makes."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import contextlib
 import datetime
 import email.utils
 import ipaddress
+import logging
 import urllib.parse
 from collections.abc import Callable, Mapping
 from typing import Any, Protocol
@@ -15,8 +17,9 @@ from typing import Any, Protocol
 import orjson
 
 from sidechat import __version__
-from sidechat.errors import ProviderError
-from sidechat.providers._client import Upstream, UpstreamResponse, WireError
+from sidechat.errors import ConfigError, ProviderError
+from sidechat.providers._client import Refused, Upstream, UpstreamResponse, WireError
+from sidechat.providers._proxy import Proxy, proxy_for
 from sidechat.providers.base import Provider, Sink
 
 __all__ = [
@@ -27,6 +30,8 @@ __all__ = [
     "is_loopback",
     "raise_for_upstream_status",
 ]
+
+logger = logging.getLogger("sidechat.providers")
 
 # How llama.cpp, OpenAI (and vLLM), and Anthropic say that a prompt is over the context size.
 _TOO_LONG = ("exceed_context_size", "context_length_exceeded", "prompt is too long")
@@ -114,6 +119,19 @@ async def raise_for_upstream_status(response: UpstreamResponse, vendor: str) -> 
     )
 
 
+def _refuse_encoding(response: UpstreamResponse, vendor: str) -> None:
+    if response.refused_encoding:
+        raise ProviderError(
+            "The assistant is not configured correctly (its model API compresses its answers "
+            "in a way sidechat cannot read).",
+            detail=(
+                f"{vendor} answered HTTP {response.status} with Content-Encoding: "
+                f"{response.refused_encoding[:100]} (sidechat reads identity, gzip and deflate)"
+            ),
+            upstream_status=response.status,
+        )
+
+
 def is_loopback(url: str) -> bool:
     host = urllib.parse.urlsplit(url).hostname or ""
     if host == "localhost":
@@ -131,21 +149,38 @@ class HTTPProvider(Provider):
     vendor = "The model API"
 
     def __init__(
-        self, base_url: str, *, connect_timeout: float = 10.0, keepalive: bool = True
+        self,
+        base_url: str,
+        *,
+        connect_timeout: float = 10.0,
+        keepalive: bool = True,
+        trust_env: bool = True,
     ) -> None:
+        """`trust_env`: go through the proxy that HTTPS_PROXY/HTTP_PROXY/NO_PROXY name."""
         self.base_url = base_url.rstrip("/")
         self._connect_timeout = connect_timeout
         self._keepalive = keepalive
+        self._proxy: Proxy | None = None
+        if trust_env:  # read now, so that a proxy sidechat cannot use stops `serve` at once
+            parts = urllib.parse.urlsplit(self.base_url)
+            default = 443 if parts.scheme == "https" else 80
+            try:
+                self._proxy = proxy_for(parts.scheme, parts.hostname or "", parts.port or default)
+            except ValueError as exc:
+                raise ConfigError(f"{exc} (from the environment, for {self.base_url})") from exc
         self._upstream: Upstream | None = None
         self._path_prefix = urllib.parse.urlsplit(self.base_url).path
 
     async def open(self) -> None:
         if self._upstream is None:
+            if self._proxy is not None:
+                logger.info("reaching %s through the proxy %s", self.base_url, self._proxy.address)
             self._upstream = Upstream(
                 self.base_url,
                 connect_timeout=self._connect_timeout,
                 keepalive=self._keepalive,
                 user_agent=f"sidechat/{__version__}",
+                proxy=self._proxy,
             )
 
     async def aclose(self) -> None:
@@ -176,13 +211,21 @@ class HTTPProvider(Provider):
                 detail=f"{url}: {exc}",
                 retryable=True,
             ) from exc
+        except Refused as exc:  # the proxy refused the tunnel: a retry would meet the same
+            raise ProviderError(
+                "The assistant is not configured correctly (its proxy refused the connection).",
+                detail=f"{url}: {exc}",
+            ) from exc
         try:
+            _refuse_encoding(response, self.vendor)
             await raise_for_upstream_status(response, self.vendor)
             reader = decoder(sink)
             try:
                 await response.pump(reader.feed)
             except WireError as exc:
                 raise broken_stream(f"{url}: {exc}") from exc
+            except Refused as exc:
+                raise garbled_reply(f"{url}: {exc}") from exc
             reader.end()
         finally:
             response.close()

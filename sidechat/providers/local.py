@@ -4,6 +4,10 @@ through the same OpenAI-compatible streaming code as every other upstream.
 The model loads once per process, in a background thread started by `open()`, so the server
 answers `/healthz` at once; turns that arrive before the model is ready wait for it.
 
+The server listens on 127.0.0.1 only and answers only requests that carry a key made at each
+start, so other users and programs on the machine cannot use the model (`/v1/completions`,
+`/slots`, `/props`); sidechat alone knows the key.
+
 Threads, slots and context per slot are the owner's or derived from the machine (`_sizing`);
 llama.cpp's prompt cache (the states of earlier prompts, kept in RAM so that a prompt sharing
 their prefix skips re-reading it) is bounded, since its own default lets it grow to 8 GiB.
@@ -14,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
+import secrets
 import socket
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
@@ -73,9 +78,9 @@ def _free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-async def _wait_healthy(url: str, limit: float = 120.0) -> None:
+async def _wait_healthy(url: str, key: str, limit: float = 120.0) -> None:
     # llama.cpp's server accepts connections before the model is usable; /health says when.
-    async with aiohttp.ClientSession() as session:
+    async with aiohttp.ClientSession(headers={"Authorization": f"Bearer {key}"}) as session:
         async with asyncio.timeout(limit):
             while True:
                 try:
@@ -129,6 +134,8 @@ class LocalProvider(Provider):
         self._sizing: Sizing | None = self._plan(known) if known is not None else None
         self._verbose = verbose
         self._server: Any = None
+        # The embedded server's key: made here, given to llama.cpp and sent by sidechat only.
+        self._api_key = secrets.token_urlsafe(32)
         self._inner: OpenAIProvider | None = None
         self._loading: asyncio.Task[None] | None = None
 
@@ -173,10 +180,12 @@ class LocalProvider(Provider):
             stop=() if chat else STOP,
             # llama.cpp's server closes a connection after each stream; don't pool them.
             keepalive=False,
+            api_key=self._api_key,
+            trust_env=False,  # a proxy can never reach this process's loopback server
         )
         try:
             await inner.open()
-            await _wait_healthy(f"http://127.0.0.1:{port}/health")
+            await _wait_healthy(f"http://127.0.0.1:{port}/health", self._api_key)
         except BaseException:
             await inner.aclose()
             raise
@@ -184,10 +193,11 @@ class LocalProvider(Provider):
         sizing = self._sizing
         assert sizing is not None
         logger.info(
-            "embedded model %s ready in %.1f s (%s mode, %d threads, %d slots x %d tokens, "
-            "prompt cache %d MB)",
+            "embedded model %s ready in %.1f s on 127.0.0.1:%d (%s mode, %d threads, %d slots x "
+            "%d tokens, prompt cache %d MB)",
             path.name,
             loop.time() - started,
+            port,
             mode,
             sizing.threads,
             sizing.slots,
@@ -221,6 +231,7 @@ class LocalProvider(Provider):
         port = _free_port()
         params.port = port
         params.hostnames = ["127.0.0.1"]
+        params.api_keys = [self._api_key]
         params.offline = True  # never fetch anything from a model hub
         # llama.cpp logs straight to the process's stderr: silent unless debugging, and then
         # routed into the logger.

@@ -51,6 +51,7 @@ class OpenAIProvider(HTTPProvider):
         prompt: Callable[[ChatRequest], str] | None = None,
         stop: tuple[str, ...] = (),
         keepalive: bool = True,
+        trust_env: bool = True,
     ) -> None:
         """`mode="completion"` talks to `/completions` with `prompt(request)` as the text, for
         base models; the stream is parsed by the same code either way."""
@@ -59,7 +60,9 @@ class OpenAIProvider(HTTPProvider):
         self._prompt = prompt
         self._stop = stop
         self._api_key = api_key
-        super().__init__(base_url, connect_timeout=connect_timeout, keepalive=keepalive)
+        super().__init__(
+            base_url, connect_timeout=connect_timeout, keepalive=keepalive, trust_env=trust_env
+        )
 
     def _headers(self) -> dict[str, str]:
         headers = {"Content-Type": "application/json", "Accept": "text/event-stream"}

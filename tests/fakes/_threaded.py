@@ -4,6 +4,7 @@ port, so that tests (sync or async) can talk to it over real HTTP."""
 from __future__ import annotations
 
 import asyncio
+import ssl
 import threading
 from typing import Self
 
@@ -14,6 +15,7 @@ __all__ = ["ThreadedApp"]
 
 class ThreadedApp:
     name = "fake-server"
+    ssl_context: ssl.SSLContext | None = None  # set before `start` to serve https
 
     def __init__(self) -> None:
         self.port = 0
@@ -33,7 +35,7 @@ class ThreadedApp:
             self.routes(app)
             runner = web.AppRunner(app, handle_signals=False, handler_cancellation=True)
             loop.run_until_complete(runner.setup())
-            site = web.TCPSite(runner, "127.0.0.1", 0)
+            site = web.TCPSite(runner, "127.0.0.1", 0, ssl_context=self.ssl_context)
             loop.run_until_complete(site.start())
             self.port = int(runner.addresses[0][1])
             ready.set()

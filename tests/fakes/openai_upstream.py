@@ -14,6 +14,9 @@ through every scenario. Knobs:
     retry_after=S   Retry-After header for 429/500
     fail_times=N    apply the fault only to the first N requests carrying the same key=...
     key=NAME        groups requests for fail_times
+    encoding=CODING gzip | deflate | rawdeflate (deflate without its zlib wrapper) | br: the
+                    stream is compressed as it goes (br: a body sidechat cannot read)
+    bomb=MB         with gzip: MB megabytes of SSE comment lines before the first token
 
 `GET /v1/models` lists `fake-model` and `MODELS`; when `api_key` is set, it answers 401 to any
 other bearer key (the chat routes take any key).
@@ -25,7 +28,9 @@ import asyncio
 import re
 import shlex
 import time
+import zlib
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -150,8 +155,16 @@ class FakeOpenAI(ScriptedUpstream):
             tokens = [f"tok{i} " for i in range(int(d.get("tokens", "5")))]
         fault_at = int(d.get("fault_at", "2"))
         response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+        encode = _encoder(d.get("encoding", ""))
+        if "encoding" in d:
+            coding = d["encoding"]
+            response.headers["Content-Encoding"] = "deflate" if coding == "rawdeflate" else coding
         await response.prepare(request)
         try:
+            if "bomb" in d:
+                line = b": " + b"z" * 1000 + b"\n"
+                for _ in range(int(d["bomb"]) * 1024):
+                    await response.write(encode(line))
             await asyncio.sleep(float(d.get("ttft", "0")))
             interval = float(d.get("interval", "0"))
             for i, token in enumerate(tokens):
@@ -160,12 +173,12 @@ class FakeOpenAI(ScriptedUpstream):
                     return response
                 if i and interval:
                     await asyncio.sleep(interval)
-                await response.write(_chunk(token))
+                await response.write(encode(_chunk(token)))
                 record.tokens_sent += 1
-            await response.write(_chunk(None, "stop"))
-            await response.write(_chunk(None, usage=True))
+            await response.write(encode(_chunk(None, "stop")))
+            await response.write(encode(_chunk(None, usage=True)))
             if fault != "no_done":
-                await response.write(b"data: [DONE]\n\n")
+                await response.write(encode(b"data: [DONE]\n\n"))
             record.finished = True
             await response.write_eof()
         except (ConnectionResetError, asyncio.CancelledError):
@@ -185,6 +198,17 @@ class FakeOpenAI(ScriptedUpstream):
             await asyncio.sleep(3600)
         elif fault == "error_event":
             await response.write(b'data: {"error": {"message": "overloaded"}}\n\n')
+
+
+def _encoder(coding: str) -> Callable[[bytes], bytes]:
+    """Compresses each write and flushes it, so the stream still arrives event by event."""
+    if coding == "br":
+        return lambda data: b"\x1b\x00\xf8" + data  # not decoded by anyone here
+    if not coding:
+        return lambda data: data
+    wbits = {"gzip": 16 + zlib.MAX_WBITS, "deflate": zlib.MAX_WBITS}.get(coding, -zlib.MAX_WBITS)
+    compressor = zlib.compressobj(6, zlib.DEFLATED, wbits)
+    return lambda data: compressor.compress(data) + compressor.flush(zlib.Z_SYNC_FLUSH)
 
 
 def _last_text(body: dict[str, Any]) -> str:

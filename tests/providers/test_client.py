@@ -4,12 +4,14 @@ that answers each request with scripted bytes."""
 from __future__ import annotations
 
 import asyncio
+import zlib
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import pytest
 
-from sidechat.providers._client import BodySink, Upstream, WireError
+from sidechat.providers._client import BodySink, Refused, Upstream, WireError
+from sidechat.providers._encoding import STEP, encoding_of
 
 # A reply is a list of (delay in seconds, bytes to write); None closes the connection.
 Script = list[tuple[float, bytes | None]]
@@ -248,3 +250,93 @@ async def test_header_injection_and_bad_urls_are_refused(upstream_for: UpstreamF
         with pytest.raises(ValueError, match="line break"):
             await upstream.post("/", b"", {"x-key": "a\r\nInjected: 1"})
         assert server.requests == []
+
+
+def _compressed_reply(body: bytes, *, close: bool) -> Script:
+    head = (
+        b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ncontent-encoding: gzip\r\n"
+        b"content-length: %d\r\n%s\r\n" % (len(body), b"connection: close\r\n" if close else b"")
+    )
+    return [(0, head + body), *([(0, None)] if close else [])]
+
+
+@pytest.mark.parametrize("close", [False, True])
+async def test_a_gzip_body_is_inflated_in_steps_that_let_the_loop_run(
+    upstream_for: UpstreamFor, close: bool
+) -> None:
+    # 400 KB of lines that differ, gzipped to far less, arriving at once: inflated 16 KB at a
+    # time, the event loop running other tasks between the steps.
+    text = b"".join(b"data: line %d\n\n" % i for i in range(25_000))
+    body = zlib.compress(text, 6, wbits=31)
+    assert len(body) < len(text) // 4
+    async with ScriptedServer(lambda n: _compressed_reply(body, close=close)) as server:
+        upstream = upstream_for(server.url)
+        ticks = 0
+        stop = asyncio.Event()
+
+        async def ticker() -> None:
+            nonlocal ticks
+            while not stop.is_set():
+                ticks += 1
+                await asyncio.sleep(0)
+
+        task = asyncio.create_task(ticker())
+        for _ in range(2):  # kept alive: the second request reuses the connection
+            response = await upstream.post("/", b"", {})
+            pieces: list[bytes] = []
+            await response.pump(collect(pieces))
+            response.close()
+            assert b"".join(pieces) == text
+            assert max(map(len, pieces)) <= STEP
+            assert len(pieces) >= len(text) // STEP
+        stop.set()
+        await task
+        assert ticks >= len(text) // STEP, "the loop ran between the steps"
+        assert server.connections == (2 if close else 1)
+    assert b"\r\nAccept-Encoding: identity\r\n" in server.requests[0]
+
+
+async def test_a_raw_deflate_body_and_trailing_bytes(upstream_for: UpstreamFor) -> None:
+    compressor = zlib.compressobj(6, zlib.DEFLATED, -zlib.MAX_WBITS)
+    body = compressor.compress(b"data: raw\n\n") + compressor.flush() + b"junk after the end"
+    head = b"HTTP/1.1 200 OK\r\ncontent-encoding: deflate\r\ncontent-length: %d\r\n\r\n"
+    async with ScriptedServer(lambda n: [(0, head % len(body) + body)]) as server:
+        response = await upstream_for(server.url).post("/", b"", {})
+        pieces: list[bytes] = []
+        await response.pump(collect(pieces))
+        response.close()
+    assert b"".join(pieces) == b"data: raw\n\n"
+
+
+async def test_a_corrupt_gzip_body_is_refused(upstream_for: UpstreamFor) -> None:
+    body = b"\x1f\x8b\x08\x00not gzip at all"
+    head = b"HTTP/1.1 200 OK\r\ncontent-encoding: gzip\r\ncontent-length: %d\r\n\r\n"
+    async with ScriptedServer(lambda n: [(0, head % len(body) + body)]) as server:
+        response = await upstream_for(server.url).post("/", b"", {})
+        with pytest.raises(Refused, match="unreadable gzip body"):
+            await response.pump(collect([]))
+        response.close()
+
+
+@pytest.mark.parametrize(
+    ("header", "coding"),
+    [("gzip", "gzip"), ("x-gzip", "gzip"), ("Deflate", "deflate"), ("identity", ""),
+     (" gzip , identity", "gzip"), ("br", "br"), ("gzip, gzip", "gzip, gzip"), ("zstd", "zstd")],
+)  # fmt: skip
+def test_which_codings_are_read(header: str, coding: str) -> None:
+    assert encoding_of(header) == coding
+
+
+async def test_a_consumer_that_stops_gets_no_more_inflated_pieces(
+    upstream_for: UpstreamFor,
+) -> None:
+    text = b"".join(b"data: line %d\n\n" % i for i in range(25_000))
+    body = zlib.compress(text, 6, wbits=31)
+    async with ScriptedServer(lambda n: _compressed_reply(body, close=False)) as server:
+        response = await upstream_for(server.url).post("/", b"", {})
+        pieces: list[bytes] = []
+        await response.pump(collect(pieces, stop_at=2))
+        response.close()
+        for _ in range(50):  # the turns of the loop where further steps would have run
+            await asyncio.sleep(0)
+    assert len(pieces) == 2

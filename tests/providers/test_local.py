@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import json
+import re
+import socket
 import subprocess
 import sys
 import urllib.error
@@ -23,7 +26,10 @@ pytestmark = pytest.mark.model
 
 @pytest.fixture(scope="module")
 def embedded() -> Iterator[SidechatProcess]:
-    with start_sidechat() as proc:  # no provider flags: the embedded default
+    # A proxy that answers nobody: the embedded server is reached direct all the same.
+    dead = f"http://127.0.0.1:{free_port()}"
+    env = {"http_proxy": dead, "HTTP_PROXY": dead, "no_proxy": "", "NO_PROXY": ""}
+    with start_sidechat(env=env) as proc:  # no provider flags: the embedded default
         yield proc
 
 
@@ -57,6 +63,54 @@ async def test_turns_before_ready_wait_then_stream(embedded: SidechatProcess) ->
 async def test_concurrent_turns_share_the_model(embedded: SidechatProcess) -> None:
     results = await asyncio.gather(*(ask(embedded, f"Say hello number {i}.") for i in range(3)))
     assert all(status == "done" for _, status, _ in results)
+
+
+async def test_the_embedded_server_answers_only_sidechat(embedded: SidechatProcess) -> None:
+    # It has loaded (the turns above streamed, so sidechat sent the key); the log names its port.
+    chunks, status, _ = await ask(embedded, "Hello?")
+    assert status == "done", chunks
+    found = re.search(r"embedded model \S+ ready in [\d.]+ s on 127\.0\.0\.1:(\d+)", embedded.log())
+    assert found, embedded.log()
+    llama = f"http://127.0.0.1:{found[1]}"
+    prompt = json.dumps({"prompt": "Say something", "max_tokens": 4}).encode()
+    for key in (None, "not-the-key"):
+        headers = {"Content-Type": "application/json"}
+        if key is not None:
+            headers["Authorization"] = f"Bearer {key}"
+        for method, path, body in (
+            ("GET", "/slots", None),
+            ("GET", "/props", None),
+            ("POST", "/props", b"{}"),
+            ("POST", "/v1/completions", prompt),
+            ("POST", "/v1/chat/completions", prompt),
+            ("POST", "/completion", prompt),
+        ):
+            request = urllib.request.Request(llama + path, body, headers, method=method)
+            assert _request_status(request) == 401, (method, path, key)
+    # Bound to loopback only: the machine's other addresses do not answer.
+    with socket.socket() as probe:
+        probe.settimeout(2)
+        other = _non_loopback_address()
+        if other is not None:
+            assert probe.connect_ex((other, int(found[1]))) != 0
+
+
+def _request_status(request: urllib.request.Request) -> int:
+    try:
+        with urllib.request.urlopen(request, timeout=30) as r:
+            return int(r.status)
+    except urllib.error.HTTPError as exc:
+        return exc.code
+
+
+def _non_loopback_address() -> str | None:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        try:
+            s.connect(("192.0.2.1", 9))  # TEST-NET-1: no packet is sent for a UDP connect
+        except OSError:
+            return None
+        address = str(s.getsockname()[0])
+    return None if address.startswith("127.") else address
 
 
 def test_readyz_is_503_until_loaded(tmp_path: Path) -> None:
