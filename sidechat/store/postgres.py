@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import urllib.parse
 from collections.abc import Sequence
 from typing import Any
@@ -82,7 +83,8 @@ class PostgresStore(Store):
                     text, key = columnar
                     if key is not None:  # a row may not be updated twice in one statement
                         rows = list({row[key]: row for row in rows}.values())
-                    await cursor.execute(text, [list(column) for column in zip(*rows, strict=True)])
+                    columns = zip(_CASTS[statement], zip(*rows, strict=True), strict=True)
+                    await cursor.execute(text, [_column(cast, values) for cast, values in columns])
                 elif len(rows) == 1:
                     await cursor.execute(statement, rows[0])
                 else:
@@ -142,6 +144,20 @@ _COLUMNAR: dict[str, tuple[str, int | None]] = {
         -1,
     ),
 }
+
+
+# A column's values all of one Python type (psycopg refuses to dump a list of ints and floats).
+_CASTS = {
+    statement: [float if t == "float8" else int if t.startswith("int") else None for t in types]
+    for statement, (text, _) in _COLUMNAR.items()
+    for types in [re.findall(r"%b::(\w+)\[\]", text)]
+}
+
+
+def _column(cast: type[float] | type[int] | None, values: tuple[Any, ...]) -> list[Any]:
+    if cast is None:
+        return list(values)
+    return [None if value is None else cast(value) for value in values]
 
 
 def _with_timeout(url: str) -> str:
