@@ -96,6 +96,10 @@ SYSTEM_LABELS = {
     "sidechat-seed": ("sidechat (seed format, /chat-stream)", "seed"),
     # sidechat with the Anthropic provider: the upstream streams Anthropic's Messages format.
     "sidechat-anthropic": ("sidechat (POST /api/chat, Anthropic upstream)", "ui"),
+    # The durable store's cost: `sidechat` keeps its state in SQLite (as it ships); these keep
+    # it in memory only, or in PostgreSQL at $SIDECHAT_BENCH_DATABASE_URL (docs/design/store.md).
+    "sidechat-memory": ("sidechat, memory only (--memory-only)", "ui"),
+    "sidechat-postgres": ("sidechat, PostgreSQL store", "ui"),
     # An experiment, not a product configuration: see bench/experiments/gc_freeze/.
     "sidechat-gcfreeze": ("sidechat + gc.freeze() each second (experiment)", "ui"),
     "express": ("Express seed", "seed"),
@@ -181,6 +185,10 @@ def start_system(
         provider = "anthropic" if system.name == "sidechat-anthropic" else "openai"
         argv, own_env = sidechat_command(provider, upstream_port, port)
         env = {**own_env, **(env or {})}
+        if system.name == "sidechat-memory":
+            env["SIDECHAT_MEMORY_ONLY"] = "true"
+        elif system.name == "sidechat-postgres":
+            env["SIDECHAT_DATABASE_URL"] = os.environ["SIDECHAT_BENCH_DATABASE_URL"]
         if system.name == "sidechat-gcfreeze":
             env["PYTHONPATH"] = str(ROOT / "bench" / "experiments" / "gc_freeze")
         system.proc = Proc(system.name, argv, port=port, log_dir=log_dir, env=env)
@@ -618,6 +626,9 @@ async def run_suite(cfg: Config) -> dict[str, Any]:
                 system.skipped = why
                 cfg.notes.append(f"Express baseline skipped: {why}")
                 print(f"  express skipped: {why}", flush=True)
+        if system.name == "sidechat-postgres" and not os.environ.get("SIDECHAT_BENCH_DATABASE_URL"):
+            system.skipped = "SIDECHAT_BENCH_DATABASE_URL is not set"
+            cfg.notes.append(f"sidechat-postgres skipped: {system.skipped}")
     upstream, up_port = start_upstream(log_dir)
     result: dict[str, Any] = {
         "machine": info,

@@ -98,6 +98,7 @@ class Sidechat:
         if held is None:
             raise NotFound("No such conversation.")
         return self.conversations.get(conversation_id)
+
     gate: Gate = field(init=False)  # who the client is, which pages may call, per-client limits
 
     def __post_init__(self) -> None:
@@ -231,6 +232,8 @@ async def post_chat(app: Sidechat, request: Request) -> ASGIApp:
         raise
     gate.watch(ticket, turn)
     request.scope["sidechat.turn"] = turn.id
+    if app.persistence is not None:  # told of the turn only once its start is stored
+        await app.persistence.recorder.started(turn.id)
     if chat.client_chat or "text/event-stream" in request.headers.get("accept", ""):
         # A client-chosen id is named back as the client chose it (without the namespace).
         named = chat.conversation_id if chat.client_chat else conversation.id
@@ -366,6 +369,8 @@ async def seed_chat(app: Sidechat, request: Request) -> ASGIApp:
         raise
     gate.watch(ticket, turn)
     request.scope["sidechat.turn"] = turn.id
+    if app.persistence is not None:
+        await app.persistence.recorder.started(turn.id)
     headers = _stream_headers(
         app, request, **{"X-Conversation-Id": conversation.id, "X-Turn-Id": turn.id}
     )

@@ -193,6 +193,62 @@ def test_a_restart_mid_turn_loses_nothing(
     asyncio.run(_mid_turn_then_restart(upstream, store_args, how))
 
 
+def test_a_turn_killed_right_after_its_202_is_closed_as_interrupted(
+    upstream: FakeOpenAI, store_args: list[str]
+) -> None:
+    asyncio.run(_killed_after_202(upstream, store_args))
+
+
+async def _killed_after_202(upstream: FakeOpenAI, store: list[str]) -> None:
+    # The 202 goes out only once the turn's start is written: killed the moment it arrives
+    # (no batch of events written yet, the upstream still on its first token), the turn is
+    # found by the next process and closed as interrupted, in a conversation that goes on.
+    conversation: dict[str, str] = {}
+    questions = []
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=60)) as http:
+        for attempt in range(3):
+            question = f"killed at once {attempt} {store[0]} [[ttft=30 tokens=5]]"
+            questions.append(question)
+            with serving(upstream, store) as server:
+                async with http.post(
+                    f"{server.url}/api/chat", json={"message": question, **conversation}
+                ) as r:
+                    assert r.status == 202, await r.text()
+                    accepted = await r.json()
+                server.proc.kill()
+                server.proc.wait(30)
+            conversation = {"conversation_id": accepted["conversation_id"]}
+            with serving(upstream, store) as again:
+                full = await replay(http, f"{again.url}{accepted['stream_url']}")
+                assert chunk_types(full) == ["start", "error", "finish"]
+                assert "restarted" in orjson.loads(full[1][1])["errorText"]
+                assert orjson.loads(full[2][1])["finishReason"] == "error"
+                assert full[-1][1] == "[DONE]"
+                url = f"{again.url}/api/conversations/{accepted['conversation_id']}"
+                async with http.get(url) as r:
+                    assert r.status == 200
+                    messages = (await r.json())["messages"]
+                assert [m["content"] for m in messages if m["role"] == "user"] == questions
+                assert {m["status"] for m in messages if m["role"] == "assistant"} == {"error"}
+        # The conversation goes on after the three kills.
+        with serving(upstream, store) as last:
+            follow_up = f"after the kills {store[0]} [[tokens=3]]"
+            async with http.post(
+                f"{last.url}/api/chat", headers=SSE, json={"message": follow_up, **conversation}
+            ) as r:
+                assert r.headers["X-Conversation-Id"] == conversation["conversation_id"]
+                assert chunk_types(await read_frames(r))[-1] == "finish"
+            async with http.get(
+                f"{last.url}/api/conversations/{r.headers['X-Conversation-Id']}"
+            ) as r:
+                messages = (await r.json())["messages"]
+            assert [m["content"] for m in messages if m["role"] == "user"] == [
+                *questions,
+                follow_up,
+            ]
+            assert [m["status"] for m in messages if m["role"] == "assistant"][-1] == "done"
+
+
 def test_turns_memory_lets_go_are_served_from_the_store(
     upstream: FakeOpenAI, tmp_path: Path
 ) -> None:

@@ -137,9 +137,13 @@ class Store(ABC):
         }
 
     # -- writes (queued) ---------------------------------------------------------------------
-    def start_turn(self, start: TurnStart) -> None:
+    def start_turn(self, start: TurnStart) -> asyncio.Future[None]:
+        """Queue a turn's start (its conversation, question and `id_ceiling`); the future is
+        done once written. Written at once, or with the write under way (a group commit): the
+        answer to `POST /api/chat` waits for it, so a turn a visitor was told of survives a
+        `kill -9` (see `Recorder.started`)."""
         at = start.started_at
-        self._queue(
+        return self._queue_waited(
             [
                 (sql.UPSERT_CONVERSATION, (start.conversation_id, at, at)),
                 (

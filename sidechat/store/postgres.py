@@ -11,6 +11,7 @@ import psycopg
 from psycopg_pool import AsyncConnectionPool
 
 from sidechat.store import _sql as sql
+from sidechat.store import queries
 from sidechat.store.base import Store
 from sidechat.store.migrate import StoreError, migrate
 
@@ -71,19 +72,23 @@ class PostgresStore(Store):
 
     async def _write(self, groups: Sequence[tuple[str, list[tuple[Any, ...]]]]) -> None:
         assert self._pool is not None
-        async with self._pool.connection() as conn, conn.transaction():
+        async with self._pool.connection() as conn, conn.pipeline(), conn.transaction():
+            # One round trip for the whole transaction (pipeline mode), and for the statements
+            # of every write, one fixed text taking one array per column (`unnest`): psycopg
+            # converts and PostgreSQL prepares each text once, whatever the number of rows.
             cursor = conn.cursor()
             for statement, rows in groups:
-                if len(rows) == 1:
+                columnar = _COLUMNAR.get(statement)
+                if columnar is not None:
+                    text, key = columnar
+                    if key is not None:  # a row may not be updated twice in one statement
+                        rows = list({row[key]: row for row in rows}.values())
+                    columns = zip(_CASTS[statement], zip(*rows, strict=True), strict=True)
+                    await cursor.execute(text, [_column(cast, values) for cast, values in columns])
+                elif len(rows) == 1:
                     await cursor.execute(statement, rows[0])
-                    continue
-                for start in range(0, len(rows), _ROWS_PER_STATEMENT):
-                    some = rows[start : start + _ROWS_PER_STATEMENT]
-                    bulk = _bulk(statement, some)
-                    if bulk is None:
-                        await cursor.executemany(statement, some)
-                    else:
-                        await cursor.execute(*bulk)
+                else:
+                    await cursor.executemany(statement, rows)
 
     async def _fetch(self, statement: str, params: tuple[Any, ...]) -> list[tuple[Any, ...]]:
         assert self._pool is not None
@@ -95,41 +100,64 @@ class PostgresStore(Store):
         return isinstance(exc, psycopg.IntegrityError | psycopg.DataError | ValueError)
 
 
-_ROWS_PER_STATEMENT = 500  # PostgreSQL takes at most 65,535 parameters a statement
-_INSERT = re.compile(r"^(INSERT INTO .+? VALUES )(\(.+?\))( ON CONFLICT .+)$", re.S)
-# The two updates of a turn's end, for many rows in one statement.
-_BULK_UPDATES = {
+# The statements written for every turn, each as one statement for any number of rows: the
+# column arrays' types, and which column names a row that must appear once (the last one wins).
+# Binary arrays (`%b`): in text, psycopg escapes every quote of the frames' JSON in Python.
+_COLUMNAR: dict[str, tuple[str, int | None]] = {
+    sql.UPSERT_CONVERSATION: (
+        "INSERT INTO conversations (id, created_at, updated_at) "
+        "SELECT * FROM unnest(%b::text[], %b::float8[], %b::float8[]) "
+        "ON CONFLICT (id) DO UPDATE SET updated_at = excluded.updated_at",
+        0,
+    ),
+    sql.START_TURN: (
+        "INSERT INTO turns (id, conversation_id, question, status, id_ceiling, started_at, day) "
+        "SELECT v.id, v.c, v.q, 'streaming', v.ceiling, v.at, v.day FROM unnest(%b::text[], "
+        "%b::text[], %b::text[], %b::int8[], %b::float8[], %b::text[]) "
+        "AS v(id, c, q, ceiling, at, day) ON CONFLICT (id) DO NOTHING",
+        None,
+    ),
+    sql.INSERT_EVENTS: (
+        "INSERT INTO turn_events (turn_id, first_id, frames) "
+        "SELECT * FROM unnest(%b::text[], %b::int8[], %b::text[]) "
+        "ON CONFLICT (turn_id, first_id) DO NOTHING",
+        None,
+    ),
     sql.FINISH_TURN: (
         "UPDATE turns AS t SET answer = v.answer, status = v.status, "
-        "finish_reason = v.finish_reason, sources = v.sources::integer, "
-        "finished_at = v.finished_at::double precision FROM (VALUES {values}) "
+        "finish_reason = v.finish_reason, sources = v.sources, finished_at = v.finished_at "
+        "FROM unnest(%b::text[], %b::text[], %b::text[], %b::int4[], %b::float8[], %b::text[]) "
         "AS v(answer, status, finish_reason, sources, finished_at, id) WHERE t.id = v.id",
-        6,
+        -1,
     ),
     sql.TOUCH_CONVERSATION: (
-        "UPDATE conversations AS c SET updated_at = v.updated_at::double precision "
-        "FROM (VALUES {values}) AS v(updated_at, id) WHERE c.id = v.id",
-        2,
+        "UPDATE conversations AS c SET updated_at = v.updated_at "
+        "FROM unnest(%b::float8[], %b::text[]) AS v(updated_at, id) WHERE c.id = v.id",
+        -1,
+    ),
+    queries.ANNOTATE: (
+        "UPDATE turns AS t SET outcome = v.outcome, error_kind = v.error_kind, ttft = v.ttft, "
+        "found = v.found, source_urls = v.source_urls, client_hash = v.client_hash "
+        "FROM unnest(%b::text[], %b::text[], %b::float8[], %b::int4[], %b::text[], %b::text[], "
+        "%b::text[]) AS v(outcome, error_kind, ttft, found, source_urls, client_hash, id) "
+        "WHERE t.id = v.id",
+        -1,
     ),
 }
 
 
-def _bulk(statement: str, rows: list[tuple[Any, ...]]) -> tuple[str, list[Any]] | None:
-    """One statement for many rows (psycopg's per-row work is most of a write's cost), or None
-    for statements written one row at a time."""
-    update = _BULK_UPDATES.get(statement)
-    if update is not None:
-        template, width = update
-        rows = list({row[-1]: row for row in rows}.values())  # one update per row id
-        values = ", ".join(["(" + ", ".join(["%s"] * width) + ")"] * len(rows))
-        return template.format(values=values), [p for row in rows for p in row]
-    match = _INSERT.match(statement)
-    if match is None:
-        return None
-    head, value, tail = match.groups()
-    if "DO UPDATE" in tail:  # a row may not be updated twice in one statement: the last wins
-        rows = list({row[0]: row for row in rows}.values())
-    return head + ", ".join([value] * len(rows)) + tail, [p for row in rows for p in row]
+# A column's values all of one Python type (psycopg refuses to dump a list of ints and floats).
+_CASTS = {
+    statement: [float if t == "float8" else int if t.startswith("int") else None for t in types]
+    for statement, (text, _) in _COLUMNAR.items()
+    for types in [re.findall(r"%b::(\w+)\[\]", text)]
+}
+
+
+def _column(cast: type[float] | type[int] | None, values: tuple[Any, ...]) -> list[Any]:
+    if cast is None:
+        return list(values)
+    return [None if value is None else cast(value) for value in values]
 
 
 def _with_timeout(url: str) -> str:

@@ -2,14 +2,17 @@
 
 Nothing happens per token: one timer (every `interval` seconds, 0.2 by default) takes what each
 generating turn's log gained since the last batch and queues it, all turns' batches in one
-write. A turn's end writes the rest and its outcome; `end` waits (briefly) for that write, so
-a reader that got the turn's `[DONE]` can count on the turn being there after a restart.
+write. A turn's start is written at once (in the next group commit), and the answer to
+`POST /api/chat` waits for it (`started`). A turn's end writes the rest and its outcome; `end`
+waits (briefly) for that write, so a reader that got the turn's `[DONE]` can count on the turn
+being there after a restart.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 from dataclasses import dataclass
 
@@ -30,11 +33,15 @@ class _Live:
 
 
 class Recorder:
-    def __init__(self, store: Store, interval: float = 0.2, end_wait: float = 2.0) -> None:
+    def __init__(
+        self, store: Store, interval: float = 0.2, end_wait: float = 2.0, start_wait: float = 1.0
+    ) -> None:
         self.store = store
         self._interval = interval
         self._end_wait = end_wait
+        self._start_wait = start_wait
         self._live: dict[str, _Live] = {}
+        self._starting: dict[str, asyncio.Future[None]] = {}  # starts not yet written
         self._timer: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
@@ -49,9 +56,24 @@ class Recorder:
         self.flush()
 
     def begin(self, start: TurnStart, log: EventLog) -> None:
-        """A turn started: record it (its events follow in batches)."""
-        self.store.start_turn(start)
+        """A turn started: record it (its events follow in batches; `started` waits for the
+        start's write)."""
+        written = self.store.start_turn(start)
+        self._starting[start.id] = written
+        written.add_done_callback(functools.partial(self._written, start.id))
         self._live[start.id] = _Live(log)
+
+    def _written(self, turn_id: str, _: asyncio.Future[None]) -> None:
+        self._starting.pop(turn_id, None)
+
+    async def started(self, turn_id: str) -> bool:
+        """Wait until the turn's start is written, so that once the visitor is told of it
+        (`POST /api/chat`'s answer) a `kill -9` cannot lose it: after a restart it is found and
+        closed as interrupted. It goes with the next group commit, while the upstream works on
+        the first token; bounded like `wait` (`start_wait` seconds, not at all while the store
+        is failing). True once written."""
+        written = self._starting.get(turn_id)
+        return True if written is None else await self.wait(written, self._start_wait)
 
     def flush(self) -> None:
         """Queue every generating turn's new events now."""
@@ -71,14 +93,16 @@ class Recorder:
         done = DATA_FRAME % (first + len(frames), DONE)
         return self.store.finish_turn(turn, first, frames=[*frames, done])
 
-    async def wait(self, written: asyncio.Future[None]) -> bool:
+    async def wait(self, written: asyncio.Future[None], limit: float | None = None) -> bool:
         """Wait for a write, briefly: True once written; False at once while the store is
-        failing, or after `end_wait` seconds (the write stays queued and is retried), so a
-        failing store never holds a turn's ending back for long."""
+        failing, or after `limit` (default `end_wait`) seconds (the write stays queued and is
+        retried), so a failing store never holds a turn's ending back for long."""
+        if written.done():
+            return True
         if self.store.failing:
             return False
         try:
-            async with asyncio.timeout(self._end_wait):
+            async with asyncio.timeout(self._end_wait if limit is None else limit):
                 await asyncio.shield(written)
         except TimeoutError:
             return False

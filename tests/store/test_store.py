@@ -15,6 +15,8 @@ from sidechat.store import (
     TurnStart,
     close_interrupted,
 )
+from sidechat.store import _sql as sql
+from sidechat.store.base import _grouped, _Op
 
 
 def _payloads(words: list[str]) -> list[bytes]:
@@ -200,3 +202,39 @@ def test_a_stored_log_with_a_retried_batch_counts_it_once() -> None:
     one, two = b'id: 1\ndata: {"a":1}\n\n', b'id: 2\ndata: {"a":2}\n\n'
     log = StoredEventLog([Chunk(1, (one, two)), Chunk(1, (one,))])
     assert log.last_id == 2
+
+
+async def test_many_turns_in_one_write_with_whole_and_fractional_times(store: Store) -> None:
+    # One group commit holds the starts, events and ends of several turns (PostgreSQL writes
+    # each kind as one statement over column arrays); times may come as ints or floats.
+    now = int(time.time())
+    starts = [
+        TurnStart(new_id("t_"), new_id("c_"), f"Q{i}?", now + (0.5 if i % 2 else 0), 1000)
+        for i in range(5)
+    ]
+    started = [store.start_turn(start) for start in starts]
+    for start in starts:
+        store.append_events(start.id, 1, [protocol.start(start.id), protocol.text_start()])
+    ends = []
+    for i, start in enumerate(starts):
+        turn = _finished(start, f"answer {i}")
+        turn.finished_at = now + 1 if i % 2 else now + 1.25
+        turn.finish_reason = None if i == 0 else "stop"
+        ends.append(store.finish_turn(turn, 3, [protocol.finish("stop"), DONE]))
+    for written in (*started, *ends):
+        await written
+    for i, start in enumerate(starts):
+        loaded = await store.load_turn(start.id)
+        assert loaded is not None and loaded.status == "done" and loaded.answer == f"answer {i}"
+        assert loaded.started_at == start.started_at
+        assert loaded.finish_reason == (None if i == 0 else "stop")
+        batches = await _everything(await store.load_log(start.id))
+        assert [p for b in batches for p in b.payloads][-1] == DONE
+    assert store.health()["dropped_writes"] == 0
+    # And in one transaction, not one by one after a refusal (which would hide a refusal).
+    more = [TurnStart(new_id("t_"), new_id("c_"), "Q?", t, 1000) for t in (now, now + 0.5)]
+    ops = [_Op([(sql.UPSERT_CONVERSATION, (s.conversation_id, s.started_at, s.started_at))])
+           for s in more]  # fmt: skip
+    await store._write(_grouped(ops))
+    for start in more:
+        assert await store.load_conversation(start.conversation_id) is not None
