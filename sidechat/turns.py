@@ -183,12 +183,13 @@ class Turns:
         log = bus.resume(
             taken,
             on_cancel=lambda: self._cancel_here(turn_id),
-            on_fenced=lambda: self._cancel_here(turn_id),
+            on_fenced=lambda: self._fenced(turn_id),
         )
         turn = Turn(turn_id, "", log)
         self._turns[turn_id] = turn
         self._generating[turn_id] = turn
         self._last_activity = time.monotonic()
+        await self._adopt(turn, len(taken.log))
         sent = taken.text
         if request is None or await bus.cancels.requested(turn_id):
             # Nothing to continue from (or it was cancelled meanwhile): end it clearly.
@@ -196,13 +197,16 @@ class Turns:
             if request is None:
                 text = "The answer was interrupted and could not be continued. Please retry."
                 tail += (protocol.error(text), protocol.finish("error"))
-                turn.status = "error"
+                turn.status, turn.finish_reason = "error", "error"
             else:
                 tail.append(protocol.abort())
                 turn.status = "aborted"
-            log.extend([(payload, None) for payload in (*tail, DONE)])
-            log.finish()
+            log.extend([(payload, None) for payload in tail])
             turn.parts = (sent,)
+            if self._recorder is not None:
+                await self._write_ending(turn)
+            log.append(DONE)
+            log.finish()
             bus.done(log)
             del self._generating[turn_id]
             self._last_activity = turn.finished_at = time.monotonic()
@@ -216,6 +220,35 @@ class Turns:
         turn.task = asyncio.create_task(
             self._run(turn, None, continuation, continued=sent), name=f"turn-{turn_id}"
         )
+
+    async def _adopt(self, turn: Turn, events: int) -> None:
+        """With a store: go on recording a turn taken over (what the store knows of it, and
+        the events after those it holds)."""
+        recorder = self._recorder
+        if recorder is None:
+            return
+        try:
+            stored = await recorder.store.load_turn(turn.id)
+            written = (await recorder.store.load_log(turn.id)).last_id if stored else 0
+        except Exception as exc:  # the turn goes on; only its record is incomplete
+            logger.warning("turn %s: not recorded after the takeover: %s", turn.id, exc)
+            return
+        if stored is None:
+            return  # its start never reached the store: nothing to finish there
+        turn.conversation_id, turn.question = stored.conversation_id, stored.question
+        turn.started_at, turn.id_ceiling = stored.started_at, stored.id_ceiling
+        # The store is normally behind Redis (batches of 0.2 s against 25 ms): the events it
+        # lacks are among those read back from Redis, and are written from here on.
+        if written > events:
+            logger.warning("turn %s: the store holds events Redis lost", turn.id)
+        recorder.adopt(turn.id, turn.log, written)
+
+    def _fenced(self, turn_id: str) -> None:
+        """Another replica took the turn over: it records the rest; stop here."""
+        turn = self._generating.get(turn_id)
+        if turn is not None and self._recorder is not None:
+            self._recorder.release(turn_id, getattr(turn.log, "published", 0))
+        self._cancel_here(turn_id)
 
     async def _hand_over(self) -> None:
         """The process stops with turns still generating: leave them to the other replicas
@@ -232,6 +265,13 @@ class Turns:
         for log in logs:
             log.fenced = True
         await bus.publisher.flush(within=2.0)  # the batch in flight, if any
+        if self._recorder is not None:
+            # The store gets what Redis has, and no ending from here: the taker writes it.
+            for log in logs:
+                self._recorder.release(log.keys.turn_id, log.published)
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(2.0):
+                    await self._recorder.store.flush()
         for log in logs:
             try:
                 await bus.leases.release(log)
@@ -392,7 +432,7 @@ class Turns:
             log = self.bus.produce(
                 turn_id,
                 on_cancel=lambda: self._cancel_here(turn_id),
-                on_fenced=lambda: self._cancel_here(turn_id),
+                on_fenced=lambda: self._fenced(turn_id),
             )
         turn = Turn(turn_id, conversation.id, log, language=language)
         turn.question, turn.started_at, turn.id_ceiling = message, time.time(), self._id_ceiling
@@ -528,6 +568,8 @@ class Turns:
     async def _write_ending(self, turn: Turn) -> None:
         recorder = self._recorder
         assert recorder is not None
+        if not recorder.recording(turn.id):
+            return  # handed over or taken over (the new owner records the ending), or unknown
         annotate(recorder.store, turn)  # in the same transaction as the turn's end
         written = recorder.end(turn.record())
 

@@ -14,6 +14,9 @@ through every scenario. Knobs:
     retry_after=S   Retry-After header for 429/500
     fail_times=N    apply the fault only to the first N requests carrying the same key=...
     key=NAME        groups requests for fail_times
+    continue=prefix a request continuing this answer (the message with this directive, then
+                    the assistant's text so far, then anything) gets the rest of the same
+                    reply after that text, as a completion model continuing a prefix would
 
 `GET /v1/models` lists `fake-model` and `MODELS`; when `api_key` is set, it answers 401 to any
 other bearer key (the chat routes take any key).
@@ -133,6 +136,9 @@ class FakeOpenAI(ScriptedUpstream):
         record = RequestRecord(body, dict(request.headers))
         self.requests.append(record)
         d = directives(_last_text(body))
+        sent = ""
+        if not d:
+            d, sent = _continuation(body)
         fault = self.fault_for(d)
         retry_after = d.get("retry_after")
         status = {"500": 500, "429": 429, "401": 401, "404": 404, "400": 400}.get(fault)
@@ -148,6 +154,8 @@ class FakeOpenAI(ScriptedUpstream):
             tokens = re.findall(r"\S+\s*|\s+", d["text"])
         else:
             tokens = [f"tok{i} " for i in range(int(d.get("tokens", "5")))]
+        if sent:
+            tokens = _after(tokens, sent)
         fault_at = int(d.get("fault_at", "2"))
         response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
         await response.prepare(request)
@@ -185,6 +193,37 @@ class FakeOpenAI(ScriptedUpstream):
             await asyncio.sleep(3600)
         elif fault == "error_event":
             await response.write(b'data: {"error": {"message": "overloaded"}}\n\n')
+
+
+def _continuation(body: dict[str, Any]) -> tuple[dict[str, str], str]:
+    """The directives of the message whose answer is being continued (`continue=prefix`), and
+    the text of that answer so far; ({}, "") when the request continues nothing."""
+    messages = body.get("messages") or []
+    for i in range(len(messages) - 2, -1, -1):
+        message = messages[i]
+        if message.get("role") != "user":
+            continue
+        d = directives(str(message.get("content", "")))
+        if d.get("continue") == "prefix" and messages[i + 1].get("role") == "assistant":
+            return d, str(messages[i + 1].get("content", ""))
+        if d:
+            break
+    return {}, ""
+
+
+def _after(tokens: list[str], sent: str) -> list[str]:
+    """The tokens of the reply that follow `sent` (a prefix of it; cut inside a token, that
+    token's rest comes first). Unchanged when `sent` is not a prefix."""
+    if not "".join(tokens).startswith(sent):
+        return tokens
+    rest: list[str] = []
+    at = 0
+    for token in tokens:
+        end = at + len(token)
+        if end > len(sent):
+            rest.append(token[max(len(sent) - at, 0) :])
+        at = end
+    return rest
 
 
 def _last_text(body: dict[str, Any]) -> str:
