@@ -235,6 +235,8 @@ async def post_chat(app: Sidechat, request: Request) -> ASGIApp:
             app, request, **{"X-Conversation-Id": named or conversation.id, "X-Turn-Id": turn.id}
         )
         return TurnStream(turn.log, headers=headers)
+    if app.turns.bus is not None:  # the client may ask any replica for it next
+        await app.turns.bus.announce(turn.log)
     return JSON(
         {
             "conversation_id": conversation.id,

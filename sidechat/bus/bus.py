@@ -163,6 +163,12 @@ class RedisBus:
             self.cancels.watch(log.keys.turn_id, on_cancel)
         return log
 
+    async def announce(self, log: object) -> None:
+        """A turn begun here is about to be named to a client that may ask another replica
+        for it: its first events go to Redis now rather than at the end of the window."""
+        if isinstance(log, ProducerLog):
+            await self.publisher.write_now(log)
+
     def done(self, log: ProducerLog) -> None:
         """The turn's task has ended (its log is finished)."""
         self.leases.drop(log)

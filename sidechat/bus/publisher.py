@@ -111,6 +111,31 @@ class Publisher:
             loop = self._loop or asyncio.get_running_loop()
             self._task = loop.create_task(self._run(), name="sidechat-bus-publish")
 
+    async def write_now(self, log: ProducerLog, within: float = 0.5) -> bool:
+        """Write `log`'s new events at once, in a call of their own (a turn just begun, before
+        its id is handed out: a reader asking any replica for it finds it even if this process
+        dies in the window). False when it could not; the window's batch then writes them."""
+        config = self._config
+        if log.fenced or log.published >= len(log):
+            return True
+        payloads = log.unpublished(config.max_batch)
+        k = log.keys
+        args = (config.maxlen, int(config.stream_ttl * 1000), int(config.lease_ttl * 1000),
+                config.owner, log.epoch, log.published + 1, b"\n".join(payloads))  # fmt: skip
+        try:
+            async with asyncio.timeout(within):
+                (result,) = await self._redis.evalsha(
+                    self._append.sha, 3, k.stream, k.epoch, k.lease, *args
+                )
+        except (RedisError, OSError, TimeoutError):
+            return False
+        if result == -1:
+            self.fence(log)
+            return False
+        if result >= 0:
+            log.published = max(log.published, int(result))
+        return True
+
     def pending(self) -> int:
         """Turns with events not yet in Redis."""
         return len(self._dirty)

@@ -27,7 +27,8 @@ async def _lease_owner(redis: Redis, key: str) -> int:
     for _ in range(200):
         value = await redis.get(key)
         if value is not None:
-            return int(value.split(b"-", 1)[0])  # `pid-random:epoch`
+            text = value.decode() if isinstance(value, bytes) else str(value)
+            return int(text.split("-")[0])  # `pid-random:epoch`
         await asyncio.sleep(0.02)
     raise AssertionError(f"no lease at {key}")
 
