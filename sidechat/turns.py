@@ -424,6 +424,8 @@ class Turns:
         if previous is not None and previous.task is not None and not previous.task.done():
             # A new question supersedes a reply still being written in the same conversation.
             self.cancel(previous.id)
+        elif previous is None and self.bus is not None:
+            self._supersede_elsewhere(conversation)
         turn_id = new_id("t_")
         log: EventLog
         if self.bus is None:
@@ -463,6 +465,25 @@ class Turns:
         if turn.finished_at is None:  # a turn that ended in its first step keeps no task
             turn.task = task
         return turn
+
+    def _supersede_elsewhere(self, conversation: Conversation) -> None:
+        """The reply another replica is writing in this conversation (the store says it
+        streams) is superseded too: ask it to stop, off this request's path."""
+        last = conversation.messages[-1] if conversation.messages else None
+        if last is None or last.status != "streaming" or last.turn_id is None:
+            return
+        if last.turn_id in self._turns or self.bus is None:
+            return
+        task = asyncio.create_task(self._cancel_remote(self.bus, last.turn_id))
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    @staticmethod
+    async def _cancel_remote(bus: RedisBus, turn_id: str) -> None:
+        try:
+            await bus.cancel(turn_id)
+        except Exception as exc:  # the old reply goes on; the new one is not held back
+            logger.warning("turn %s: not cancelled: %s", turn_id, exc)
 
     def cancel(self, turn_id: str) -> Turn:
         turn = self.get(turn_id)

@@ -149,3 +149,20 @@ async def test_a_replica_starting_leaves_the_others_turns_alone(
     assert not [c for c in chunks if c["type"] == "error"], chunks[-3:]
     assert chunks[-1]["type"] == "finish"
     assert [(e.id, e.data) for e in on_c] == [(e.id, e.data) for e in events]
+
+
+async def test_a_follow_up_on_another_replica_supersedes_the_reply_streaming(
+    replicas: tuple[SidechatProcess, SidechatProcess], http: aiohttp.ClientSession
+) -> None:
+    a, b = replicas
+    async with http.post(
+        f"{a.url}/api/chat", json={"message": "long-one [[tokens=2000 interval=0.01]]"}
+    ) as r:
+        first = await r.json()
+    async with http.get(f"{a.url}/api/turns/{first['turn_id']}/stream") as r:
+        await read_events(r, limit=5)
+        await asyncio.sleep(0.5)  # the store's batch: it records the reply as streaming
+        _, _, text = await _ask(http, b, "next-one [[tokens=3]]", first["conversation_id"])
+        rest = ui_events(await read_events(r))
+    assert text == "tok0 tok1 tok2 "
+    assert rest[-1] == {"type": "abort"}
