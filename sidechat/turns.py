@@ -42,6 +42,7 @@ logger = logging.getLogger("sidechat.turns")
 TurnStatus = Literal["streaming", "done", "error", "aborted"]
 _CONTINUATION: dict[str, ContinuationStyle] = {"local": "prefix", "anthropic": "prefill"}
 Rating = Literal["up", "down"]
+_FINISH = b'{"type":"finish"'
 
 
 @dataclass(eq=False, slots=True)
@@ -189,8 +190,19 @@ class Turns:
         self._turns[turn_id] = turn
         self._generating[turn_id] = turn
         self._last_activity = time.monotonic()
-        await self._adopt(turn, len(taken.log))
         sent = taken.text
+        last = (await taken.log.read(len(taken.log) - 1)).payloads if len(taken.log) else []
+        if last and (last[0].startswith(_FINISH) or last[0] == protocol.abort()):
+            # The producer had ended the answer (and written it to the store) and died before
+            # its DONE reached Redis: its readers may have had that DONE, so only DONE follows.
+            log.append(DONE)
+            log.finish()
+            turn.parts, turn.status = (sent,), "aborted" if last[0] == protocol.abort() else "done"
+            bus.done(log)
+            del self._generating[turn_id]
+            self._last_activity = turn.finished_at = time.monotonic()
+            return
+        await self._adopt(turn, len(taken.log))
         if request is None or await bus.cancels.requested(turn_id):
             # Nothing to continue from (or it was cancelled meanwhile): end it clearly.
             tail = [protocol.text_end()] if sent else []

@@ -213,9 +213,18 @@ async def test_chaos_through_the_balancer(
     assert kills >= 1 or elapsed < 3
     assert not unfinished, unfinished[:5]
     assert not wrong, wrong[:5]
-    assert not differ, differ[:5]
+    assert not differ, [_first_difference(o) for o in outcomes if o.turn_id in differ[:3]]
 
 
 def _continued(followed: Followed) -> bool:
     finish = [orjson.loads(e.data) for e in followed.events[-2:] if e.data != "[DONE]"]
     return bool(finish) and bool(finish[-1].get("messageMetadata", {}).get("continued"))
+
+
+def _first_difference(outcome: _Outcome) -> tuple[str, int, object, object]:
+    """Where a reader's events and the turn's replay part (for the failure's message)."""
+    got = [(e.id, e.data) for e in outcome.followed.events]
+    for i, (mine, kept) in enumerate(zip(got, outcome.replay, strict=False)):
+        if mine != kept:
+            return outcome.turn_id, i, mine, kept
+    return outcome.turn_id, min(len(got), len(outcome.replay)), got[-2:], outcome.replay[-2:]
