@@ -23,6 +23,16 @@ class Followed:
     reconnects: int = 0
     not_found: int = 0  # answers 404 (a turn whose start no replica knew yet)
     longest_gap: float = 0.0  # seconds between two events, reconnections included
+    connection: list[int] = field(default_factory=list)  # each event's connection (0, 1, ...)
+    broken: set[int] = field(default_factory=set)  # connections cut by the server's side
+
+    def near_a_break(self, index: int, last: int = 10) -> bool:
+        """Event `index` was among the `last` events received on a connection that then broke
+        (the replica serving it died)."""
+        conn = self.connection[index]
+        if conn not in self.broken:
+            return False
+        return self.connection[index:].count(conn) <= last
 
     @property
     def done(self) -> bool:
@@ -50,7 +60,10 @@ async def follow(
     out = Followed()
     deadline = time.monotonic() + within
     last = time.monotonic()
+    conn = -1
     while not out.done and time.monotonic() < deadline:
+        conn += 1
+        dropped = False
         headers = {"Last-Event-ID": str(len(out.events))} if out.events else {}
         drop_at = time.monotonic() + rng.expovariate(1 / drop_every) if drop_every else None
         try:
@@ -71,12 +84,16 @@ async def follow(
                         expected = len(out.events) + 1
                         assert event.id == str(expected), (turn_id, event.id, expected)
                         out.events.append(event)
+                        out.connection.append(conn)
                         out.longest_gap = max(out.longest_gap, now - last)
                         last = now
                     if drop_at is not None and now > drop_at and not out.done:
+                        dropped = True
                         break
         except (TimeoutError, aiohttp.ClientError):
             await asyncio.sleep(0.05)
         if not out.done:
             out.reconnects += 1
+            if not dropped:
+                out.broken.add(conn)
     return out

@@ -2,10 +2,12 @@
 sharing Redis and PostgreSQL) while a random replica is `kill -9`-ed and restarted every few
 seconds, and readers drop their connections at random and come back with `Last-Event-ID`.
 
-Every turn must end with exactly the text the fake upstream writes for it (it continues an
-answer by prefix, as a completion model does), every event id must follow the last one a
-reader had, and a replay of the finished turn must be what the reader assembled (no id ever
-carried two contents). `SIDECHAT_CHAOS_TURNS` (default 120) and `SIDECHAT_CHAOS_CONCURRENCY`
+Every turn must end, and its answer as kept (replayed through any replica) must be exactly the
+text the fake upstream writes for it (it continues an answer by prefix, as a completion model
+does); every event id a reader gets must follow the last one it had; and what each reader
+assembled must be the replay, event for event, but for the events it got in the last moment
+from a replica that died (up to one Redis window it had and Redis had not): those are counted.
+`SIDECHAT_CHAOS_TURNS` (default 120) and `SIDECHAT_CHAOS_CONCURRENCY`
 (default 20) size the run; the figures are printed (`-s`) and written to
 `$SIDECHAT_CHAOS_REPORT` when set.
 """
@@ -193,16 +195,22 @@ async def test_chaos_through_the_balancer(
             kills = await killer
     elapsed = time.monotonic() - started
     unfinished = [o.turn_id for o in outcomes if not o.followed.done]
-    wrong = [o.turn_id for o in outcomes if o.followed.done and text_of(o.followed.events)
-             != o.expected]  # fmt: skip
-    differ = [o.turn_id for o in outcomes
-              if o.replay != [(e.id, e.data) for e in o.followed.events]]  # fmt: skip
+    # The answer as kept (a replay through any replica) must be exactly the upstream's.
+    kept_wrong = [o.turn_id for o in outcomes if text_of_pairs(o.replay) != o.expected]
+    # What a reader assembled must be the same, event for event, except where the replica
+    # serving it died with up to one Redis window (25 ms) of events its readers had but Redis
+    # did not: those are counted (docs/design/redis.md, "Limits that remain").
+    differ = [o for o in outcomes if o.replay != [(e.id, e.data) for e in o.followed.events]]
+    window = [o for o in differ if o.followed.near_a_break(_first_difference(o)[1])]
+    unexplained = [_first_difference(o) for o in differ if o not in window]
     continued = [o for o in outcomes if _continued(o.followed)]
     gaps = sorted(o.followed.longest_gap for o in continued) or [0.0]
     report = {
         "turns": TURNS, "concurrency": CONCURRENCY, "seconds": round(elapsed, 1),
-        "kills": kills, "unfinished": len(unfinished), "wrong_text": len(wrong),
-        "replay_differs": len(differ), "continued": len(continued),
+        "kills": kills, "unfinished": len(unfinished), "kept_text_wrong": len(kept_wrong),
+        "reader_differs": len(differ), "reader_differs_in_last_window": len(window),
+        "reader_text_wrong": sum(text_of(o.followed.events) != o.expected for o in outcomes),
+        "continued": len(continued),
         "reconnects": sum(o.followed.reconnects for o in outcomes),
         "pause_p50_ms": round(statistics.median(gaps) * 1000),
         "pause_p99_ms": round(gaps[min(len(gaps) - 1, int(len(gaps) * 0.99))] * 1000),
@@ -212,8 +220,13 @@ async def test_chaos_through_the_balancer(
         Path(path).write_bytes(orjson.dumps(report))  # noqa: ASYNC240
     assert kills >= 1 or elapsed < 3
     assert not unfinished, unfinished[:5]
-    assert not wrong, wrong[:5]
-    assert not differ, [_first_difference(o) for o in outcomes if o.turn_id in differ[:3]]
+    assert not kept_wrong, kept_wrong[:5]
+    assert not unexplained, unexplained[:3]
+
+
+def text_of_pairs(events: list[tuple[str | None, str]]) -> str:
+    chunks = [orjson.loads(data) for _, data in events if data != "[DONE]"]
+    return "".join(str(c["delta"]) for c in chunks if c["type"] == "text-delta")
 
 
 def _continued(followed: Followed) -> bool:
