@@ -132,7 +132,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     spec = TurnSpec(50, 20, 20) if args.quick else TurnSpec(200, 64, 20)
     levels = [int(x) for x in args.levels.split(",")]
     names = [n for n in args.systems.split(",") if n]
-    if "express" in names and (why := prepare_express_quiet()) is not None:
+    if "express" in names and (why := prepare_express_quiet(args.express_src)) is not None:
         print(f"  express skipped: {why}", flush=True)
         names.remove("express")
     upstream, up_port = start_upstream(log_dir)
@@ -172,10 +172,12 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
-def prepare_express_quiet() -> str | None:
-    from bench.run import Config
+def prepare_express_quiet(source: Path | None = None) -> str | None:
+    import bench.run
 
-    cfg = Config.__new__(Config)  # prepare_express reads nothing of it
+    if source is not None:  # e.g. a worktree's clone, whose ../shared is elsewhere
+        bench.run.EXPRESS_SRC = source
+    cfg = bench.run.Config.__new__(bench.run.Config)  # prepare_express reads nothing of it
     return prepare_express(cfg)
 
 
@@ -186,6 +188,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--systems", default=",".join(SYSTEMS))
     parser.add_argument("--duration", type=float, help="seconds per level (default 6)")
     parser.add_argument("--out", type=Path, help="where the JSON goes")
+    parser.add_argument(
+        "--express-src", type=Path, help="the seed's Express (default ../shared/peers/express-seed)"
+    )
     args = parser.parse_args(argv)
     if shutil.which("redis-server") is None:
         print("redis-server is not installed", file=sys.stderr)
