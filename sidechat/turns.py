@@ -161,7 +161,13 @@ class Turns:
         self.bus = None
 
     def _keep_request(self, turn: Turn, request: ChatRequest) -> None:
-        if self.bus is not None:
+        from sidechat.bus import ProducerLog, request_to_json
+
+        if isinstance(turn.log, ProducerLog):
+            # With the turn's next batch: no call of its own (a pool of 8 connections ran dry
+            # at 500 streams with one SET per turn).
+            turn.log.keep_request(request_to_json(request))
+        elif self.bus is not None:
             # Off the turn's path: its first token waits for nothing.
             task = asyncio.create_task(self._store_request(self.bus, turn.id, request))
             self._background.add(task)

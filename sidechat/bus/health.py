@@ -4,7 +4,7 @@ Two failures in a row make it unhealthy (one late answer may be this process's o
 running late under load, not Redis); a refused connection shows within about two seconds.
 
 The publisher notices an outage only when it has something to write; this notices it within
-about `2 × every + timeout` seconds on a quiet replica too, and also a Redis that accepts
+about `2 * every + timeout` seconds on a quiet replica too, and also a Redis that accepts
 connections but does not answer in time (stopped, swapping, overloaded).
 """
 
