@@ -209,6 +209,15 @@ class Turns:
             self._last_activity = turn.finished_at = time.monotonic()
             return
         await self._adopt(turn, len(taken.log))
+        if request is None and len(taken.log) == 1 and turn.question:
+            # Died before its plan reached Redis (nothing but `start` was sent): ask again,
+            # from the question and the conversation as the store has them.
+            request = await self._request_again(turn)
+            if request is not None and not await bus.cancels.requested(turn_id):
+                logger.warning("turn %s: producer lost before answering; asked again", turn_id)
+                turn.task = asyncio.create_task(self._run(turn, None, request))
+                return
+            request = None
         if request is None or await bus.cancels.requested(turn_id):
             # Nothing to continue from (or it was cancelled meanwhile): end it clearly.
             tail = [protocol.text_end()] if sent else []
@@ -260,6 +269,29 @@ class Turns:
         if written > events:
             logger.warning("turn %s: the store holds events Redis lost", turn.id)
         recorder.adopt(turn.id, turn.log, written)
+
+    async def _request_again(self, turn: Turn) -> ChatRequest | None:
+        """The model request `begin` made for `turn`, made again from the store (a takeover
+        of a turn whose request never reached Redis)."""
+        assert self._recorder is not None
+        settings = self._settings
+        try:
+            stored = await self._recorder.store.load_conversation(turn.conversation_id)
+        except Exception as exc:
+            logger.warning("turn %s: conversation not read: %s", turn.id, exc)
+            return None
+        earlier = Conversation(turn.conversation_id)
+        for old in stored.turns if stored is not None else ():
+            if old.id != turn.id and old.started_at <= turn.started_at:
+                earlier.messages.append(StoredMessage("user", old.question))
+                earlier.messages.append(StoredMessage("assistant", old.answer, old.id, old.status))
+        history = earlier.history(settings.max_history_messages, settings.max_history_chars)
+        return ChatRequest(
+            messages=[*history, Message("user", turn.question)],
+            system=settings.system_prompt,
+            max_tokens=settings.max_output_tokens,
+            temperature=settings.temperature,
+        )
 
     def _fenced(self, turn_id: str) -> None:
         """Another replica took the turn over: it records the rest; stop here."""
