@@ -180,7 +180,7 @@ class Turns:
             return
         if len(self._generating) >= self._settings.max_active_turns:
             return  # another replica may have room
-        request = await bus.stored_request(turn_id)
+        request, planned = await bus.stored_plan(turn_id)
         taken = await bus.takeover(turn_id)
         if taken is None:
             return  # alive after all, ended, or another replica won it
@@ -209,10 +209,12 @@ class Turns:
             self._last_activity = turn.finished_at = time.monotonic()
             return
         await self._adopt(turn, len(taken.log))
-        if request is None and len(taken.log) == 1 and turn.question:
+        if not planned and len(taken.log) == 1:
             # Died before its plan reached Redis (nothing but `start` was sent): ask again,
-            # from the question and the conversation as the store has them.
-            request = await self._request_again(turn)
+            # from the request as the turn began (the first batch carries it), else from the
+            # question and the conversation as the store has them.
+            if request is None and turn.question:
+                request = await self._request_again(turn)
             if request is not None and not await bus.cancels.requested(turn_id):
                 logger.warning("turn %s: producer lost before answering; asked again", turn_id)
                 turn.task = asyncio.create_task(self._run(turn, None, request))
@@ -509,6 +511,11 @@ class Turns:
         )
         self._generating[turn.id] = turn
         self._last_activity = time.monotonic()
+        if self.bus is not None:
+            from sidechat.bus import ProducerLog, request_to_json
+
+            if isinstance(log, ProducerLog):  # with the first batch, for a takeover
+                log.keep_request(request_to_json(request, planned=False))
         # Eager: the task's first step (up to writing the upstream request) runs now, in the
         # request's pass, not after the event loop's next round of socket callbacks.
         task = eager_task(self._run(turn, conversation, request), name=f"turn-{turn.id}")

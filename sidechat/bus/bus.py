@@ -34,7 +34,8 @@ class BusUnavailable(ConfigError):
     """Redis cannot be reached when the process starts."""
 
 
-def request_to_json(request: ChatRequest) -> bytes:
+def request_to_json(request: ChatRequest, planned: bool = True) -> bytes:
+    """`planned`: False for the request as a turn begins (before retrieval grounds it)."""
     return orjson.dumps(
         {
             "messages": [[m.role, m.content] for m in request.messages],
@@ -42,6 +43,7 @@ def request_to_json(request: ChatRequest) -> bytes:
             "max_tokens": request.max_tokens,
             "temperature": request.temperature,
             "stop": list(request.stop),
+            "planned": planned,
         }
     )
 
@@ -189,6 +191,15 @@ class RedisBus:
             if data is None
             else request_from_json(data.encode() if isinstance(data, str) else data)
         )
+
+    async def stored_plan(self, turn_id: str) -> tuple[ChatRequest | None, bool]:
+        """The kept request, and whether it is the planned one (False: the turn's producer
+        died before planning; a takeover plans it again)."""
+        data = await self.redis.get(self.config.keys(turn_id).request)
+        if data is None:
+            return None, False
+        raw = data.encode() if isinstance(data, str) else data
+        return request_from_json(raw), bool(orjson.loads(raw).get("planned", True))
 
     async def takeover(self, turn_id: str) -> Takeover | None:
         return await takeover(self.redis, self.config, turn_id)

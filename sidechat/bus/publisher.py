@@ -132,13 +132,18 @@ class Publisher:
         k = log.keys
         args = (config.maxlen, int(config.stream_ttl * 1000), int(config.lease_ttl * 1000),
                 config.owner, log.epoch, log.published + 1, b"\n".join(payloads))  # fmt: skip
+        request = log.request
         try:
             async with asyncio.timeout(within):
-                (result,) = await self._redis.evalsha(
-                    self._append.sha, 3, k.stream, k.epoch, k.lease, *args
-                )
+                pipe = self._redis.pipeline(transaction=False)
+                pipe.evalsha(self._append.sha, 3, k.stream, k.epoch, k.lease, *args)
+                if request is not None:
+                    pipe.set(k.request, request, px=int(config.stream_ttl * 1000))
+                ((result,), *_) = await pipe.execute()  # APPEND answers one value per turn
         except (RedisError, OSError, TimeoutError):
             return False
+        if log.request is request:
+            log.request = None
         if result == -1:
             self.fence(log)
             return False
