@@ -43,7 +43,7 @@ from sidechat.providers.resilience import ResilientProvider
 from sidechat.request_bodies import parse_chat, parse_event_id, read_json
 from sidechat.settings import Settings
 from sidechat.streaming import Heartbeat, SeedFormat, TurnStream
-from sidechat.turns import Turns
+from sidechat.turns import Turn, Turns
 
 __all__ = ["JSON", "Sidechat", "SidechatApp", "create_app"]
 
@@ -93,7 +93,8 @@ class Sidechat:
     async def conversation(self, conversation_id: str) -> Conversation:
         """A conversation from memory or the store; NotFound when neither has it."""
         held = self.conversations.find(conversation_id)
-        if held is None and self.persistence is not None:
+        if self.persistence is not None and (held is None or self.persistence.shared):
+            # Shared by replicas, the store may know of replies memory has not seen.
             held = await self.persistence.conversation(self.conversations, conversation_id)
         if held is None:
             raise NotFound("No such conversation.")
@@ -241,6 +242,8 @@ async def post_chat(app: Sidechat, request: Request) -> ASGIApp:
             app, request, **{"X-Conversation-Id": named or conversation.id, "X-Turn-Id": turn.id}
         )
         return TurnStream(turn.log, headers=headers)
+    if app.turns.bus is not None:  # the client may ask any replica for it next
+        await app.turns.bus.announce(turn.log)
     return JSON(
         {
             "conversation_id": conversation.id,
@@ -262,11 +265,25 @@ async def resume_chat(app: Sidechat, request: Request) -> ASGIApp:
     except NotFound:
         conversation = None
     turn = app.turns.active_turn(conversation) if conversation is not None else None
+    if turn is None and conversation is not None and app.turns.bus is not None:
+        turn = await _remote_active_turn(app, conversation)
     if turn is None or turn.log.finished:
         return Response(status_code=204, headers=app.cors(request))
     if app.metrics is not None:
         app.metrics.resumed("ai_sdk")
     return TurnStream(turn.log, headers=_stream_headers(app, request, **{"X-Turn-Id": turn.id}))
+
+
+async def _remote_active_turn(app: Sidechat, conversation: Conversation) -> Turn | None:
+    """With replicas: the conversation's reply still being written, by whichever replica (the
+    store records it as streaming; Redis has its events)."""
+    last = conversation.messages[-1] if conversation.messages else None
+    if last is None or last.status != "streaming" or last.turn_id is None:
+        return None
+    try:
+        return await app.turns.find(last.turn_id)
+    except NotFound:
+        return None  # its producer died and nobody continued it: nothing to resume
 
 
 async def turn_stream(app: Sidechat, request: Request) -> ASGIApp:
@@ -391,6 +408,8 @@ async def readyz(app: Sidechat, request: Request) -> ASGIApp:
         # Writes that wait (the database is failing) are counted here; turns go on from memory.
         body["store"] = app.persistence.store.health()
     bus = app.turns.bus
+    if bus is not None:
+        body["redis"] = bus.health_report()
     if bus is not None and not bus.healthy:
         # Turns still stream to this replica's own readers; others cannot follow them now.
         body["status"] = "redis-unavailable"
@@ -490,6 +509,21 @@ def _demo_page(widget_version: str) -> str | None:
     )
 
 
+def _warn_unshared(settings: Settings) -> None:
+    """Replicas share turns through Redis, but conversations and feedback through the store."""
+    if settings.memory_only:
+        logger.warning(
+            "--redis-url with --memory-only: conversations and feedback stay on the replica "
+            "that holds them; follow-ups on another replica lose their history"
+        )
+    elif settings.database_url is None:
+        logger.info(
+            "replicas share the SQLite store in %s: fine for --workers on this machine; "
+            "replicas on several machines need --database-url postgresql://...",
+            settings.data_dir,
+        )
+
+
 def create_app(settings: Settings, provider: Provider | None = None) -> SidechatApp:
     provider = provider or build_provider(settings)
     retriever = None
@@ -547,6 +581,10 @@ def create_app(settings: Settings, provider: Provider | None = None) -> Sidechat
                 stack.push_async_callback(turns.detach)
                 await state.gate.share(bus.redis, settings.redis_prefix)  # limits for all replicas
                 stack.push_async_callback(state.gate.unshare)
+                _warn_unshared(settings)
+                if persistence is not None:
+                    # The store may be shared: end only the turns no replica can go on with.
+                    await persistence.recover(bus.alive)
             await provider.open()
             turns.open()
             heartbeat.open()

@@ -7,11 +7,11 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 
 from sidechat.conversations import Conversation, Conversations, StoredMessage
 from sidechat.settings import Settings
-from sidechat.store import Store, close_interrupted, make_store
+from sidechat.store import Store, StoredTurn, close_interrupted, make_store
 from sidechat.store.recorder import Recorder
 
 __all__ = ["Persistence", "open_persistence"]
@@ -31,14 +31,16 @@ class Persistence:
         self._purger: asyncio.Task[None] | None = None
         # Told how many turns a crashed run left open and start-up closed (the app's metrics).
         self.on_recovered: Callable[[int], None] | None = None
+        # With Redis the store is shared by replicas: `recover` runs once the bus is up (the
+        # app's lifespan), sparing the turns other replicas still generate.
+        self.shared = settings.redis_url is not None
 
     @contextlib.asynccontextmanager
     async def lifespan(self) -> AsyncIterator[None]:
         await self.store.open()
         try:
-            recovered = await close_interrupted(self.store)
-            if recovered and self.on_recovered is not None:
-                self.on_recovered(recovered)
+            if not self.shared:
+                await self.recover()
             await self.recorder.start()
             self._purger = asyncio.create_task(self._purge_every(), name="sidechat-retention")
             yield
@@ -49,23 +51,33 @@ class Persistence:
             await self.recorder.aclose()
             await self.store.aclose()
 
+    async def recover(
+        self, alive: Callable[[Sequence[StoredTurn]], Awaitable[set[str]]] | None = None
+    ) -> None:
+        """Close the turns the last run left generating (but those `alive` names)."""
+        recovered = await close_interrupted(self.store, alive)
+        if recovered and self.on_recovered is not None:
+            self.on_recovered(recovered)
+
     async def conversation(
         self, conversations: Conversations, conversation_id: str
     ) -> Conversation | None:
-        """The conversation from memory, else from the store (then kept in memory again)."""
+        """The conversation from memory, else from the store (then kept in memory again).
+        On a shared store (replicas) memory may be behind, a follow-up having been answered
+        by another replica: it is read again unless a reply is being written here."""
         held = conversations.find(conversation_id)
-        if held is not None:
+        if held is not None and (not self.shared or held.active_turn is not None):
             return held
         stored = await self.store.load_conversation(conversation_id)
         held = conversations.find(conversation_id)  # loaded by another request meanwhile
-        if held is not None or stored is None:
+        if stored is None or (held is not None and held.active_turn is not None):
             return held
-        conversation = conversations.create(stored.id)
+        conversation = held or conversations.create(stored.id)
+        messages: list[StoredMessage] = []
         for turn in stored.turns:
-            conversation.messages.append(StoredMessage("user", turn.question))
-            conversation.messages.append(
-                StoredMessage("assistant", turn.answer, turn.id, turn.status)
-            )
+            messages.append(StoredMessage("user", turn.question))
+            messages.append(StoredMessage("assistant", turn.answer, turn.id, turn.status))
+        conversation.messages = messages
         return conversation
 
     async def _purge_every(self) -> None:

@@ -12,7 +12,7 @@ waits up to `GRACE` seconds for open responses, cancels what is left and runs th
 exit (turns still generating end with an error event there); the GC policy is uninstalled last.
 With `workers` > 1 (which needs Redis, checked by the settings), the process binds the sockets,
 then forks that many workers that serve on them (the kernel spreads connections); it forwards
-SIGTERM to them and waits for them all.
+SIGTERM to them, replaces one that dies on its own, and waits for them all.
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ import os
 import signal
 import socket
 import sys
+import time
 
 import uvicorn
 
@@ -41,6 +42,7 @@ GRACE = 3  # seconds open responses get to finish once the process is asked to s
 # Quiet for two seconds: a burst that has just ended is likely followed by more of it, so a full
 # collection waits until then.
 _QUIET = 2.0
+_MAX_RESTARTS = 5  # a minute, per worker: more is a crash loop, not a worker lost now and then
 
 
 class Runtime:
@@ -101,34 +103,65 @@ class Runtime:
     def _run_workers(self, app: SidechatApp) -> int:
         """Fork the workers (before any event loop exists: each makes its own, and opens its own
         Redis connections and provider in its lifespan); forward SIGTERM; wait. A worker that
-        dies is not restarted here: a service manager restarts the whole set (the turns it was
-        generating are taken over through Redis). Returns the exit status."""
-        children: list[int] = []
-        for _ in range(self.settings.workers):
+        dies on its own (`kill -9`, out of memory) is replaced by a new one at once (the turns
+        it was generating are taken over by the others through Redis); workers dying too often
+        (more than `_MAX_RESTARTS` a minute per worker, e.g. a crash at start) stop the set.
+        Returns the exit status."""
+        log = logging.getLogger("sidechat.runtime")
+        workers = self.settings.workers
+        children: set[int] = set()
+        stopping = False
+
+        def spawn() -> int:
             pid = os.fork()
             if pid == 0:  # pragma: no cover - runs in the child
                 code = 0
                 try:
+                    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+                    signal.signal(signal.SIGINT, signal.default_int_handler)
                     self._serve(app)
                 except BaseException:
                     logging.getLogger("sidechat").exception("worker failed")
                     code = 1
                 finally:
                     os._exit(code)
-            children.append(pid)
+            return pid
 
-        def forward(signum: int, frame: object) -> None:
-            for pid in children:
+        def stop_all(signum: int = signal.SIGTERM, frame: object = None) -> None:
+            nonlocal stopping
+            stopping = True
+            for pid in list(children):
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(pid, signal.SIGTERM)
 
-        signal.signal(signal.SIGTERM, forward)
+        for _ in range(workers):
+            children.add(spawn())
+        signal.signal(signal.SIGTERM, stop_all)
         # Ctrl-C reaches the workers from the terminal itself (same process group).
         signal.signal(signal.SIGINT, signal.SIG_IGN)
         status = 0
-        for pid in children:
-            _, raw = os.waitpid(pid, 0)
-            status = status or os.waitstatus_to_exitcode(raw)
+        restarts: list[float] = []
+        while children:
+            try:
+                pid, raw = os.wait()
+            except ChildProcessError:
+                break
+            if pid not in children:
+                continue
+            children.discard(pid)
+            code = os.waitstatus_to_exitcode(raw)
+            if stopping:
+                status = status or code
+                continue
+            now = time.monotonic()
+            restarts = [t for t in restarts if now - t < 60] + [now]
+            if len(restarts) > _MAX_RESTARTS * workers:
+                log.error("workers keep dying (the last: %d, status %d): stopping", pid, code)
+                status = 1
+                stop_all()
+                continue
+            log.warning("worker %d ended (status %d); starting another", pid, code)
+            children.add(spawn())
         return 0 if status < 0 else status  # killed by our own SIGTERM: a clean stop
 
     def _runs_native_code(self) -> bool:

@@ -21,7 +21,7 @@ from starlette.types import Receive, Scope, Send
 
 from sidechat import protocol
 from sidechat._eager import Suspended, start_now
-from sidechat.eventlog import DONE, Batch, EventLog, payload_of
+from sidechat.eventlog import DONE, Batch, EventLog, MemoryEventLog, payload_of
 
 __all__ = ["SSE_HEADERS", "Heartbeat", "SeedFormat", "TurnStream"]
 
@@ -218,6 +218,14 @@ class TurnStream:
         self._heartbeat = False
         assert self._task is not None
         # The task's loop: asyncio.get_running_loop() costs a getpid() call on Python 3.11.
+        log = self._log
+        if isinstance(log, MemoryEventLog) and self._cursor > len(log):
+            # Resumed with a Last-Event-ID beyond this log (the reader had those events from
+            # the replica generating the turn, which died before copying them to Redis): the
+            # appends up to it are not for this reader, so wait for the log to pass it.
+            while self._cursor > len(log) and not log.finished:
+                await log.read(len(log), wait=15.0)
+            return False
         wakeup = self._wakeup = self._task.get_loop().create_future()
         if not self._log.subscribe(self._listener):
             return False

@@ -42,6 +42,7 @@ logger = logging.getLogger("sidechat.turns")
 TurnStatus = Literal["streaming", "done", "error", "aborted"]
 _CONTINUATION: dict[str, ContinuationStyle] = {"local": "prefix", "anthropic": "prefill"}
 Rating = Literal["up", "down"]
+_FINISH = b'{"type":"finish"'
 
 
 @dataclass(eq=False, slots=True)
@@ -160,7 +161,13 @@ class Turns:
         self.bus = None
 
     def _keep_request(self, turn: Turn, request: ChatRequest) -> None:
-        if self.bus is not None:
+        from sidechat.bus import ProducerLog, request_to_json
+
+        if isinstance(turn.log, ProducerLog):
+            # With the turn's next batch: no call of its own (a pool of 8 connections ran dry
+            # at 500 streams with one SET per turn).
+            turn.log.keep_request(request_to_json(request))
+        elif self.bus is not None:
             # Off the turn's path: its first token waits for nothing.
             task = asyncio.create_task(self._store_request(self.bus, turn.id, request))
             self._background.add(task)
@@ -173,7 +180,7 @@ class Turns:
             return
         if len(self._generating) >= self._settings.max_active_turns:
             return  # another replica may have room
-        request = await bus.stored_request(turn_id)
+        request, planned = await bus.stored_plan(turn_id)
         taken = await bus.takeover(turn_id)
         if taken is None:
             return  # alive after all, ended, or another replica won it
@@ -183,26 +190,52 @@ class Turns:
         log = bus.resume(
             taken,
             on_cancel=lambda: self._cancel_here(turn_id),
-            on_fenced=lambda: self._cancel_here(turn_id),
+            on_fenced=lambda: self._fenced(turn_id),
         )
         turn = Turn(turn_id, "", log)
         self._turns[turn_id] = turn
         self._generating[turn_id] = turn
         self._last_activity = time.monotonic()
         sent = taken.text
+        last = (await taken.log.read(len(taken.log) - 1)).payloads if len(taken.log) else []
+        if last and (last[0].startswith(_FINISH) or last[0] == protocol.abort()):
+            # The producer had ended the answer (and written it to the store) and died before
+            # its DONE reached Redis: its readers may have had that DONE, so only DONE follows.
+            log.append(DONE)
+            log.finish()
+            turn.parts, turn.status = (sent,), "aborted" if last[0] == protocol.abort() else "done"
+            bus.done(log)
+            del self._generating[turn_id]
+            self._last_activity = turn.finished_at = time.monotonic()
+            return
+        await self._adopt(turn, len(taken.log))
+        if not planned and len(taken.log) == 1:
+            # Died before its plan reached Redis (nothing but `start` was sent): ask again,
+            # from the request as the turn began (the first batch carries it), else from the
+            # question and the conversation as the store has them.
+            if request is None and turn.question:
+                request = await self._request_again(turn)
+            if request is not None and not await bus.cancels.requested(turn_id):
+                logger.warning("turn %s: producer lost before answering; asked again", turn_id)
+                turn.task = asyncio.create_task(self._run(turn, None, request))
+                return
+            request = None
         if request is None or await bus.cancels.requested(turn_id):
             # Nothing to continue from (or it was cancelled meanwhile): end it clearly.
             tail = [protocol.text_end()] if sent else []
             if request is None:
                 text = "The answer was interrupted and could not be continued. Please retry."
                 tail += (protocol.error(text), protocol.finish("error"))
-                turn.status = "error"
+                turn.status, turn.finish_reason = "error", "error"
             else:
                 tail.append(protocol.abort())
                 turn.status = "aborted"
-            log.extend([(payload, None) for payload in (*tail, DONE)])
-            log.finish()
+            log.extend([(payload, None) for payload in tail])
             turn.parts = (sent,)
+            if self._recorder is not None:
+                await self._write_ending(turn)
+            log.append(DONE)
+            log.finish()
             bus.done(log)
             del self._generating[turn_id]
             self._last_activity = turn.finished_at = time.monotonic()
@@ -216,6 +249,58 @@ class Turns:
         turn.task = asyncio.create_task(
             self._run(turn, None, continuation, continued=sent), name=f"turn-{turn_id}"
         )
+
+    async def _adopt(self, turn: Turn, events: int) -> None:
+        """With a store: go on recording a turn taken over (what the store knows of it, and
+        the events after those it holds)."""
+        recorder = self._recorder
+        if recorder is None:
+            return
+        try:
+            stored = await recorder.store.load_turn(turn.id)
+            written = (await recorder.store.load_log(turn.id)).last_id if stored else 0
+        except Exception as exc:  # the turn goes on; only its record is incomplete
+            logger.warning("turn %s: not recorded after the takeover: %s", turn.id, exc)
+            return
+        if stored is None:
+            return  # its start never reached the store: nothing to finish there
+        turn.conversation_id, turn.question = stored.conversation_id, stored.question
+        turn.started_at, turn.id_ceiling = stored.started_at, stored.id_ceiling
+        # The store is normally behind Redis (batches of 0.2 s against 25 ms): the events it
+        # lacks are among those read back from Redis, and are written from here on.
+        if written > events:
+            logger.warning("turn %s: the store holds events Redis lost", turn.id)
+        recorder.adopt(turn.id, turn.log, written)
+
+    async def _request_again(self, turn: Turn) -> ChatRequest | None:
+        """The model request `begin` made for `turn`, made again from the store (a takeover
+        of a turn whose request never reached Redis)."""
+        assert self._recorder is not None
+        settings = self._settings
+        try:
+            stored = await self._recorder.store.load_conversation(turn.conversation_id)
+        except Exception as exc:
+            logger.warning("turn %s: conversation not read: %s", turn.id, exc)
+            return None
+        earlier = Conversation(turn.conversation_id)
+        for old in stored.turns if stored is not None else ():
+            if old.id != turn.id and old.started_at <= turn.started_at:
+                earlier.messages.append(StoredMessage("user", old.question))
+                earlier.messages.append(StoredMessage("assistant", old.answer, old.id, old.status))
+        history = earlier.history(settings.max_history_messages, settings.max_history_chars)
+        return ChatRequest(
+            messages=[*history, Message("user", turn.question)],
+            system=settings.system_prompt,
+            max_tokens=settings.max_output_tokens,
+            temperature=settings.temperature,
+        )
+
+    def _fenced(self, turn_id: str) -> None:
+        """Another replica took the turn over: it records the rest; stop here."""
+        turn = self._generating.get(turn_id)
+        if turn is not None and self._recorder is not None:
+            self._recorder.release(turn_id, getattr(turn.log, "published", 0))
+        self._cancel_here(turn_id)
 
     async def _hand_over(self) -> None:
         """The process stops with turns still generating: leave them to the other replicas
@@ -232,6 +317,13 @@ class Turns:
         for log in logs:
             log.fenced = True
         await bus.publisher.flush(within=2.0)  # the batch in flight, if any
+        if self._recorder is not None:
+            # The store gets what Redis has, and no ending from here: the taker writes it.
+            for log in logs:
+                self._recorder.release(log.keys.turn_id, log.published)
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(2.0):
+                    await self._recorder.store.flush()
         for log in logs:
             try:
                 await bus.leases.release(log)
@@ -384,6 +476,8 @@ class Turns:
         if previous is not None and previous.task is not None and not previous.task.done():
             # A new question supersedes a reply still being written in the same conversation.
             self.cancel(previous.id)
+        elif previous is None and self.bus is not None:
+            self._supersede_elsewhere(conversation)
         turn_id = new_id("t_")
         log: EventLog
         if self.bus is None:
@@ -392,7 +486,7 @@ class Turns:
             log = self.bus.produce(
                 turn_id,
                 on_cancel=lambda: self._cancel_here(turn_id),
-                on_fenced=lambda: self._cancel_here(turn_id),
+                on_fenced=lambda: self._fenced(turn_id),
             )
         turn = Turn(turn_id, conversation.id, log, language=language)
         turn.question, turn.started_at, turn.id_ceiling = message, time.time(), self._id_ceiling
@@ -417,12 +511,36 @@ class Turns:
         )
         self._generating[turn.id] = turn
         self._last_activity = time.monotonic()
+        if self.bus is not None:
+            from sidechat.bus import ProducerLog, request_to_json
+
+            if isinstance(log, ProducerLog):  # with the first batch, for a takeover
+                log.keep_request(request_to_json(request, planned=False))
         # Eager: the task's first step (up to writing the upstream request) runs now, in the
         # request's pass, not after the event loop's next round of socket callbacks.
         task = eager_task(self._run(turn, conversation, request), name=f"turn-{turn.id}")
         if turn.finished_at is None:  # a turn that ended in its first step keeps no task
             turn.task = task
         return turn
+
+    def _supersede_elsewhere(self, conversation: Conversation) -> None:
+        """The reply another replica is writing in this conversation (the store says it
+        streams) is superseded too: ask it to stop, off this request's path."""
+        last = conversation.messages[-1] if conversation.messages else None
+        if last is None or last.status != "streaming" or last.turn_id is None:
+            return
+        if last.turn_id in self._turns or self.bus is None:
+            return
+        task = asyncio.create_task(self._cancel_remote(self.bus, last.turn_id))
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    @staticmethod
+    async def _cancel_remote(bus: RedisBus, turn_id: str) -> None:
+        try:
+            await bus.cancel(turn_id)
+        except Exception as exc:  # the old reply goes on; the new one is not held back
+            logger.warning("turn %s: not cancelled: %s", turn_id, exc)
 
     def cancel(self, turn_id: str) -> Turn:
         turn = self.get(turn_id)
@@ -528,6 +646,8 @@ class Turns:
     async def _write_ending(self, turn: Turn) -> None:
         recorder = self._recorder
         assert recorder is not None
+        if not recorder.recording(turn.id):
+            return  # handed over or taken over (the new owner records the ending), or unknown
         annotate(recorder.store, turn)  # in the same transaction as the turn's end
         written = recorder.end(turn.record())
 

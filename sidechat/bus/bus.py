@@ -8,7 +8,8 @@ the cancel channel's subscription.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import orjson
@@ -18,11 +19,13 @@ from redis.exceptions import RedisError
 from sidechat.bus import _scripts
 from sidechat.bus.cancel import Cancels
 from sidechat.bus.follower import Follower, RemoteEventLog
+from sidechat.bus.health import HealthCheck
 from sidechat.bus.keys import BusConfig
 from sidechat.bus.leases import LeaseKeeper, Takeover, takeover
 from sidechat.bus.publisher import ProducerLog, Publisher
 from sidechat.errors import ConfigError
 from sidechat.providers.base import ChatRequest, Message
+from sidechat.store.records import StoredTurn
 
 __all__ = ["BusUnavailable", "RedisBus", "check_redis", "request_from_json", "request_to_json"]
 
@@ -31,7 +34,8 @@ class BusUnavailable(ConfigError):
     """Redis cannot be reached when the process starts."""
 
 
-def request_to_json(request: ChatRequest) -> bytes:
+def request_to_json(request: ChatRequest, planned: bool = True) -> bytes:
+    """`planned`: False for the request as a turn begins (before retrieval grounds it)."""
     return orjson.dumps(
         {
             "messages": [[m.role, m.content] for m in request.messages],
@@ -39,6 +43,7 @@ def request_to_json(request: ChatRequest) -> bytes:
             "max_tokens": request.max_tokens,
             "temperature": request.temperature,
             "stop": list(request.stop),
+            "planned": planned,
         }
     )
 
@@ -90,6 +95,7 @@ class RedisBus:
         self.leases = LeaseKeeper(self.redis, self.publisher, config)
         self.cancels = Cancels(self.redis, self._listener, config)
         self.leases.on_cancelled = self.cancels.fire
+        self.health = HealthCheck(self.redis)
 
     @classmethod
     async def connect(cls, config: BusConfig) -> RedisBus:
@@ -106,11 +112,12 @@ class RedisBus:
         bus.follower.open()
         bus.leases.open()
         await bus.cancels.open()
+        bus.health.open()
         return bus
 
     async def aclose(self) -> None:
         await self.publisher.flush(within=2.0)
-        for part in (self.cancels, self.leases, self.follower, self.publisher):
+        for part in (self.health, self.cancels, self.leases, self.follower, self.publisher):
             await part.aclose()
         await self._close_clients()
 
@@ -158,6 +165,12 @@ class RedisBus:
             self.cancels.watch(log.keys.turn_id, on_cancel)
         return log
 
+    async def announce(self, log: object) -> None:
+        """A turn begun here is about to be named to a client that may ask another replica
+        for it: its first events go to Redis now rather than at the end of the window."""
+        if isinstance(log, ProducerLog):
+            await self.publisher.write_now(log)
+
     def done(self, log: ProducerLog) -> None:
         """The turn's task has ended (its log is finished)."""
         self.leases.drop(log)
@@ -179,6 +192,15 @@ class RedisBus:
             else request_from_json(data.encode() if isinstance(data, str) else data)
         )
 
+    async def stored_plan(self, turn_id: str) -> tuple[ChatRequest | None, bool]:
+        """The kept request, and whether it is the planned one (False: the turn's producer
+        died before planning; a takeover plans it again)."""
+        data = await self.redis.get(self.config.keys(turn_id).request)
+        if data is None:
+            return None, False
+        raw = data.encode() if isinstance(data, str) else data
+        return request_from_json(raw), bool(orjson.loads(raw).get("planned", True))
+
     async def takeover(self, turn_id: str) -> Takeover | None:
         return await takeover(self.redis, self.config, turn_id)
 
@@ -189,10 +211,40 @@ class RedisBus:
     async def cancel(self, turn_id: str) -> None:
         await self.cancels.cancel(turn_id)
 
+    async def alive(self, turns: Sequence[StoredTurn], recent: float = 30.0) -> set[str]:
+        """Of turns a shared store records as generating, those a replica starting must not
+        end: Redis has their stream (a replica generates them, or will continue them when a
+        reader comes), or they began less than `recent` seconds ago (their first batch may not
+        be in Redis yet). A turn with neither was lost with its producer: it is closed."""
+        pipe = self.redis.pipeline(transaction=False)
+        for turn in turns:
+            pipe.exists(self.config.keys(turn.id).stream)
+        found = await pipe.execute()
+        now = time.time()
+        return {
+            turn.id
+            for turn, exists in zip(turns, found, strict=True)
+            if exists or now - turn.started_at < recent
+        }
+
     @property
     def healthy(self) -> bool:
-        """False while writes to Redis are failing (for /readyz)."""
-        return self.publisher.healthy
+        """False while Redis does not answer its health check or writes to it fail
+        (for /readyz)."""
+        # A publisher that failed and has nothing left to write is not failing any more.
+        return self.health.ok and (self.publisher.healthy or not self.publisher.pending())
+
+    def health_report(self) -> dict[str, Any]:
+        """What /readyz tells of Redis."""
+        return {
+            "ok": self.healthy,
+            "ping_ok": self.health.ok,
+            "writes_ok": self.publisher.healthy,
+            "unwritten_turns": self.publisher.pending(),
+            "failed_writes": self.publisher.stats.failures,
+            "given_up_turns": self.publisher.stats.given_up,
+            "last_error": self.health.last_error,
+        }
 
 
 def check_redis(url: str, timeout: float = 3.0) -> None:

@@ -78,6 +78,9 @@ class LeaseKeeper:
         if not logs:
             return
         ms = int(self._config.lease_ttl * 1000)
+        # Whether each log's first batch was in Redis when the renewal left: a renewal that
+        # overtook the batch claiming the lease finds no epoch yet, which is no takeover.
+        claimed = [log.published > 0 for log in logs]
         pipe = self._redis.pipeline(transaction=False)
         for log in logs:
             keys = log.keys
@@ -99,7 +102,7 @@ class LeaseKeeper:
             if isinstance(result, NoScriptError):  # Redis restarted: next round works
                 with contextlib.suppress(RedisError, OSError):
                     await self._redis.script_load(_scripts.RENEW)
-            elif result == 0 and log.published > 0:
+            elif result == 0 and claimed[i]:
                 # The epoch moved on: another process owns the turn now.
                 self._publisher.fence(log)
 

@@ -34,7 +34,9 @@ logger = logging.getLogger("sidechat.bus")
 class ProducerLog(MemoryEventLog):
     """A turn's log on the process generating it: in memory, copied to Redis by `publisher`."""
 
-    __slots__ = ("_publisher", "dirty", "epoch", "fenced", "keys", "on_fenced", "published")
+    __slots__ = (
+        "_publisher", "dirty", "epoch", "fenced", "keys", "on_fenced", "published", "request"
+    )  # fmt: skip
 
     def __init__(
         self, publisher: Publisher, keys: TurnKeys, *, epoch: int = 1, published: int = 0
@@ -48,6 +50,14 @@ class ProducerLog(MemoryEventLog):
         self.fenced = False  # another process took the turn over: our writes are refused
         # Called once when the turn is found taken over (e.g. to cancel the generation).
         self.on_fenced: Callable[[], None] | None = None
+        # The model request (JSON), for a takeover: written with the next batch, then None.
+        self.request: bytes | None = None
+
+    def keep_request(self, request: bytes) -> None:
+        """Copy the turn's model request to Redis with its next batch (no call of its own)."""
+        self.request = request
+        if not self.dirty:
+            self._publisher.mark(self)
 
     def append(self, payload: bytes, delta: str | None = None) -> int:
         event_id = MemoryEventLog.append(self, payload, delta)
@@ -111,6 +121,36 @@ class Publisher:
             loop = self._loop or asyncio.get_running_loop()
             self._task = loop.create_task(self._run(), name="sidechat-bus-publish")
 
+    async def write_now(self, log: ProducerLog, within: float = 0.5) -> bool:
+        """Write `log`'s new events at once, in a call of their own (a turn just begun, before
+        its id is handed out: a reader asking any replica for it finds it even if this process
+        dies in the window). False when it could not; the window's batch then writes them."""
+        config = self._config
+        if log.fenced or log.published >= len(log):
+            return True
+        payloads = log.unpublished(config.max_batch)
+        k = log.keys
+        args = (config.maxlen, int(config.stream_ttl * 1000), int(config.lease_ttl * 1000),
+                config.owner, log.epoch, log.published + 1, b"\n".join(payloads))  # fmt: skip
+        request = log.request
+        try:
+            async with asyncio.timeout(within):
+                pipe = self._redis.pipeline(transaction=False)
+                pipe.evalsha(self._append.sha, 3, k.stream, k.epoch, k.lease, *args)
+                if request is not None:
+                    pipe.set(k.request, request, px=int(config.stream_ttl * 1000))
+                ((result,), *_) = await pipe.execute()  # APPEND answers one value per turn
+        except (RedisError, OSError, TimeoutError):
+            return False
+        if log.request is request:
+            log.request = None
+        if result == -1:
+            self.fence(log)
+            return False
+        if result >= 0:
+            log.published = max(log.published, int(result))
+        return True
+
     def pending(self) -> int:
         """Turns with events not yet in Redis."""
         return len(self._dirty)
@@ -153,10 +193,13 @@ class Publisher:
             config.owner,
         ]
         sent: list[tuple[ProducerLog, int]] = []
+        requests: list[ProducerLog] = []
         for log in logs:
             log.dirty = False
             if log.fenced:
                 continue
+            if log.request is not None:
+                requests.append(log)
             payloads = log.unpublished(config.max_batch)
             if not payloads:
                 continue
@@ -164,22 +207,35 @@ class Publisher:
             keys += (k.stream, k.epoch, k.lease)
             args += (log.epoch, log.published + 1, b"\n".join(payloads))
             sent.append((log, len(payloads)))
-        if not sent:
+        if not sent and not requests:
             return True
         started = time.perf_counter()
+        retry = [*(log for log, _ in sent), *requests]
         try:
             # EVALSHA, not a registered script: that would cost a SCRIPT EXISTS round trip.
-            results = await self._redis.evalsha(self._append.sha, len(keys), *keys, *args)
+            if requests:  # the turns' model requests go in the same round trip
+                pipe = self._redis.pipeline(transaction=False)
+                if sent:
+                    pipe.evalsha(self._append.sha, len(keys), *keys, *args)
+                for log in requests:
+                    assert log.request is not None
+                    pipe.set(log.keys.request, log.request, px=int(config.stream_ttl * 1000))
+                answers = await pipe.execute()
+                results = answers[0] if sent else []
+            else:
+                results = await self._redis.evalsha(self._append.sha, len(keys), *keys, *args)
         except NoScriptError:  # Redis restarted or its script cache was flushed
-            self._requeue(log for log, _ in sent)
+            self._requeue(retry)
             with contextlib.suppress(RedisError, OSError):
                 await self._redis.script_load(_scripts.APPEND)
             return False
         except (RedisError, OSError) as exc:
             self.stats.failures += 1
             logger.warning("redis write failed (%s); retrying", exc)
-            self._requeue(log for log, _ in sent)
+            self._requeue(retry)
             return False
+        for log in requests:
+            log.request = None
         self.stats.round_trips += 1
         self.stats.script_calls += 1
         if self.on_write is not None:

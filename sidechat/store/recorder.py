@@ -75,6 +75,23 @@ class Recorder:
         written = self._starting.get(turn_id)
         return True if written is None else await self.wait(written, self._start_wait)
 
+    def adopt(self, turn_id: str, log: EventLog, written: int) -> None:
+        """Go on recording a turn another replica began (a takeover): the store holds its
+        events up to `written`."""
+        self._live[turn_id] = _Live(log, written)
+
+    def recording(self, turn_id: str) -> bool:
+        return turn_id in self._live
+
+    def release(self, turn_id: str, upto: int) -> None:
+        """Stop recording a turn another replica now owns: queue its events up to `upto` (what
+        the new owner continues after) and nothing of it after that, its ending included."""
+        live = self._live.pop(turn_id, None)
+        if live is not None and upto > live.written:
+            frames = live.log.since(live.written)[: upto - live.written]
+            self.store.append_frames(turn_id, live.written + 1, frames)
+        self.store.kick()
+
     def flush(self) -> None:
         """Queue every generating turn's new events now."""
         for turn_id, live in self._live.items():

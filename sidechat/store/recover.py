@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Awaitable, Callable, Sequence
 
 from sidechat import protocol
 from sidechat.eventlog import DONE
 from sidechat.sse import DATA_FRAME
 from sidechat.store.base import Store
-from sidechat.store.records import Chunk, StoredEventLog
+from sidechat.store.records import Chunk, StoredEventLog, StoredTurn
 
 __all__ = ["RESTART_TEXT", "close_interrupted", "ending"]
 
@@ -29,11 +30,18 @@ def ending(payloads: list[bytes]) -> list[bytes]:
     return [*tail, protocol.error(RESTART_TEXT), protocol.finish("error"), DONE]
 
 
-async def close_interrupted(store: Store) -> int:
+async def close_interrupted(
+    store: Store, alive: Callable[[Sequence[StoredTurn]], Awaitable[set[str]]] | None = None
+) -> int:
     """Close every turn recorded as generating (the process that ran it died): its stored
     events stay as they are, and the ending goes after `id_ceiling`, past every id the dead
-    process may have sent but not stored, so no reader ever sees one id with two contents."""
+    process may have sent but not stored, so no reader ever sees one id with two contents.
+    `alive` names those to leave alone: with several replicas on one store (Redis), a turn
+    another replica generates, or one that is continued elsewhere, is not this start's to end."""
     turns = await store.interrupted()
+    if alive is not None and turns:
+        spared = await alive(turns)
+        turns = [turn for turn in turns if turn.id not in spared]
     for turn in turns:
         chunks = await store.load_chunks(turn.id)
         if not any(c.first_id == 1 for c in chunks):

@@ -161,3 +161,41 @@ async def test_readyz_reports_redis_failing_and_recovering(
                     break
             await asyncio.sleep(0.1)
         assert r.status == 200
+
+
+async def test_readyz_sees_redis_gone_or_stalled_without_any_turn(
+    own_redis: _OwnRedis, upstream: FakeOpenAI, http: aiohttp.ClientSession
+) -> None:
+    """The health check (a PING every second, 0.5 s to answer) notices an idle replica's Redis
+    going away, and one that stops answering (SIGSTOP: accepting, never replying)."""
+    import signal
+
+    args = ("--provider", "openai", "--base-url", upstream.base_url, "--model", "fake-model",
+            "--redis-url", own_redis.url)  # fmt: skip
+
+    async def readyz_until(status: int) -> dict[str, object]:
+        for _ in range(100):
+            async with http.get(f"{server.url}/readyz") as r:
+                if r.status == status:
+                    body: dict[str, object] = await r.json()
+                    return body
+            await asyncio.sleep(0.1)
+        raise AssertionError(f"/readyz never answered {status}")
+
+    with start_sidechat(*args) as server:
+        body = await readyz_until(200)
+        assert isinstance(body["redis"], dict) and body["redis"]["ok"] is True
+        assert own_redis.proc is not None
+        own_redis.proc.send_signal(signal.SIGSTOP)
+        try:
+            body = await readyz_until(503)
+            assert body["status"] == "redis-unavailable"
+            assert isinstance(body["redis"], dict) and body["redis"]["ping_ok"] is False
+        finally:
+            own_redis.proc.send_signal(signal.SIGCONT)
+        await readyz_until(200)
+        own_redis.kill()
+        body = await readyz_until(503)
+        assert isinstance(body["redis"], dict) and "Error" in str(body["redis"]["last_error"])
+        own_redis.start()
+        await readyz_until(200)

@@ -17,6 +17,9 @@ through every scenario. Knobs:
     encoding=CODING gzip | deflate | rawdeflate (deflate without its zlib wrapper) | br: the
                     stream is compressed as it goes (br: a body sidechat cannot read)
     bomb=MB         with gzip: MB megabytes of SSE comment lines before the first token
+    continue=prefix a request continuing this answer (the message with this directive, then
+                    the assistant's text so far, then anything) gets the rest of the same
+                    reply after that text, as a completion model continuing a prefix would
 
 `GET /v1/models` lists `fake-model` and `MODELS`; when `api_key` is set, it answers 401 to any
 other bearer key (the chat routes take any key).
@@ -138,6 +141,9 @@ class FakeOpenAI(ScriptedUpstream):
         record = RequestRecord(body, dict(request.headers))
         self.requests.append(record)
         d = directives(_last_text(body))
+        sent = ""
+        if not d:
+            d, sent = _continuation(body)
         fault = self.fault_for(d)
         retry_after = d.get("retry_after")
         status = {"500": 500, "429": 429, "401": 401, "404": 404, "400": 400}.get(fault)
@@ -153,6 +159,8 @@ class FakeOpenAI(ScriptedUpstream):
             tokens = re.findall(r"\S+\s*|\s+", d["text"])
         else:
             tokens = [f"tok{i} " for i in range(int(d.get("tokens", "5")))]
+        if sent:
+            tokens = _after(tokens, sent)
         fault_at = int(d.get("fault_at", "2"))
         response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
         encode = _encoder(d.get("encoding", ""))
@@ -209,6 +217,37 @@ def _encoder(coding: str) -> Callable[[bytes], bytes]:
     wbits = {"gzip": 16 + zlib.MAX_WBITS, "deflate": zlib.MAX_WBITS}.get(coding, -zlib.MAX_WBITS)
     compressor = zlib.compressobj(6, zlib.DEFLATED, wbits)
     return lambda data: compressor.compress(data) + compressor.flush(zlib.Z_SYNC_FLUSH)
+
+
+def _continuation(body: dict[str, Any]) -> tuple[dict[str, str], str]:
+    """The directives of the message whose answer is being continued (`continue=prefix`), and
+    the text of that answer so far; ({}, "") when the request continues nothing."""
+    messages = body.get("messages") or []
+    for i in range(len(messages) - 2, -1, -1):
+        message = messages[i]
+        if message.get("role") != "user":
+            continue
+        d = directives(str(message.get("content", "")))
+        if d.get("continue") == "prefix" and messages[i + 1].get("role") == "assistant":
+            return d, str(messages[i + 1].get("content", ""))
+        if d:
+            break
+    return {}, ""
+
+
+def _after(tokens: list[str], sent: str) -> list[str]:
+    """The tokens of the reply that follow `sent` (a prefix of it; cut inside a token, that
+    token's rest comes first). Unchanged when `sent` is not a prefix."""
+    if not "".join(tokens).startswith(sent):
+        return tokens
+    rest: list[str] = []
+    at = 0
+    for token in tokens:
+        end = at + len(token)
+        if end > len(sent):
+            rest.append(token[max(len(sent) - at, 0) :])
+        at = end
+    return rest
 
 
 def _last_text(body: dict[str, Any]) -> str:
