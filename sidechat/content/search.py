@@ -1,7 +1,7 @@
 """Retrieval over the SQLite index: BM25 (page title and section heading weighted above the
-body) fused with dense similarity by weighted reciprocal rank fusion, follow-up questions widened
-with the conversation's earlier question, at most two passages per page so the sources stay
-varied."""
+body) fused with dense similarity (of chunks, their sentence windows and page titles) by weighted
+reciprocal rank fusion, follow-up questions widened with the conversation's earlier question, at
+most two passages per page so the sources stay varied."""
 
 from __future__ import annotations
 
