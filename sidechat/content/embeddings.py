@@ -19,7 +19,9 @@ import numpy.typing as npt
 
 __all__ = ["DIM", "MODEL_ID", "Embedder", "get_embedder", "model_dir"]
 
-MODEL_ID = "all-MiniLM-L6-v2/np1"  # recorded in the index: vectors from another model are redone
+# Recorded in the index: vectors from another model (or layout: np2 added sentence windows and
+# page titles) are redone.
+MODEL_ID = "all-MiniLM-L6-v2/np2"
 DIM = 384
 # The model was trained on 128 word pieces (its config allows 256): a chunk's title, heading
 # and opening carry its topic, and half the length is half the ingest time.

@@ -19,7 +19,7 @@ from sidechat.content.documents import Page, chunk_markdown, content_hash
 from sidechat.content.report import Report
 from sidechat.content.urls import safe_page_url
 from sidechat.content.vectors import MIGRATION as VECTORS_MIGRATION
-from sidechat.content.vectors import Progress, embed_missing
+from sidechat.content.vectors import PAGE_MIGRATION, Progress, embed_missing
 from sidechat.errors import ConfigError
 
 __all__ = [
@@ -65,6 +65,7 @@ MIGRATIONS: list[tuple[str, str]] = [
         """,
     ),
     VECTORS_MIGRATION,
+    PAGE_MIGRATION,
 ]
 
 

@@ -1,7 +1,7 @@
 """Retrieval over the SQLite index: BM25 (page title and section heading weighted above the
-body) fused with dense similarity by weighted reciprocal rank fusion, follow-up questions widened
-with the conversation's earlier question, at most two passages per page so the sources stay
-varied."""
+body) fused with dense similarity (of chunks, their sentence windows and page titles) by weighted
+reciprocal rank fusion, follow-up questions widened with the conversation's earlier question, at
+most two passages per page so the sources stay varied."""
 
 from __future__ import annotations
 
@@ -28,7 +28,8 @@ CANDIDATES = 50  # chunks each ranker proposes to the fusion
 # (docs/design/embeddings.md).
 RRF_K = 10.0
 BM25_WEIGHT = 1.0
-DENSE_WEIGHT = 1.5
+DENSE_WEIGHT = 3.0  # chunks, each by its best of the whole chunk and its sentence windows
+TITLE_WEIGHT = 1.5  # pages by their title's vector, added to the page's best chunk
 _WORD = re.compile(r"\w+")
 _FOLLOW_UP_TERMS = 3  # questions with fewer content words borrow the previous question's
 
@@ -206,7 +207,7 @@ class SqliteRetriever:
             scores[row.chunk_id] = BM25_WEIGHT / (RRF_K + rank + 1)
         sims: Vector | None = None
         if vectors is not None and vector is not None:
-            sims = vectors.matrix @ vector
+            sims = vectors.chunk_similarity(vector)
             top = np.argpartition(-sims, min(CANDIDATES, len(sims) - 1))[:CANDIDATES]
             top = top[np.argsort(-sims[top])]
             for rank, i in enumerate(top):
@@ -221,6 +222,8 @@ class SqliteRetriever:
                     missing,
                 ):
                     rows[found[0]] = _Row(*found)
+            if len(vectors.page_ids):
+                self._add_titles(conn, scores, rows, sims, vectors.titles @ vector)
         per_page: dict[int, int] = {}
         passages: list[Passage] = []
         for chunk_id in sorted(scores, key=lambda c: -scores[c]):
@@ -248,6 +251,54 @@ class SqliteRetriever:
             if len(passages) >= k:
                 break
         return passages
+
+    def _add_titles(
+        self,
+        conn: sqlite3.Connection,
+        scores: dict[int, float],
+        rows: dict[int, _Row],
+        sims: Vector,
+        titles: Vector,
+    ) -> None:
+        """Raise the chunks of the pages whose titles are nearest the question; a page with no
+        chunk among the candidates comes in with its best chunk by dense similarity."""
+        vectors = self._vectors
+        assert vectors is not None
+        n = min(CANDIDATES, len(titles))
+        top = np.argpartition(-titles, n - 1)[:n]
+        top = top[np.argsort(-titles[top])]
+        bonus = {
+            int(vectors.page_ids[i]): TITLE_WEIGHT / (RRF_K + r + 1) for r, i in enumerate(top)
+        }
+        present: set[int] = set()
+        for chunk_id in scores:
+            row = rows.get(chunk_id)
+            if row is not None:
+                present.add(row.page_id)
+                scores[chunk_id] += bonus.get(row.page_id, 0.0)
+        absent = [p for p in bonus if p not in present]
+        if not absent:
+            return
+        marks = ",".join("?" * len(absent))
+        best: dict[int, int] = {}
+        for chunk_id, page_id in conn.execute(
+            f"SELECT id, page_id FROM chunks WHERE page_id IN ({marks})", absent
+        ):
+            at = vectors.rows.get(chunk_id)
+            if at is not None and (
+                page_id not in best or sims[at] > sims[vectors.rows[best[page_id]]]
+            ):
+                best[page_id] = chunk_id
+        if not best:
+            return
+        marks = ",".join("?" * len(best))
+        for found in conn.execute(
+            f"SELECT {_COLUMNS} FROM chunks c JOIN pages p ON p.id = c.page_id "
+            f"WHERE c.id IN ({marks})",
+            list(best.values()),
+        ):
+            rows[found[0]] = _Row(*found)
+            scores[found[0]] = bonus[found[1]]
 
     def page_count(self) -> int:
         return int(self._fresh().execute("SELECT count(*) FROM pages").fetchone()[0])

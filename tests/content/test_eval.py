@@ -25,6 +25,7 @@ def run_eval(*args: str | Path) -> subprocess.CompletedProcess[str]:
 
 
 VISITORS = ROOT / "examples" / "questions" / "til-visitors.json"
+HELDOUT = ROOT / "examples" / "questions" / "til-heldout.json"
 needs_til = pytest.mark.skipif(
     not TIL.is_dir(), reason="the TIL corpus (../shared/corpora) is absent"
 )
@@ -66,10 +67,23 @@ def test_hybrid_beats_bm25_on_the_dev_split(til_index: Path) -> None:
     bm25, hybrid = scores("--bm25"), scores()
     assert bm25["retrieval"] == "bm25" and hybrid["retrieval"] == "hybrid"
     assert hybrid["recall@1"] >= bm25["recall@1"] and hybrid["recall@5"] >= bm25["recall@5"]
-    # Measured FLOOR_DEV on the dev split when this was written.
-    assert hybrid["recall@1"] >= 0.80
-    assert hybrid["recall@5"] >= 0.92
+    # Measured 0.92 / 1.00 on the dev split with sentence windows and title vectors (0.88 /
+    # 0.96 before them); the floors leave room for a question or two.
+    assert hybrid["recall@1"] >= 0.86
+    assert hybrid["recall@5"] >= 0.96
     assert hybrid["unanswerable_excluded"] > 0
+
+
+@needs_til
+@pytest.mark.skipif(not HELDOUT.is_file(), reason="examples/questions/til-heldout.json is absent")
+def test_held_out_questions_keep_their_recall(til_index: Path) -> None:
+    # Written before the retrieval they measure was tuned (on dev only): 0.72 / 0.89 measured.
+    result = run_eval(HELDOUT, "--index", til_index, "--json")
+    assert result.returncode == 0, result.stderr
+    report = orjson.loads(result.stdout)
+    assert report["retrieval"] == "hybrid" and report["unanswerable_excluded"] == 8
+    assert report["per_split"]["heldout"]["recall@1"] >= 0.66
+    assert report["per_split"]["heldout"]["recall@5"] >= 0.83
 
 
 def test_split_filter_and_new_format(tmp_path: Path) -> None:

@@ -12,6 +12,7 @@ import pytest
 
 from sidechat.content import open_index
 from sidechat.content.embeddings import MODEL_ID, get_embedder
+from sidechat.content.vectors import windows
 from tests.content._helpers import ingest, write
 
 SITE = {
@@ -47,7 +48,55 @@ def test_ingest_stores_one_vector_per_chunk(tmp_path: Path) -> None:
     assert top.url == "/otters/" and 0.2 < top.similarity <= 1.0
     with sqlite3.connect(index) as conn:
         blob = conn.execute("SELECT v FROM vectors LIMIT 1").fetchone()[0]
+        titles = conn.execute("SELECT count(*) FROM page_vectors").fetchone()[0]
+    assert titles == 5
     assert np.isclose(np.linalg.norm(np.frombuffer(blob, np.float32)), 1.0, atol=1e-3)
+
+
+LONG_TEXT = (
+    " ".join(f"Step {n} of the bread recipe is to knead the dough for a while." for n in range(15))
+    + " To stop a cast iron pan from rusting, dry it on the stove and rub in a little oil."
+)
+LONG = {
+    # One chunk of several sentence windows: the answer is its last sentence, past the 128 word
+    # pieces the chunk's own vector reads.
+    "kitchen.md": f"# Kitchen notes\n\n{LONG_TEXT}",
+    "garden.md": "# Garden notes\n\nTomatoes need staking once they pass knee height.",
+}
+
+
+def test_a_chunk_is_also_read_as_sentence_windows_and_a_page_by_its_title(
+    tmp_path: Path,
+) -> None:
+    index = tmp_path / "i.db"
+    ingest(write(tmp_path / "site", LONG), "--index", index)
+    with sqlite3.connect(index) as conn:
+        blobs = [b for (b,) in conn.execute("SELECT v FROM vectors")]
+        removed = conn.execute("SELECT count(*) FROM page_vectors").fetchone()[0]
+    rows = [np.frombuffer(b, np.float32).reshape(-1, 384) for b in blobs]
+    # The long chunk: its own vector, then one per window; the short one: its own only.
+    assert sorted(len(r) for r in rows) == [1, 1 + len(windows(LONG_TEXT))]
+    assert all(np.allclose(np.linalg.norm(r, axis=1), 1.0, atol=1e-3) for r in rows)
+    assert removed == 2
+    retriever = open_index(index)
+    top = retriever.search("my skillet keeps getting rust spots, how do I prevent it")[0]
+    assert top.url == "/kitchen/" and top.similarity > 0.4
+    # A removed page takes its title's vector with it.
+    (tmp_path / "site" / "garden.md").unlink()
+    ingest(tmp_path / "site", "--index", index)
+    with sqlite3.connect(index) as conn:
+        assert conn.execute("SELECT count(*) FROM page_vectors").fetchone()[0] == 1
+
+
+def test_windows_are_whole_sentences() -> None:
+    text = " ".join(f"Sentence number {n} has exactly seven words." for n in range(12))
+    got = windows(text)
+    assert len(got) >= 2 and all(w.startswith("Sentence number") for w in got)
+    assert all(len(w.split()) <= 40 for w in got)
+    assert " ".join(got) == text
+    # A chunk that is one window needs none: its own vector says the same.
+    assert windows("Just one short sentence.") == []
+    assert windows("") == []
 
 
 def test_an_older_index_is_served_by_bm25_and_re_embedded_by_ingest(
