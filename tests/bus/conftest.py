@@ -4,6 +4,7 @@ running; scripts/test.sh starts it), a key prefix unique to the test session, de
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import secrets
 import socket
 from collections.abc import AsyncIterator, Iterator
@@ -28,17 +29,27 @@ def _answering() -> bool:
         return False
 
 
-@pytest.fixture(scope="session")
-def prefix() -> Iterator[str]:
+@contextlib.contextmanager
+def fresh_prefix(kind: str = "sctest") -> Iterator[str]:
+    """A key prefix of its own on the real Redis (skip when it is not answering), its keys
+    deleted when the block ends."""
     if not _answering():
         pytest.skip("Redis is not answering at 127.0.0.1:6379 (scripts/test.sh starts it)")
-    prefix = f"sctest-{secrets.token_hex(4)}:"
-    yield prefix
-    client = SyncRedis.from_url(REDIS_URL)
-    keys = list(client.scan_iter(match=f"{prefix}*", count=1000))
-    if keys:
-        client.delete(*keys)
-    client.close()
+    prefix = f"{kind}-{secrets.token_hex(4)}:"
+    try:
+        yield prefix
+    finally:
+        client = SyncRedis.from_url(REDIS_URL)
+        keys = list(client.scan_iter(match=f"{prefix}*", count=1000))
+        if keys:
+            client.delete(*keys)
+        client.close()
+
+
+@pytest.fixture(scope="session")
+def prefix() -> Iterator[str]:
+    with fresh_prefix() as prefix:
+        yield prefix
 
 
 @pytest.fixture

@@ -15,7 +15,7 @@ import pytest
 
 from tests._servers import read_events, start_sidechat, ui_events
 from tests.bus.conftest import REDIS_URL
-from tests.deploy._nginx import CONF, make_cert, ports, render, run_nginx
+from tests.deploy._nginx import run_balancer
 from tests.deploy.test_nginx import client
 from tests.fakes.openai_upstream import FakeOpenAI
 
@@ -27,15 +27,10 @@ async def balanced(
     args = ("--provider", "openai", "--base-url", upstream.base_url, "--model", "fake-model",
             "--redis-url", REDIS_URL)  # fmt: skip
     env = {"SIDECHAT_REDIS_PREFIX": prefix}
-    cert = make_cert(tmp_path)
     with contextlib.ExitStack() as stack:
         replicas = [stack.enter_context(start_sidechat(*args, env=env)) for _ in range(3)]
-        servers = ";\n    server ".join(r.url.removeprefix("http://") for r in replicas)
-        https_port, http_port = ports()
-        site = render(CONF.read_text(), upstream=servers, https_port=https_port,
-                      http_port=http_port, cert=cert[0], key=cert[1])  # fmt: skip
-        nginx = stack.enter_context(
-            run_nginx(site, tmp_path / "nginx", https_port=https_port, http_port=http_port)
+        nginx, cert = stack.enter_context(
+            run_balancer([r.url.removeprefix("http://") for r in replicas], tmp_path)
         )
         async with client(cert) as http:
             yield nginx.https_url, http

@@ -36,7 +36,7 @@ from tests._postgres import fresh_database
 from tests._servers import ROOT, free_port, read_events
 from tests.bus._follow import Followed, follow, text_of
 from tests.bus.conftest import REDIS_URL
-from tests.deploy._nginx import CONF, make_cert, ports, render, run_nginx
+from tests.deploy._nginx import run_balancer
 from tests.fakes.openai_upstream import FakeOpenAI
 
 TURNS = int(os.environ.get("SIDECHAT_CHAOS_TURNS", "120"))
@@ -108,13 +108,8 @@ def cluster(
         for replica in replicas:
             stack.callback(replica.stop)
             replica.start()
-        cert = make_cert(tmp_path)
-        servers = ";\n    server ".join(f"127.0.0.1:{r.port}" for r in replicas)
-        https_port, http_port = ports()
-        site = render(CONF.read_text(), upstream=servers, https_port=https_port,
-                      http_port=http_port, cert=cert[0], key=cert[1])  # fmt: skip
-        nginx = stack.enter_context(
-            run_nginx(site, tmp_path / "nginx", https_port=https_port, http_port=http_port)
+        nginx, cert = stack.enter_context(
+            run_balancer([f"127.0.0.1:{r.port}" for r in replicas], tmp_path)
         )
         yield nginx.https_url, replicas, cert
 

@@ -17,7 +17,7 @@ import pytest
 
 from tests._servers import ROOT, free_port
 
-__all__ = ["CONF", "Nginx", "find_nginx", "make_cert", "render", "run_nginx"]
+__all__ = ["CONF", "Nginx", "find_nginx", "make_cert", "render", "run_balancer", "run_nginx"]
 
 CONF = ROOT / "deploy" / "nginx" / "sidechat.conf"
 
@@ -136,3 +136,17 @@ def _wait_port(port: int, proc: subprocess.Popen[bytes], nginx: Nginx) -> None:
 
 def ports() -> tuple[int, int]:
     return free_port(), free_port()
+
+
+@contextlib.contextmanager
+def run_balancer(servers: list[str], directory: Path) -> Iterator[tuple[Nginx, tuple[Path, Path]]]:
+    """The repository's configuration in front of `servers` ("host:port", round robin), with a
+    throwaway certificate: the balanced set-up of the scale-out tests."""
+    cert = make_cert(directory)
+    https_port, http_port = ports()
+    upstream = ";\n    server ".join(servers)
+    site = render(CONF.read_text(), upstream=upstream, https_port=https_port,
+                  http_port=http_port, cert=cert[0], key=cert[1])  # fmt: skip
+    nginx_dir = directory / "nginx"
+    with run_nginx(site, nginx_dir, https_port=https_port, http_port=http_port) as nginx:
+        yield nginx, cert

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import contextlib
 import re
-import secrets
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -16,8 +15,8 @@ from playwright.sync_api import expect
 
 from tests._postgres import fresh_database
 from tests._servers import start_sidechat
-from tests.bus.conftest import REDIS_URL
-from tests.deploy._nginx import CONF, make_cert, ports, render, run_nginx
+from tests.bus.conftest import REDIS_URL, fresh_prefix
+from tests.deploy._nginx import run_balancer
 from tests.e2e.conftest import PageProblems
 from tests.e2e.widget import ask, open_widget, tokens, wait_answer_done, wait_tokens
 from tests.fakes.openai_upstream import FakeOpenAI
@@ -25,32 +24,20 @@ from tests.fakes.openai_upstream import FakeOpenAI
 
 @pytest.fixture
 def balanced(upstream: FakeOpenAI, tmp_path: Path) -> Iterator[str]:
-    from redis import Redis
-
-    try:
-        Redis.from_url(REDIS_URL, socket_timeout=1).ping()
-    except Exception:
-        pytest.skip("Redis is not answering at 127.0.0.1:6379 (scripts/test.sh starts it)")
-    prefix = f"sce2e-{secrets.token_hex(4)}:"
     with fresh_database() as database, contextlib.ExitStack() as stack:
-        stack.callback(_forget, prefix)
+        prefix = stack.enter_context(fresh_prefix("sce2e"))
         args = ("--provider", "openai", "--base-url", upstream.base_url, "--model", "fake-model",
                 "--redis-url", REDIS_URL, "--database-url", database)  # fmt: skip
         env = {"SIDECHAT_REDIS_PREFIX": prefix}
         replicas = [stack.enter_context(start_sidechat(*args, env=env)) for _ in range(3)]
-        cert = make_cert(tmp_path)
-        servers = ";\n    server ".join(r.url.removeprefix("http://") for r in replicas)
-        https_port, http_port = ports()
-        site = render(CONF.read_text(), upstream=servers, https_port=https_port,
-                      http_port=http_port, cert=cert[0], key=cert[1])  # fmt: skip
-        nginx = stack.enter_context(
-            run_nginx(site, tmp_path / "nginx", https_port=https_port, http_port=http_port)
+        nginx, _ = stack.enter_context(
+            run_balancer([r.url.removeprefix("http://") for r in replicas], tmp_path)
         )
         yield nginx.https_url
 
 
 def test_reload_mid_answer_behind_the_balancer(
-    browser: Any, balanced: str, problems: PageProblems
+    browser: Any, balanced: str, problems: PageProblems, upstream: FakeOpenAI
 ) -> None:
     context = browser.new_context(viewport={"width": 1280, "height": 800}, ignore_https_errors=True)
     context.set_default_timeout(20_000)
@@ -71,16 +58,11 @@ def test_reload_mid_answer_behind_the_balancer(
         ask(page, "[[tokens=3]] balanced follow-up")
         assert wait_answer_done(page) == tokens(3)
         assert page.locator("sidechat-widget .msg.user").count() == 2
+        # Wherever the follow-up landed, the model got the first exchange, whole and once.
+        [request] = upstream.find("balanced follow-up")
+        sent = [m["content"] for m in request.body["messages"] if m["role"] != "system"]
+        assert "balanced reload" in sent[0], sent
+        assert sent[1].split() == tokens(50).split(), sent
         assert problems.errors == []
     finally:
         context.close()
-
-
-def _forget(prefix: str) -> None:
-    from redis import Redis
-
-    client = Redis.from_url(REDIS_URL)
-    keys = list(client.scan_iter(match=f"{prefix}*", count=1000))
-    if keys:
-        client.delete(*keys)
-    client.close()

@@ -10,27 +10,19 @@ from collections.abc import AsyncIterator, Iterator
 
 import aiohttp
 import pytest
-from redis import Redis as SyncRedis
 from redis.asyncio import Redis
 
 from sidechat.guard import LimitPolicy, RateLimited
 from sidechat.guard.shared import SharedLimits
 from tests._servers import SidechatProcess, start_sidechat
-from tests.bus.conftest import REDIS_URL, _answering
+from tests.bus.conftest import REDIS_URL, fresh_prefix
 from tests.fakes.openai_upstream import FakeOpenAI
 
 
 @pytest.fixture(scope="module")
 def prefix() -> Iterator[str]:
-    if not _answering():
-        pytest.skip("Redis is not answering at 127.0.0.1:6379 (scripts/test.sh starts it)")
-    prefix = f"sctest-{secrets.token_hex(4)}:"
-    yield prefix
-    client = SyncRedis.from_url(REDIS_URL)
-    keys = list(client.scan_iter(match=f"{prefix}*", count=1000))
-    if keys:
-        client.delete(*keys)
-    client.close()
+    with fresh_prefix() as prefix:
+        yield prefix
 
 
 @pytest.fixture
