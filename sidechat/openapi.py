@@ -48,7 +48,11 @@ def _path_param(name: str, description: str) -> Schema:
 _TURN = _path_param("turn_id", "A turn id (`t_…`), as `POST /api/chat` named it.")
 _COMMON = {"400": _error("A malformed body or parameter."), "404": _error("Unknown id.")}
 _LIMITED = {
-    "403": _error("The page's `Origin` is not allowed (`--allowed-origin`)."),
+    "403": _error(
+        "The page's `Origin` is not allowed (`--allowed-origin`), or, with `--pow`, the "
+        "solution is wrong, expired or already used (`pow_invalid`)."
+    ),
+    "428": _error("With `--pow`: a new conversation without a solution (`pow_required`)."),
     "413": _error("The body is over `max_body_bytes`, or the message over its limit."),
     "429": _error("A per-client limit, or `max_active_turns`; see `Retry-After`."),
     "503": _error("The server is stopping, or the store cannot be read."),
@@ -90,6 +94,7 @@ _SCHEMAS: dict[str, Schema] = {
         "properties": {
             "message": {"type": "string", "minLength": 1},
             "conversation_id": {"type": ["string", "null"], "description": "`c_…` to go on."},
+            "altcha": {"type": "string", "description": "With `--pow`: the solved challenge."},
         },
     },
     "AiSdkChat": {
@@ -99,6 +104,7 @@ _SCHEMAS: dict[str, Schema] = {
         "properties": {
             "id": {"type": "string", "pattern": "^[A-Za-z0-9_-]{16,128}$"},
             "messages": {"type": "array", "minItems": 1, "items": _ref("UIMessage")},
+            "altcha": {"type": "string", "description": "With `--pow`: the solved challenge."},
         },
     },
     "UIMessage": {
@@ -166,6 +172,16 @@ def _chat_paths() -> dict[str, Schema]:
                     **_LIMITED,
                 },
                 requestBody=_body(chat_body),
+            )
+        },
+        "/api/pow/challenge": {
+            "get": _op(
+                "With `--pow`: an ALTCHA challenge to solve before a conversation's first turn "
+                "(the solution goes in the chat body as `altcha`).",
+                {
+                    "200": _json({"type": "object"}, "The challenge (expires in 10 minutes)."),
+                    "404": _error("`--pow` is off."),
+                },
             )
         },
         "/api/turns/{turn_id}/stream": {
