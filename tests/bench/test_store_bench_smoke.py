@@ -109,3 +109,14 @@ def test_store_writes_compares_the_store_with_memory(kind: str) -> None:
     assert "store_adds_us_per_token" in report
     starts = stored["start_written_ms"]
     assert 0 <= starts["p50"] <= starts["p99"] <= starts["max"]
+
+
+def test_the_recorder_tick_experiment_reports_both_phase_counts() -> None:
+    out = _run(
+        "bench.experiments.recorder_ticks", "-c", "20", "--duration", "0.5", "--rounds", "1"
+    )
+    results = _last_json(out)["results"]
+    assert [r["phases"] for r in results] == [1, 4]
+    # With 4 phases there are about 4 times as many ticks, each taking a quarter of the turns.
+    assert results[1]["ticks"] > 2 * results[0]["ticks"] > 0
+    assert all(0 < r["tick_ms_p50"] <= r["tick_ms_max"] for r in results)
