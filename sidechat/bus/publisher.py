@@ -209,7 +209,7 @@ class Publisher:
         self._dirty: list[ProducerLog] = []
         self._task: asyncio.Task[None] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._last_write = -1e9  # loop time the latest round trip began
+        self._last_write = -1e9  # loop time the latest round trip returned
         self.stats = PublisherStats()
         # Told each batch's round trip in seconds (the app's metrics, when they are on).
         self.on_write: Callable[[float], None] | None = None
@@ -286,11 +286,13 @@ class Publisher:
                 if backoff:
                     await asyncio.sleep(backoff)
                 else:
-                    # Once per window at most; but never before one turn of the event loop, so
-                    # that what the callbacks ready now append goes in the same round trip.
+                    # A window after the previous round trip returned (what came meanwhile
+                    # accumulated); after a quiet spell at once, but never before one turn of
+                    # the event loop, so that what the callbacks ready now append goes too.
                     await asyncio.sleep(max(self._last_write + window - loop.time(), 0))
+                written = await self._write_once()
                 self._last_write = loop.time()
-                if await self._write_once():
+                if written:
                     backoff = 0.0
                     self.healthy = True
                 else:
