@@ -77,9 +77,7 @@ def _listener(sent: dict[int, float], delays: list[float]) -> Listener:
     return on_event
 
 
-async def _redis_round(
-    url: str, window: float, args: argparse.Namespace, redis_pid: int
-) -> Round:
+async def _redis_round(url: str, window: float, args: argparse.Namespace, redis_pid: int) -> Round:
     config = BusConfig(url=url, prefix=f"w{window}:", window=window)
     producer = await RedisBus.connect(config)
     reader = await RedisBus.connect(BusConfig(url=url, prefix=config.prefix, window=window))
