@@ -571,7 +571,10 @@ def create_app(settings: Settings, provider: Provider | None = None) -> Sidechat
 
                 url = settings.redis_url.get_secret_value()
                 config = BusConfig(
-                    url=url, prefix=settings.redis_prefix, stream_ttl=settings.turn_ttl
+                    url=url,
+                    prefix=settings.redis_prefix,
+                    stream_ttl=settings.turn_ttl,
+                    window=settings.redis_window,
                 )
                 bus = await RedisBus.connect(config)
                 if metrics is not None:

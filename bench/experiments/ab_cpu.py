@@ -11,6 +11,7 @@ user and system CPU each server process spent per token it streamed.
     python -m bench.experiments.ab_cpu /tmp/base . --provider anthropic  # Anthropic's stream
     python -m bench.experiments.ab_cpu . . --python-b /path/to/python3.13  # another interpreter
     python -m bench.experiments.ab_cpu . . --env-b SIDECHAT_CLIENT_LIMITS=true ...  # a setting
+    python -m bench.experiments.ab_cpu /tmp/base . --env SIDECHAT_REDIS_URL=redis://127.0.0.1:6379/0
 """
 
 from __future__ import annotations
@@ -74,6 +75,13 @@ def main(argv: list[str] | None = None) -> None:
         metavar="NAME=VALUE",
         help="environment for B only (repeatable), e.g. SIDECHAT_CLIENT_LIMITS=true",
     )
+    parser.add_argument(
+        "--env",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="environment for both (repeatable), e.g. SIDECHAT_REDIS_URL=redis://127.0.0.1:6379/0",
+    )
     args = parser.parse_args(argv)
     logs = ROOT / "bench" / "results" / "tmp" / "ab_cpu"
     _, up_port = start_upstream(logs)  # stopped with the rest by stop_all()
@@ -84,6 +92,7 @@ def main(argv: list[str] | None = None) -> None:
             print(f"{name}: {checkout.resolve()} on Python {_version(python)} ({python})")
             port = free_port()
             serve, env = sidechat_command(args.provider, up_port, port, python)
+            env = {**env, **dict(item.split("=", 1) for item in args.env)}
             if name == "B":
                 env = {**env, **dict(item.split("=", 1) for item in args.env_b)}
             # `python -m` puts the working directory first on sys.path: the checkout's package.

@@ -1,11 +1,13 @@
-"""The bus's batching window: Redis round trips, CPU per token and delay to another replica.
+"""The bus's batching window: Redis round trips, CPU per token, and the delay readers see.
 
 For each window, T turns append K tokens each, one every I seconds, through a `ProducerLog`
-(copied to a redis-server of this run's own), while a second bus in the same process follows
-every turn from Redis as a reader on another replica would. Measured: round trips per 1,000
-tokens; CPU per token of this process (producer + follower) above the same load on
-`MemoryEventLog`s, plus redis-server's CPU (from /proc); the delay from `append` to the
-follower's copy (p50/p99). Rounds alternate so that a drifting shared core hits both alike.
+(copied to a redis-server of this run's own) that a local reader follows (a listener, as a
+`TurnStream` on the producer's replica: it gets an event once Redis confirmed it), while a
+second bus in the same process follows every turn from Redis as a reader on another replica
+would. Measured: round trips per 1,000 tokens; CPU per token of this process (producer, local
+listener and follower) above the same load on `MemoryEventLog`s, plus redis-server's CPU (from
+/proc); the delay from `append` to the local reader and to the other replica's copy (p50/p99).
+Rounds alternate so that a drifting shared core hits both alike.
 
     python -m bench.experiments.redis_window --windows 0,0.002,0.005,0.01,0.025 --rounds 2
 """
@@ -26,7 +28,7 @@ from redis import Redis as SyncRedis
 from bench.procs import free_port
 from sidechat import protocol
 from sidechat.bus import BusConfig, RedisBus
-from sidechat.eventlog import DONE, EventLog, MemoryEventLog
+from sidechat.eventlog import DONE, EventLog, Listener, MemoryEventLog
 
 _TICK = os.sysconf("SC_CLK_TCK")
 
@@ -52,41 +54,58 @@ async def _load(make: Callable[[str], EventLog], turns: int, tokens: int, interv
     await asyncio.gather(*(one(n) for n in range(turns)))
 
 
-async def _redis_round(
-    url: str, window: float, args: argparse.Namespace, redis_pid: int
-) -> tuple[float, float, float, list[float]]:
+Round = tuple[float, float, float, list[float], list[float]]
+
+
+def _listener(sent: dict[int, float], delays: list[float]) -> Listener:
+    """A listener recording, for every event it is given (one call may bring several), the
+    delay since its append."""
+    last = 0
+    now = time.perf_counter
+
+    def on_event(event_id: int, frame: bytes | None) -> None:
+        nonlocal last
+        if frame is None:
+            return
+        t = now()
+        for n in range(last + 1, event_id + 1):
+            appended = sent.get(n)
+            if appended is not None:
+                delays.append(t - appended)
+        last = max(last, event_id)
+
+    return on_event
+
+
+async def _redis_round(url: str, window: float, args: argparse.Namespace, redis_pid: int) -> Round:
     config = BusConfig(url=url, prefix=f"w{window}:", window=window)
     producer = await RedisBus.connect(config)
     reader = await RedisBus.connect(BusConfig(url=url, prefix=config.prefix, window=window))
     delays: list[float] = []
-    sent: dict[tuple[str, int], float] = {}
+    local: list[float] = []
     follows: list[asyncio.Task[None]] = []
 
     def make(turn_id: str) -> EventLog:
         log = producer.produce(turn_id)
         original = log.append
+        sent: dict[int, float] = {}
 
         def append(payload: bytes, delta: str | None = None) -> int:
             event_id = original(payload, delta)
-            sent[(turn_id, event_id)] = time.perf_counter()
+            sent[event_id] = time.perf_counter()
             return event_id
 
         log.append = append  # type: ignore[method-assign]
-        follows.append(asyncio.create_task(follow(turn_id)))
+        log.subscribe(_listener(sent, local))
+        follows.append(asyncio.create_task(follow(turn_id, sent)))
         return log
 
-    async def follow(turn_id: str) -> None:
+    async def follow(turn_id: str, sent: dict[int, float]) -> None:
         remote = None
         while remote is None:  # once the turn's first batch is in Redis
             await asyncio.sleep(0.05)
             remote = await reader.open_remote(turn_id)
-
-        def on_event(event_id: int, frame: bytes | None) -> None:
-            t = sent.pop((turn_id, event_id), None)
-            if t is not None:
-                delays.append(time.perf_counter() - t)
-
-        if not remote.subscribe(on_event):
+        if not remote.subscribe(_listener(sent, delays)):
             return
         while not remote.finished:
             await remote.read(len(remote), wait=1)
@@ -100,13 +119,18 @@ async def _redis_round(
     trips = producer.publisher.stats.round_trips - trips0
     await producer.aclose()
     await reader.aclose()
-    return cpu, redis_cpu, trips, delays
+    return cpu, redis_cpu, trips, delays, local
+
+
+def _p(values: list[float], q: float) -> float:
+    values = sorted(values)
+    return values[min(int(len(values) * q), len(values) - 1)] * 1e3 if values else float("nan")
 
 
 async def _measure(url: str, redis_pid: int, args: argparse.Namespace) -> None:
     windows = [float(w) for w in args.windows.split(",")]
     total = args.turns * args.tokens
-    results: dict[float, list[tuple[float, float, float, list[float]]]] = {}
+    results: dict[float, list[Round]] = {}
     base: list[float] = []
     for _ in range(args.rounds):
         t0 = time.process_time()
@@ -117,18 +141,22 @@ async def _measure(url: str, redis_pid: int, args: argparse.Namespace) -> None:
     base_cpu = statistics.median(base)
     print(f"{args.turns} turns x {args.tokens} tokens, one per {args.interval * 1000:g} ms")
     print(f"memory-only load: {base_cpu / total * 1e3:.4f} ms CPU/token")
-    print("window_ms trips/1k_tokens sidechat_ms/token redis_ms/token total p50_ms p99_ms")
+    print(
+        "window_ms trips/1k_tokens sidechat_ms/token redis_ms/token total"
+        " local_p50 local_p99 other_p50 other_p99 (ms)"
+    )
     for w, runs in results.items():
         cpu = statistics.median(r[0] for r in runs) - base_cpu
         rcpu = statistics.median(r[1] for r in runs)
         trips = statistics.median(r[2] for r in runs)
-        delays = sorted(d for r in runs for d in r[3])
-        p50 = delays[len(delays) // 2] * 1e3
-        p99 = delays[int(len(delays) * 0.99)] * 1e3
+        other = [d for r in runs for d in r[3]]
+        local = [d for r in runs for d in r[4]]
         print(
             f"{w * 1000:9g} {trips / total * 1000:16.1f} {cpu / total * 1e3:17.4f} "
             f"{rcpu / total * 1e3:14.4f} {(cpu + rcpu) / total * 1e3:5.4f} "
-            f"{p50:6.2f} {p99:6.2f}"
+            f"{_p(local, 0.5):9.2f} {_p(local, 0.99):9.2f} "
+            f"{_p(other, 0.5):9.2f} {_p(other, 0.99):9.2f}",
+            flush=True,
         )
 
 

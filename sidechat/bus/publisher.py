@@ -1,11 +1,14 @@
 """The producer's side: a turn's log kept in memory and copied to its Redis Stream in batches.
 
-`ProducerLog` is a `MemoryEventLog` (this process's readers follow it exactly as before) that
-marks itself dirty on append. The process's one `Publisher` wakes once per window and writes
-every dirty log's new events in one pipelined round trip (one fenced `APPEND` script call per
-turn), so the model loop never awaits Redis. The log itself is the buffer: what is not yet in
-Redis is `frames[published:]`, so an outage loses nothing and costs no second copy; writes are
-retried with backoff until Redis answers, and the backlog of finished turns is bounded.
+`ProducerLog` is a `MemoryEventLog` that marks itself dirty on append and shows its events to
+this process's readers once Redis confirmed them (at once while Redis writes fail). The
+process's one `Publisher` writes every dirty log's new events in one round trip (one fenced
+`APPEND` script call for all of them), so the model loop never awaits Redis: a group commit,
+one write in flight at a time; the events appended meanwhile go with the next, which starts
+when it returns but at most once per `window` (the first after a quiet spell goes after a single
+turn of the event loop). The log itself is the buffer: what is not yet in Redis is
+`frames[published:]`, so an outage loses nothing and costs no second copy; writes are retried
+with backoff until Redis answers, and the backlog of finished turns is bounded.
 """
 
 from __future__ import annotations
@@ -14,7 +17,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -24,18 +27,29 @@ from redis.exceptions import NoScriptError, RedisError
 from sidechat.bus import _scripts
 from sidechat.bus._tasks import stop
 from sidechat.bus.keys import BusConfig, TurnKeys
-from sidechat.eventlog import MemoryEventLog, payload_of
+from sidechat.eventlog import Batch, MemoryEventLog, payload_of
+from sidechat.sse import DATA_FRAME
 
 __all__ = ["ProducerLog", "Publisher", "PublisherStats"]
 
 logger = logging.getLogger("sidechat.bus")
+_monotonic = time.monotonic
 
 
 class ProducerLog(MemoryEventLog):
-    """A turn's log on the process generating it: in memory, copied to Redis by `publisher`."""
+    """A turn's log on the process generating it: in memory, copied to Redis by `publisher`.
+
+    Local readers (`read`, `len`, waiters, listeners, `finished`) see an event only once Redis
+    has it (`published`): a reader of this replica that reconnects elsewhere after a `kill -9`
+    never holds an id that the replica continuing the turn gives another content. While writes
+    to Redis fail (the publisher is unhealthy, /readyz says so) or once the turn is fenced,
+    events are shown at once instead: a turn goes on serving its own readers. `since` and
+    `unpublished` are the producer's side: every event appended.
+    """
 
     __slots__ = (
-        "_publisher", "dirty", "epoch", "fenced", "keys", "on_fenced", "published", "request"
+        "_ended", "_gate", "_publisher", "_shown", "dirty", "epoch", "fenced", "keys",
+        "on_fenced", "published", "request",
     )  # fmt: skip
 
     def __init__(
@@ -46,6 +60,9 @@ class ProducerLog(MemoryEventLog):
         self.keys = keys
         self.epoch = epoch
         self.published = published  # events up to this id are in Redis
+        self._shown = 0  # events up to this id are shown to local readers
+        self._gate = True  # False once fenced: everything is shown at once
+        self._ended = False  # `finish` was called (readers see it once everything is shown)
         self.dirty = False
         self.fenced = False  # another process took the turn over: our writes are refused
         # Called once when the turn is found taken over (e.g. to cancel the generation).
@@ -60,22 +77,112 @@ class ProducerLog(MemoryEventLog):
             self._publisher.mark(self)
 
     def append(self, payload: bytes, delta: str | None = None) -> int:
-        event_id = MemoryEventLog.append(self, payload, delta)
+        # Every token's path: two list appends, a flag test, and (gated) nothing for readers.
+        growing = self._growing
+        if growing is None:
+            raise RuntimeError("append to a finished event log")
+        frames, deltas = growing
+        event_id = len(frames) + 1
+        frames.append(DATA_FRAME % (event_id, payload))
+        deltas.append(delta)
+        self._last_append = _monotonic()
         if not self.dirty:
             self._publisher.mark(self)
+        if not (self._gate and self._publisher.healthy):
+            self.show(event_id)
         return event_id
 
-    def extend(self, events: Any) -> int:
-        event_id = MemoryEventLog.extend(self, events)
+    def extend(self, events: Sequence[tuple[bytes, str | None]]) -> int:
+        growing = self._growing
+        if growing is None:
+            raise RuntimeError("append to a finished event log")
+        frames, deltas = growing
+        first = len(frames)
+        for payload, delta in events:
+            frames.append(DATA_FRAME % (len(frames) + 1, payload))
+            deltas.append(delta)
+        event_id = len(frames)
+        if event_id == first:
+            return event_id
+        self._last_append = _monotonic()
         if not self.dirty:
             self._publisher.mark(self)
+        if not (self._gate and self._publisher.healthy):
+            self.show(event_id)
         return event_id
+
+    def finish(self) -> None:
+        self._growing = None
+        self._ended = True
+        if self._shown >= len(self._frames):
+            MemoryEventLog.finish(self)
+        else:  # readers see the end with the last events, once Redis has them
+            self._frames = tuple(self._frames)
+            self._deltas = tuple(self._deltas)
+
+    def show(self, upto: int) -> None:
+        """Let local readers have the events up to `upto` (at most every one appended)."""
+        shown = self._shown
+        frames = self._frames
+        upto = min(upto, len(frames))
+        if upto <= shown:
+            return
+        self._shown = upto
+        if self._waiters:
+            self._release()
+        if self._listeners:
+            part = frames[shown] if upto == shown + 1 else b"".join(frames[shown:upto])
+            for listener in self._listeners:
+                listener(upto, part)
+        if self._ended and upto == len(frames):
+            MemoryEventLog.finish(self)
+
+    def show_all(self) -> None:
+        """Stop holding events back for Redis (fenced: Redis will never take them)."""
+        self._gate = False
+        self.show(len(self._frames))
+
+    @property
+    def produced(self) -> int:
+        """Events appended (shown to readers or not)."""
+        return len(self._frames)
+
+    @property
+    def ended(self) -> bool:
+        """`finish` was called (readers may not have seen the end yet)."""
+        return self._ended
+
+    def __len__(self) -> int:
+        return self._shown
+
+    async def read(self, after: int, wait: float | None = 0) -> Batch:
+        after = max(after, 0)
+        if after >= self._shown and not self._finished and (wait is None or wait > 0):
+            loop = self._loop
+            if loop is None:
+                loop = self._loop = asyncio.get_running_loop()
+            waiter = loop.create_future()
+            assert isinstance(self._waiters, list)
+            self._waiters.append(waiter)
+            if wait is None:
+                await waiter
+            else:
+                try:
+                    async with asyncio.timeout(wait):
+                        await waiter
+                except TimeoutError:
+                    pass
+        shown = self._shown
+        frames = self._frames[after:shown]
+        done = self._finished and after + len(frames) >= shown
+        return Batch(after, frames, self._deltas[after:shown], done)
 
     def start_at(self, after: int, frames: list[bytes], deltas: list[str | None]) -> None:
         """Begin with the events a previous producer wrote (a takeover): ids continue."""
-        assert len(self) == 0
+        assert self.produced == 0
         MemoryEventLog.extend(self, list(zip((payload_of(f) for f in frames), deltas, strict=True)))
         self.published = after
+        self._shown = after
 
     def unpublished(self, limit: int) -> list[bytes]:
         return [payload_of(f) for f in self._frames[self.published : self.published + limit]]
@@ -93,7 +200,7 @@ class PublisherStats:
 
 
 class Publisher:
-    """Copies dirty `ProducerLog`s to Redis, one round trip per `window`."""
+    """Copies dirty `ProducerLog`s to Redis: one round trip in flight, at most one per `window`."""
 
     def __init__(self, redis: Redis, config: BusConfig) -> None:
         self._redis = redis
@@ -102,6 +209,7 @@ class Publisher:
         self._dirty: list[ProducerLog] = []
         self._task: asyncio.Task[None] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._last_write = -1e9  # loop time the latest round trip returned
         self.stats = PublisherStats()
         # Told each batch's round trip in seconds (the app's metrics, when they are on).
         self.on_write: Callable[[float], None] | None = None
@@ -114,7 +222,7 @@ class Publisher:
         return ProducerLog(self, self._config.keys(turn_id))
 
     def mark(self, log: ProducerLog) -> None:
-        """`log` has new events: write them at the end of the current window."""
+        """`log` has new events: write them with the next round trip."""
         log.dirty = True
         self._dirty.append(log)
         if self._task is None:
@@ -126,7 +234,7 @@ class Publisher:
         its id is handed out: a reader asking any replica for it finds it even if this process
         dies in the window). False when it could not; the window's batch then writes them."""
         config = self._config
-        if log.fenced or log.published >= len(log):
+        if log.fenced or log.published >= log.produced:
             return True
         payloads = log.unpublished(config.max_batch)
         k = log.keys
@@ -149,6 +257,7 @@ class Publisher:
             return False
         if result >= 0:
             log.published = max(log.published, int(result))
+            log.show(log.published)
         return True
 
     def pending(self) -> int:
@@ -169,15 +278,30 @@ class Publisher:
         self._task = None
 
     async def _run(self) -> None:
-        backoff = self._config.window
+        window = self._config.window
+        loop = self._loop or asyncio.get_running_loop()
+        backoff = 0.0
         try:
             while self._dirty:
-                await asyncio.sleep(backoff)
-                if await self._write_once():
-                    backoff = self._config.window
+                if backoff:
+                    await asyncio.sleep(backoff)
+                else:
+                    # A window after the previous round trip returned (what came meanwhile
+                    # accumulated); after a quiet spell at once, but never before one turn of
+                    # the event loop, so that what the callbacks ready now append goes too.
+                    await asyncio.sleep(max(self._last_write + window - loop.time(), 0))
+                written = await self._write_once()
+                self._last_write = loop.time()
+                if written:
+                    backoff = 0.0
                     self.healthy = True
                 else:
-                    self.healthy = False
+                    if self.healthy:
+                        self.healthy = False
+                        # Degraded: local readers get what Redis does not have yet (appends
+                        # from now on show at once, until a write succeeds again).
+                        for log in self._dirty:
+                            log.show(log.produced)
                     backoff = min(max(backoff * 2, 0.05), 1.0)
         finally:
             self._task = None
@@ -251,7 +375,8 @@ class Publisher:
                 continue
             self.stats.events += min(count, int(result) - log.published)
             log.published = max(log.published, int(result))
-            if log.published < len(log):
+            log.show(log.published)
+            if log.published < log.produced:
                 self._requeue((log,))
         return True
 
@@ -265,8 +390,9 @@ class Publisher:
             # Only finished turns are given up (their local readers have everything); counted.
             keep: list[ProducerLog] = []
             for log in self._dirty:
-                if excess > 0 and log.finished:
+                if excess > 0 and log.ended:
                     log.dirty = False
+                    log.show_all()
                     excess -= 1
                     self.stats.given_up += 1
                     logger.error("redis backlog full: turn %s not copied", log.keys.turn_id)
@@ -279,6 +405,9 @@ class Publisher:
         if log.fenced:
             return
         log.fenced = True
+        # Its readers here get the rest as it was (the abort its cancelled task writes too):
+        # Redis will never take these events.
+        log.show_all()
         self.stats.fenced += 1
         logger.warning("turn %s was taken over elsewhere (epoch %d)", log.keys.turn_id, log.epoch)
         if log.on_fenced is not None:

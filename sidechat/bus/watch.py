@@ -1,9 +1,13 @@
 """Finds turns whose producer died: followed here, silent, and with no lease in Redis.
 
-Every `lease_ttl / 3` seconds, the logs this process follows that have been silent for a lease's
-lifetime are checked in one pipelined round trip; for each whose lease is gone, `on_orphan` is
-awaited (the turn registry then tries `takeover`, which only one process can win). A turn no
-process follows is not looked for: nobody is waiting for it.
+Every `renew_every / 2` seconds the logs this process follows are looked over (in memory: no
+Redis call unless one is silent). Those silent for `renew_every` (a live producer of a generating
+turn writes more often, and renews its lease that often) have their leases' `PTTL` asked in one
+pipelined round trip, and each is looked at again right when its lease would expire, not a
+period later: the pause a reader sees is the lease's lapse, not the lapse plus a polling period.
+For each whose lease is gone, `on_orphan` is awaited (the turn registry then tries `takeover`,
+which only one process can win). A turn no process follows is not looked for: nobody is waiting
+for it.
 """
 
 from __future__ import annotations
@@ -17,10 +21,14 @@ from redis.exceptions import RedisError
 
 from sidechat.bus._tasks import stop
 from sidechat.bus.bus import RedisBus
+from sidechat.bus.follower import RemoteEventLog
 
 __all__ = ["Watchdog"]
 
 logger = logging.getLogger("sidechat.bus")
+
+# Looked at again this long after a lease's expiry as Redis reported it (its clock and ours).
+_MARGIN = 0.005
 
 
 class Watchdog:
@@ -28,7 +36,11 @@ class Watchdog:
         self._bus = bus
         self._on_orphan = on_orphan
         self._task: asyncio.Task[None] | None = None
+        # Silent turns whose lease was alive: when to look again, and the log's last append
+        # then (an event since means the producer lives).
+        self._due: dict[str, tuple[float, float]] = {}
         self.orphans = 0
+        self.lookups = 0  # PTTL round trips
 
     def open(self) -> None:
         self._task = asyncio.create_task(self._run(), name="sidechat-bus-watch")
@@ -38,30 +50,48 @@ class Watchdog:
         self._task = None
 
     async def _run(self) -> None:
-        ttl = self._bus.config.lease_ttl
+        tick = self._bus.config.renew_every / 2
+        next_tick = time.monotonic() + tick
         while True:
-            await asyncio.sleep(ttl / 3)
+            due = min((when for when, _ in self._due.values()), default=next_tick)
+            await asyncio.sleep(max(min(due, next_tick) - time.monotonic(), 0))
+            if time.monotonic() >= next_tick:
+                next_tick = time.monotonic() + tick
             try:
                 await self.check()
             except (RedisError, OSError) as exc:
                 logger.warning("watchdog: %s", exc)
+                self._due.clear()  # looked at again with the next tick
             except Exception:
                 logger.exception("watchdog failed")
+                self._due.clear()
 
     async def check(self) -> None:
-        ttl = self._bus.config.lease_ttl
-        quiet = time.monotonic() - ttl
-        silent = [
-            log
-            for log in self._bus.follower.live_logs()
-            if log.last_append <= quiet and not log.finished
-        ]
-        if not silent:
+        now = time.monotonic()
+        quiet = now - self._bus.config.renew_every
+        due, self._due = self._due, {}
+        ask: list[RemoteEventLog] = []
+        for log in self._bus.follower.live_logs():
+            if log.finished or log.last_append > quiet:
+                continue
+            turn_id = log.keys.turn_id
+            seen = due.get(turn_id)
+            if seen is not None and seen[0] > now and seen[1] == log.last_append:
+                self._due[turn_id] = seen  # its lease is alive until then
+            else:
+                ask.append(log)
+        if not ask:
             return
         pipe = self._bus.redis.pipeline(transaction=False)
-        for log in silent:
-            pipe.exists(log.keys.lease)
-        for log, alive in zip(silent, await pipe.execute(), strict=True):
-            if not alive:
+        for log in ask:
+            pipe.pttl(log.keys.lease)
+        answers = await pipe.execute()
+        self.lookups += 1
+        now = time.monotonic()
+        for log, ms in zip(ask, answers, strict=True):
+            if ms >= 0:  # alive: look again when it would lapse
+                self._due[log.keys.turn_id] = (now + ms / 1000 + _MARGIN, log.last_append)
+            elif ms == -2:  # no lease: its producer is gone
                 self.orphans += 1
                 await self._on_orphan(log.keys.turn_id)
+            # -1 (a lease without expiry) is not ours to take: looked at again next tick

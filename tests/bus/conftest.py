@@ -6,9 +6,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import secrets
+import shutil
 import socket
+import subprocess
+import time
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import replace
+from pathlib import Path
 from typing import cast
 
 import pytest
@@ -16,6 +20,7 @@ from redis import Redis as SyncRedis
 
 from sidechat.bus import BusConfig, RedisBus
 from sidechat.eventlog import EventLog
+from tests._servers import free_port
 
 REDIS_URL = "redis://127.0.0.1:6379/0"
 
@@ -85,3 +90,48 @@ async def until_finished(log: EventLog, within: float = 10) -> None:
     async with asyncio.timeout(within):
         while not log.finished:
             await log.read(len(log), wait=1)  # type: ignore[arg-type]
+
+
+class OwnRedis:
+    """A redis-server of the test's own (this one may be killed), persisting every write."""
+
+    def __init__(self, directory: Path) -> None:
+        self.port = free_port()
+        self.dir = directory
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.persist = "yes"
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self) -> None:
+        self.proc = subprocess.Popen(
+            ["redis-server", "--bind", "127.0.0.1", "--port", str(self.port), "--save", "",
+             "--appendonly", self.persist, "--appendfsync", "always", "--dir", str(self.dir)],
+            stdout=subprocess.DEVNULL,
+        )  # fmt: skip
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            try:
+                if SyncRedis(port=self.port, socket_timeout=0.5).ping():
+                    return
+            except Exception:
+                time.sleep(0.05)
+        raise RuntimeError("redis-server did not start")
+
+    def kill(self) -> None:
+        if self.proc is not None:
+            self.proc.kill()
+            self.proc.wait()
+            self.proc = None
+
+
+@pytest.fixture
+def own_redis(tmp_path: Path) -> Iterator[OwnRedis]:
+    if shutil.which("redis-server") is None:
+        pytest.skip("redis-server is not installed")
+    server = OwnRedis(tmp_path)
+    server.start()
+    yield server
+    server.kill()

@@ -5,66 +5,16 @@ from __future__ import annotations
 import asyncio
 import secrets
 import shutil
-import subprocess
-import time
-from collections.abc import Iterator
-from pathlib import Path
 
 import aiohttp
 import pytest
-from redis import Redis as SyncRedis
 
 from sidechat import protocol
 from sidechat.bus import BusConfig, BusUnavailable, RedisBus
 from sidechat.eventlog import DONE
 from tests._servers import free_port, read_events, start_sidechat, ui_events
-from tests.bus.conftest import stream_entries
+from tests.bus.conftest import OwnRedis, stream_entries
 from tests.fakes.openai_upstream import FakeOpenAI
-
-
-class _OwnRedis:
-    """A redis-server of the test's own (this one may be killed), persisting every write."""
-
-    def __init__(self, directory: Path) -> None:
-        self.port = free_port()
-        self.dir = directory
-        self.proc: subprocess.Popen[bytes] | None = None
-        self.persist = "yes"
-
-    @property
-    def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
-
-    def start(self) -> None:
-        self.proc = subprocess.Popen(
-            ["redis-server", "--bind", "127.0.0.1", "--port", str(self.port), "--save", "",
-             "--appendonly", self.persist, "--appendfsync", "always", "--dir", str(self.dir)],
-            stdout=subprocess.DEVNULL,
-        )  # fmt: skip
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            try:
-                if SyncRedis(port=self.port, socket_timeout=0.5).ping():
-                    return
-            except Exception:
-                time.sleep(0.05)
-        raise RuntimeError("redis-server did not start")
-
-    def kill(self) -> None:
-        if self.proc is not None:
-            self.proc.kill()
-            self.proc.wait()
-            self.proc = None
-
-
-@pytest.fixture
-def own_redis(tmp_path: Path) -> Iterator[_OwnRedis]:
-    if shutil.which("redis-server") is None:
-        pytest.skip("redis-server is not installed")
-    server = _OwnRedis(tmp_path)
-    server.start()
-    yield server
-    server.kill()
 
 
 async def test_redis_down_at_start_is_a_clear_error() -> None:
@@ -76,7 +26,7 @@ async def test_redis_down_at_start_is_a_clear_error() -> None:
     assert "secret" not in message
 
 
-async def test_redis_down_mid_turn_loses_nothing(own_redis: _OwnRedis) -> None:
+async def test_redis_down_mid_turn_loses_nothing(own_redis: OwnRedis) -> None:
     bus = await RedisBus.connect(BusConfig(url=own_redis.url, prefix="outage:"))
     try:
         turn_id = f"t_{secrets.token_hex(6)}"
@@ -108,7 +58,7 @@ async def test_redis_down_mid_turn_loses_nothing(own_redis: _OwnRedis) -> None:
         await bus.aclose()
 
 
-async def test_redis_restarted_empty_gets_the_whole_turn_again(own_redis: _OwnRedis) -> None:
+async def test_redis_restarted_empty_gets_the_whole_turn_again(own_redis: OwnRedis) -> None:
     bus = await RedisBus.connect(BusConfig(url=own_redis.url, prefix="lost:"))
     try:
         turn_id = f"t_{secrets.token_hex(6)}"
@@ -135,7 +85,7 @@ async def test_redis_restarted_empty_gets_the_whole_turn_again(own_redis: _OwnRe
 
 
 async def test_readyz_reports_redis_failing_and_recovering(
-    own_redis: _OwnRedis, upstream: FakeOpenAI, http: aiohttp.ClientSession
+    own_redis: OwnRedis, upstream: FakeOpenAI, http: aiohttp.ClientSession
 ) -> None:
     args = ("--provider", "openai", "--base-url", upstream.base_url, "--model", "fake-model",
             "--redis-url", own_redis.url)  # fmt: skip
@@ -164,7 +114,7 @@ async def test_readyz_reports_redis_failing_and_recovering(
 
 
 async def test_readyz_sees_redis_gone_or_stalled_without_any_turn(
-    own_redis: _OwnRedis, upstream: FakeOpenAI, http: aiohttp.ClientSession
+    own_redis: OwnRedis, upstream: FakeOpenAI, http: aiohttp.ClientSession
 ) -> None:
     """The health check (a PING every second, 0.5 s to answer) notices an idle replica's Redis
     going away, and one that stops answering (SIGSTOP: accepting, never replying)."""
