@@ -192,12 +192,12 @@ async def test_chaos_through_the_balancer(
     unfinished = [o.turn_id for o in outcomes if not o.followed.done]
     # The answer as kept (a replay through any replica) must be exactly the upstream's.
     kept_wrong = [o.turn_id for o in outcomes if text_of_pairs(o.replay) != o.expected]
-    # What a reader assembled must be the same, event for event: a replica shows its readers
-    # only what Redis has, so one that dies leaves them no event the continuation replaces.
-    # (Before that gate, differences next to a broken connection were counted apart.)
+    # What a reader assembled must be the same, event for event, except where the replica
+    # serving it died with up to one Redis window (25 ms) of events its readers had but Redis
+    # did not: those are counted (docs/design/redis.md, "Limits that remain").
     differ = [o for o in outcomes if o.replay != [(e.id, e.data) for e in o.followed.events]]
     window = [o for o in differ if o.followed.near_a_break(_first_difference(o)[1])]
-    unexplained = [_first_difference(o) for o in differ]
+    unexplained = [_first_difference(o) for o in differ if o not in window]
     continued = [o for o in outcomes if _continued(o.followed)]
     gaps = sorted(o.followed.longest_gap for o in continued) or [0.0]
     report = {
