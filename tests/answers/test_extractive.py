@@ -190,3 +190,24 @@ def test_dense_similarity_with_the_packaged_embedder() -> None:
     )
     assert scores[0] > scores[1] + 0.2
     assert similarity("anything", []) == []
+
+
+def test_up_to_four_stretches_of_one_page() -> None:
+    # A page that answers a question in four places, apart: each is quoted, in page order.
+    filler = " ".join(f"Unrelated filler sentence number {i} about the weather." for i in range(5))
+    names = ["alpha", "bravo", "charlie", "delta", "echo"]
+    text = " ".join(
+        f"To configure {n} set the {n} option in the settings file. {filler}" for n in names[:4]
+    )
+    result = extract("How do I configure alpha, bravo, charlie and delta?", [_passage(text)])
+    assert result is not None
+    seen = plain_text(result.markdown)
+    assert all(f"set the {n} option" in seen for n in names[:4])
+    assert [seen.index(n) for n in names[:4]] == sorted(seen.index(n) for n in names[:4])
+    assert result.markdown.count("\n\n…\n\n") == 3 and "weather" not in seen
+    # A fifth place is one too many: the answer stays a quote, not the page.
+    text = " ".join(
+        f"To configure {n} set the {n} option in the settings file. {filler}" for n in names
+    )
+    result = extract("How do I configure alpha, bravo, charlie, delta and echo?", [_passage(text)])
+    assert result is not None and result.markdown.count("\n\n…\n\n") == 3
