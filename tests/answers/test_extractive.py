@@ -93,7 +93,9 @@ def test_hostile_passages_stay_quoted() -> None:
     for tag in ("<a ", "<img", "<strong>", "<h1>", "<ol>", "<script"):
         assert tag not in html, (tag, html)
     assert html.count("<em>") == 1  # the frame's title, nothing from the text
-    assert html.count("<blockquote>") <= 1
+    # Quoted stretches are blockquotes side by side; the passage's own ">" stays literal.
+    assert "<blockquote>\n<blockquote>" not in html and "&gt; not a nested quote" in html
+    assert html.count("<blockquote>") == html.count("</blockquote>") <= 4
     # Every code line stays inside one code block that its own fences cannot close.
     assert result.markdown.count("`````") in (0, 2)
     assert "T*i*t[l]e" in plain_text(result.markdown)
