@@ -55,9 +55,11 @@ class Outcome:
     not_found: bool
     seconds: float  # from the question to the whole answer text (extractive has no stream)
     retrieved: bool  # an expected page was among the passages (the ceiling for the answer)
-    unknown: tuple[str, ...] = ()  # names in the question that no page mentions
+    unknown: tuple[str, ...] = ()  # names that decided "not found" (Vocabulary.unknown_names)
     weighted: float | None = None  # the best page's IDF-weighted coverage of the question
     quote_similarity: float | None = None  # Extract.similarity of the quote, when scored
+    # The question's names that no retrieved passage mentions, with their index chunk counts.
+    absent: tuple[tuple[str, int], ...] = ()
 
     @property
     def correct(self) -> bool:
@@ -157,9 +159,11 @@ def answer(
     started = time.perf_counter()
     passages = retriever.search(question.q, history=question.history, k=k)
     unknown: tuple[str, ...] = ()
+    absent: tuple[tuple[str, int], ...] = ()
     weighted = None
     if vocabulary is not None:
-        unknown = tuple(vocabulary.unknown_names(question.q))
+        absent = tuple(vocabulary.absent_names(question.q, passages))
+        unknown = tuple(name for name, count in absent if count <= thresholds.rare_names)
         weighted = vocabulary.weighted_coverage(question.q, passages)
     result = (
         extract(question.q, passages, history=question.history, similarity=similarity)
@@ -176,7 +180,7 @@ def answer(
     seconds = time.perf_counter() - started
     retrieved = any(_matches(question.expect, p) for p in passages)
     return Outcome(
-        question, text, cited, nf, seconds, retrieved, unknown, weighted, quote_similarity
+        question, text, cited, nf, seconds, retrieved, unknown, weighted, quote_similarity, absent
     )
 
 

@@ -46,7 +46,7 @@ _PROBLEM = re.compile(
 )
 MAX_TERMS = 32  # a 4,000-character question is matched on its first 32 content words
 HISTORY_WEIGHT = 0.3  # a follow-up's earlier question counts, less than its own words
-MAX_WINDOWS = 3  # stretches of consecutive units quoted, from one page or two
+MAX_WINDOWS = 4  # stretches of consecutive units quoted, from one page or two (3: 1 fewer dev)
 SECOND_WINDOW = 0.3
 OTHER_PAGE = 0.8
 GATE = 0.2

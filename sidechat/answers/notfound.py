@@ -36,6 +36,10 @@ class Thresholds:
     # The quote's best unit's dense similarity to the question (`Extract.similarity`); applies
     # only when the quote was scored by an embedder.
     quote: float = 0.0
+    # With `names`, a name that at most this many index chunks mention, none of them retrieved,
+    # also means not found ("Litestream", mentioned in passing by 3 chunks about other things;
+    # `Vocabulary.unknown_names`). 0: only names no page mentions.
+    rare_names: int = 3
 
 
 # Calibrated on the dev split of examples/questions/til-visitors.json with

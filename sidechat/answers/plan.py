@@ -106,7 +106,9 @@ class Answerer:
         unknown: list[str] = []
         weighted = None
         if self._vocabulary is not None:
-            unknown = self._vocabulary.unknown_names(question)
+            unknown = self._vocabulary.unknown_names(
+                question, passages, rare=self._thresholds.rare_names
+            )
             weighted = self._vocabulary.weighted_coverage(question, passages)
         if found(passages, self._thresholds, unknown_names=unknown, weighted_coverage=weighted):
             if self.strategy == "generative":

@@ -3,7 +3,8 @@
 covers.
 
 A question about something the site does not contain shares its ordinary words with many pages
-(retrieval always finds *something*) but names a thing that no page mentions. Names are told by
+(retrieval always finds *something*) but names a thing that no page mentions, or that a page or
+two mention only in passing while none of the retrieved passages does. Names are told by
 their shape (capitals past a sentence's start, inner capitals), so that a visitor's own plain
 words ("megabytes", "underneath"), which no page may use either, do not count.
 """
@@ -104,9 +105,31 @@ class Vocabulary:
                 covered += idf
         return covered / weight if weight > 0 else 0.0
 
-    def unknown_names(self, question: str) -> list[str]:
-        """The names in `question` that no page of the index contains."""
-        return [name for name in names(question) if self.count(name) == 0]
+    def absent_names(
+        self, question: str, passages: Sequence[Passage] = ()
+    ) -> list[tuple[str, int]]:
+        """The names in `question` that none of `passages` mentions, each with the number of
+        index chunks that do (0: no page of the site mentions it at all)."""
+        text = "\n".join(f"{p.title}\n{p.heading}\n{p.text}" for p in passages).lower()
+        out = []
+        for name in names(question):
+            count = self.count(name)
+            # At a word's start, as FTS5's stemmer would also find "pooling" for "Pool".
+            if count == 0 or not re.search(r"(?<!\w)" + re.escape(name), text):
+                out.append((name, count))
+        return out
+
+    def unknown_names(
+        self, question: str, passages: Sequence[Passage] = (), *, rare: int = 0
+    ) -> list[str]:
+        """The names in `question` that no page of the index contains, and, with `passages`,
+        those that at most `rare` chunks mention, none of them among `passages`: the site
+        mentions the thing in passing elsewhere, but what was retrieved is not about it."""
+        return [
+            name
+            for name, count in self.absent_names(question, passages if rare > 0 else ())
+            if count <= rare
+        ]
 
     def close(self) -> None:
         self._index.close()

@@ -93,7 +93,9 @@ def test_hostile_passages_stay_quoted() -> None:
     for tag in ("<a ", "<img", "<strong>", "<h1>", "<ol>", "<script"):
         assert tag not in html, (tag, html)
     assert html.count("<em>") == 1  # the frame's title, nothing from the text
-    assert html.count("<blockquote>") <= 1
+    # Quoted stretches are blockquotes side by side; the passage's own ">" stays literal.
+    assert "<blockquote>\n<blockquote>" not in html and "&gt; not a nested quote" in html
+    assert html.count("<blockquote>") == html.count("</blockquote>") <= 4
     # Every code line stays inside one code block that its own fences cannot close.
     assert result.markdown.count("`````") in (0, 2)
     assert "T*i*t[l]e" in plain_text(result.markdown)
@@ -190,3 +192,24 @@ def test_dense_similarity_with_the_packaged_embedder() -> None:
     )
     assert scores[0] > scores[1] + 0.2
     assert similarity("anything", []) == []
+
+
+def test_up_to_four_stretches_of_one_page() -> None:
+    # A page that answers a question in four places, apart: each is quoted, in page order.
+    filler = " ".join(f"Unrelated filler sentence number {i} about the weather." for i in range(5))
+    names = ["alpha", "bravo", "charlie", "delta", "echo"]
+    text = " ".join(
+        f"To configure {n} set the {n} option in the settings file. {filler}" for n in names[:4]
+    )
+    result = extract("How do I configure alpha, bravo, charlie and delta?", [_passage(text)])
+    assert result is not None
+    seen = plain_text(result.markdown)
+    assert all(f"set the {n} option" in seen for n in names[:4])
+    assert [seen.index(n) for n in names[:4]] == sorted(seen.index(n) for n in names[:4])
+    assert result.markdown.count("\n\n…\n\n") == 3 and "weather" not in seen
+    # A fifth place is one too many: the answer stays a quote, not the page.
+    text = " ".join(
+        f"To configure {n} set the {n} option in the settings file. {filler}" for n in names
+    )
+    result = extract("How do I configure alpha, bravo, charlie, delta and echo?", [_passage(text)])
+    assert result is not None and result.markdown.count("\n\n…\n\n") == 3

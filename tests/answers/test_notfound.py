@@ -72,3 +72,31 @@ def test_a_quote_far_from_the_question_is_not_found() -> None:
     assert quoted_enough(far, rule) is None
     assert quoted_enough(unscored, rule) is unscored
     assert quoted_enough(None, rule) is None
+
+
+def test_calibration_chooses_the_fewest_rare_names_that_separate() -> None:
+    from sidechat.answers.calibrate import _decided, calibrate
+    from sidechat.answers.evaluate import AnswerQuestion, Outcome
+
+    page = Passage("/a/", "A", "", "text", 10.0, "1", "a.md", 0.5, 0.6)
+
+    def run(kind: str, absent: tuple[tuple[str, int], ...]) -> tuple[Outcome, list[Passage]]:
+        expect = ("a.md",) if kind == "answerable" else ()
+        question = AnswerQuestion(kind + str(absent), "q", kind, expect, (), "dev")
+        return Outcome(question, "quote", (page,), False, 0.01, True, absent=absent), [page]
+
+    runs = [
+        run("unanswerable", (("litestream", 2),)),
+        run("answerable", (("spanish", 4),)),
+        run("answerable", ()),
+        run("unanswerable", (("pgbouncer", 0),)),
+    ]
+    chosen = calibrate(runs)
+    assert chosen.rare_names == 2 and chosen.coverage == 0.0 and chosen.quote == 0.0
+    decided = [_decided(o, p, chosen) for o, p in runs]
+    assert [d.not_found for d in decided] == [True, False, False, True]
+    assert all(d.correct for d in decided)
+    # An answerable question with a rarer absent name than the unanswerable one: catching the
+    # unanswerable one would cost precision, so no value above 0 is chosen.
+    runs[1] = run("answerable", (("spanish", 1),))
+    assert calibrate(runs).rare_names == 0

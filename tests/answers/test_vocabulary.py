@@ -51,3 +51,48 @@ def test_weighted_coverage(blog_index: SqliteRetriever, tmp_path: Path) -> None:
     passages = blog_index.search(vague)
     assert passages and not found(passages, rule, weighted_coverage=low)
     assert found(passages, rule)  # without a vocabulary the rule does not apply
+
+
+def _site(root: Path) -> None:
+    root.mkdir()
+    (root / "backups.md").write_text(
+        "# Backing up SQLite\n\nCopy the database file with the sqlite3 backup command while"
+        " nothing writes to it. Some people stream changes to S3 with Litestream instead.\n"
+    )
+    (root / "docker.md").write_text(
+        "# Running the app in Docker\n\nBuild the image with docker build, then run it with"
+        " docker run and publish port 8000 so the browser can reach the app.\n"
+    )
+    for i in range(4):  # a name four pages mention: not rare
+        (root / f"tidepool{i}.md").write_text(
+            f"# Tidepool note {i}\n\nTidepool is the home lab that hosts note {i}.\n"
+        )
+
+
+def test_a_rare_name_that_no_retrieved_passage_mentions(tmp_path: Path) -> None:
+    _site(tmp_path / "site")
+    index = tmp_path / "site.db"
+    ingest(tmp_path / "site", "--index", index, "--quiet", "--no-vectors")
+    retriever = SqliteRetriever(index)
+    vocabulary = Vocabulary(index)
+    question = "How do I run Litestream in Docker with its Dockerfile?"
+    docker = [p for p in retriever.search("docker run port image", k=5) if "Docker" in p.title]
+    backups = [p for p in retriever.search("backing up sqlite backup", k=5) if "SQLite" in p.title]
+    assert docker and backups
+    # Litestream is in one chunk, not the Docker page's; Dockerfile is in none at all.
+    assert vocabulary.absent_names(question, docker) == [("litestream", 1), ("dockerfile", 0)]
+    assert vocabulary.unknown_names(question, docker, rare=3) == ["litestream", "dockerfile"]
+    assert vocabulary.unknown_names(question, docker, rare=0) == ["dockerfile"]
+    assert vocabulary.unknown_names(question) == ["dockerfile"]  # without passages: as before
+    # From the backups page's side it is Docker (one page) that the passages do not mention.
+    assert vocabulary.unknown_names(question, backups, rare=3) == ["docker", "dockerfile"]
+    assert vocabulary.absent_names("How do I run Litestream?", backups) == []
+    # A name in four chunks is the site's own vocabulary, not mentioned in passing.
+    tidepool = "How do I back up Tidepool?"
+    assert vocabulary.unknown_names(tidepool, backups, rare=3) == []
+    assert vocabulary.unknown_names(tidepool, backups, rare=4) == ["tidepool"]
+    unknown = vocabulary.unknown_names("How do I run Litestream in Docker?", docker, rare=3)
+    assert unknown == ["litestream"] and not found(docker, unknown_names=unknown)
+    assert found(docker, unknown_names=[])
+    vocabulary.close()
+    retriever.close()
