@@ -112,9 +112,7 @@ def test_store_writes_compares_the_store_with_memory(kind: str) -> None:
 
 
 def test_the_recorder_tick_experiment_reports_both_phase_counts() -> None:
-    out = _run(
-        "bench.experiments.recorder_ticks", "-c", "20", "--duration", "0.5", "--rounds", "1"
-    )
+    out = _run("bench.experiments.recorder_ticks", "-c", "20", "--duration", "0.5", "--rounds", "1")
     results = _last_json(out)["results"]
     assert [r["phases"] for r in results] == [1, 4]
     # With 4 phases there are about 4 times as many ticks, each taking a quarter of the turns.
