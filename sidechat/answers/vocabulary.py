@@ -18,13 +18,16 @@ from collections import OrderedDict
 from collections.abc import Sequence
 from pathlib import Path
 
+from sidechat.content._stopwords import STOP
 from sidechat.content.index import ReadonlyIndex
 from sidechat.content.search import Passage, query_terms
 
 __all__ = ["Vocabulary", "names"]
 
 _TOKEN = re.compile(r"[A-Za-z][\w'’-]*")
-_SENTENCE_START = re.compile(r"(^|[.!?:]\s+|[\"'(]\s*)$")
+# A sentence's or line's start, or one after an opening or closing bracket (a visitor's "(How…",
+# or a scripted "[[ttft=3]] How…"): a capital there is no sign of a name.
+_SENTENCE_START = re.compile(r"(^|[.!?:]\s+|[\"'(\[\]]\s*|\n\s*)$")
 _WORD = re.compile(r"\w+")
 _MAX_NAMES = 16  # a 4,000-character question costs at most this many lookups
 _MAX_TERMS = 32
@@ -39,7 +42,7 @@ def names(question: str) -> list[str]:
         initial = token[0].isupper() and not _SENTENCE_START.search(question[: match.start()])
         if inner or initial:
             for word in _WORD.findall(token.lower()):
-                if len(word) > 2 and not word.isdigit():
+                if len(word) > 2 and not word.isdigit() and word not in STOP:
                     out.setdefault(word, None)
         if len(out) >= _MAX_NAMES:
             break
