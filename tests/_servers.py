@@ -19,7 +19,14 @@ import orjson
 
 from sidechat.sse import ParsedEvent, SSEParser
 
-__all__ = ["SidechatProcess", "free_port", "read_events", "start_sidechat", "ui_events"]
+__all__ = [
+    "EventReader",
+    "SidechatProcess",
+    "free_port",
+    "read_events",
+    "start_sidechat",
+    "ui_events",
+]
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -141,17 +148,32 @@ def _wait_http(url: str, proc: subprocess.Popen[bytes], timeout: float, log: Pat
     raise RuntimeError(f"sidechat did not answer {url} within {timeout}s:\n{log.read_text()}")
 
 
+class EventReader:
+    """Reads one response's SSE events in parts, keeping what a read parsed past its limit."""
+
+    def __init__(self, response: aiohttp.ClientResponse) -> None:
+        self._response = response
+        self._parser = SSEParser()
+        self._pending: list[ParsedEvent] = []
+
+    async def read(self, limit: int | None = None) -> list[ParsedEvent]:
+        """The next events (to the response's end, or until `limit` events)."""
+        events, self._pending = self._pending, []
+        if limit is None or len(events) < limit:
+            async for chunk in self._response.content.iter_any():
+                events.extend(self._parser.feed(chunk))
+                if limit is not None and len(events) >= limit:
+                    break
+        if limit is not None:
+            events, self._pending = events[:limit], events[limit:]
+        return events
+
+
 async def read_events(
     response: aiohttp.ClientResponse, limit: int | None = None
 ) -> list[ParsedEvent]:
     """Every SSE event of a response (to its end, or until `limit` events)."""
-    parser = SSEParser()
-    events: list[ParsedEvent] = []
-    async for chunk in response.content.iter_any():
-        events.extend(parser.feed(chunk))
-        if limit is not None and len(events) >= limit:
-            return events[:limit]
-    return events
+    return await EventReader(response).read(limit)
 
 
 def ui_events(events: list[ParsedEvent]) -> list[dict[str, object]]:

@@ -13,7 +13,13 @@ import orjson
 import pytest
 
 from tests._postgres import fresh_database
-from tests._servers import SidechatProcess, read_events, start_sidechat, ui_events
+from tests._servers import (
+    EventReader,
+    SidechatProcess,
+    read_events,
+    start_sidechat,
+    ui_events,
+)
 from tests.bus.conftest import REDIS_URL
 from tests.fakes.openai_upstream import FakeOpenAI
 
@@ -137,11 +143,12 @@ async def test_a_replica_starting_leaves_the_others_turns_alone(
     ) as r:
         turn_id = (await r.json())["turn_id"]
     async with http.get(f"{a.url}/api/turns/{turn_id}/stream") as r:
-        head = await read_events(r, limit=10)
+        reader = EventReader(r)
+        head = await reader.read(limit=10)
         # A third replica starts on the same store (a deploy, a restart after a crash).
         env = {"SIDECHAT_REDIS_PREFIX": prefix}
         with start_sidechat(*_args(upstream, database), env=env) as c:
-            rest = await read_events(r)
+            rest = await reader.read()
             async with http.get(f"{c.url}/api/turns/{turn_id}/stream") as again:
                 on_c = await read_events(again)
     events = head + rest
