@@ -220,23 +220,32 @@ class MemoryEventLog(EventLog):
     def since(self, after: int) -> Sequence[bytes]:
         return self._frames[after:]
 
+    def _visible(self) -> int:
+        """How many events readers may see: all here; a producer's log gates some (bus)."""
+        return len(self._frames)
+
     async def read(self, after: int, wait: float | None = 0) -> Batch:
         after = max(after, 0)
-        if after >= len(self._frames) and not self._finished and (wait is None or wait > 0):
-            loop = self._loop
-            if loop is None:
-                loop = self._loop = asyncio.get_running_loop()
-            waiter = loop.create_future()
-            assert isinstance(self._waiters, list)
-            self._waiters.append(waiter)
-            if wait is None:
+        if after >= self._visible() and not self._finished and (wait is None or wait > 0):
+            await self._wait(wait)
+        shown = self._visible()
+        frames = self._frames[after:shown]
+        done = self._finished and after + len(frames) >= shown
+        return Batch(after, frames, self._deltas[after:shown], done)
+
+    async def _wait(self, wait: float | None) -> None:
+        """Until more events are visible or the log ends, or `wait` seconds (None: no limit)."""
+        loop = self._loop
+        if loop is None:
+            loop = self._loop = asyncio.get_running_loop()
+        waiter = loop.create_future()
+        assert isinstance(self._waiters, list)
+        self._waiters.append(waiter)
+        if wait is None:
+            await waiter
+            return
+        try:
+            async with asyncio.timeout(wait):
                 await waiter
-            else:
-                try:
-                    async with asyncio.timeout(wait):
-                        await waiter
-                except TimeoutError:
-                    pass
-        frames = self._frames[after:]
-        done = self._finished and after + len(frames) >= len(self._frames)
-        return Batch(after, frames, self._deltas[after:], done)
+        except TimeoutError:
+            pass

@@ -27,7 +27,7 @@ from redis.exceptions import NoScriptError, RedisError
 from sidechat.bus import _scripts
 from sidechat.bus._tasks import stop
 from sidechat.bus.keys import BusConfig, TurnKeys
-from sidechat.eventlog import Batch, MemoryEventLog, payload_of
+from sidechat.eventlog import MemoryEventLog, payload_of
 from sidechat.sse import DATA_FRAME
 
 __all__ = ["ProducerLog", "Publisher", "PublisherStats"]
@@ -155,27 +155,8 @@ class ProducerLog(MemoryEventLog):
     def __len__(self) -> int:
         return self._shown
 
-    async def read(self, after: int, wait: float | None = 0) -> Batch:
-        after = max(after, 0)
-        if after >= self._shown and not self._finished and (wait is None or wait > 0):
-            loop = self._loop
-            if loop is None:
-                loop = self._loop = asyncio.get_running_loop()
-            waiter = loop.create_future()
-            assert isinstance(self._waiters, list)
-            self._waiters.append(waiter)
-            if wait is None:
-                await waiter
-            else:
-                try:
-                    async with asyncio.timeout(wait):
-                        await waiter
-                except TimeoutError:
-                    pass
-        shown = self._shown
-        frames = self._frames[after:shown]
-        done = self._finished and after + len(frames) >= shown
-        return Batch(after, frames, self._deltas[after:shown], done)
+    def _visible(self) -> int:
+        return self._shown
 
     def start_at(self, after: int, frames: list[bytes], deltas: list[str | None]) -> None:
         """Begin with the events a previous producer wrote (a takeover): ids continue."""

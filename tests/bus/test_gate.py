@@ -66,6 +66,13 @@ def _text(events: list[ParsedEvent]) -> str:
     return "".join(str(c["delta"]) for c in ui_events(events) if c["type"] == "text-delta")
 
 
+def _assert_whole(events: list[ParsedEvent], tokens: int) -> None:
+    """Every event once, in order, to `[DONE]`, with the whole answer."""
+    assert _ids(events) == list(range(1, len(events) + 1))
+    assert events[-1].data == "[DONE]"
+    assert _text(events) == "".join(f"tok{i} " for i in range(tokens))
+
+
 async def test_a_local_reader_waits_for_redis_while_its_writes_stall(
     own_redis: OwnRedis, upstream: FakeOpenAI, http: aiohttp.ClientSession
 ) -> None:
@@ -98,9 +105,7 @@ async def test_a_local_reader_waits_for_redis_while_its_writes_stall(
     assert still_paused
     assert seen_later == seen <= in_redis, (seen, seen_later, in_redis)
     # Then everything, in order, once.
-    assert _ids(events) == list(range(1, len(events) + 1))
-    assert events[-1].data == "[DONE]"
-    assert _text(events) == "".join(f"tok{i} " for i in range(150))
+    _assert_whole(events, 150)
 
 
 async def test_local_readers_go_on_while_redis_is_down(
@@ -116,9 +121,7 @@ async def test_local_readers_go_on_while_redis_is_down(
             async with asyncio.timeout(15):
                 await reader
     assert len(events) - before > 100  # most of the answer came while Redis was down
-    assert _ids(events) == list(range(1, len(events) + 1))
-    assert events[-1].data == "[DONE]"
-    assert _text(events) == "".join(f"tok{i} " for i in range(150))
+    _assert_whole(events, 150)
 
 
 async def test_kill_9_with_the_reader_on_the_producer_no_id_is_reused(
