@@ -186,6 +186,15 @@ class TurnStream:
         wait: float | None = 0
         while True:
             batch = await log.read(self._cursor, wait)
+            if not batch.frames and not batch.done:
+                successor = getattr(log, "successor", None)
+                if successor is not None:
+                    # The turn was taken over by another process: go on with it as that
+                    # process continues it, from this reader's place (`ProducerLog`).
+                    following = await successor
+                    if following is not None:
+                        log = self._log = following
+                    continue
             wait = 0 if live else None
             body = b""
             if batch.frames:

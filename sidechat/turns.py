@@ -296,11 +296,37 @@ class Turns:
         )
 
     def _fenced(self, turn_id: str) -> None:
-        """Another replica took the turn over: it records the rest; stop here."""
+        """Another replica took the turn over: it records and continues the rest. Stop here,
+        and let this replica's readers follow the turn as the new owner continues it."""
         turn = self._generating.get(turn_id)
-        if turn is not None and self._recorder is not None:
+        if turn is None:
+            return
+        if self._recorder is not None:
             self._recorder.release(turn_id, getattr(turn.log, "published", 0))
         self._cancel_here(turn_id)
+        if self._turns.get(turn_id) is turn:
+            # From now on a request for it here is served as on any other replica (Redis,
+            # the store), not from this process's copy with its abort.
+            del self._turns[turn_id]
+        task = asyncio.create_task(self._hand_readers_over(turn))
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    async def _hand_readers_over(self, turn: Turn) -> None:
+        """The readers of a turn taken over elsewhere go on with it from Redis."""
+        from sidechat.bus import ProducerLog
+
+        log = turn.log
+        if not isinstance(log, ProducerLog):
+            return
+        following: MemoryEventLog | None = None
+        try:
+            if self.bus is not None:
+                following = await self.bus.open_remote(turn.id)
+        except Exception as exc:  # they get this replica's rest instead, as before
+            logger.warning("turn %s: readers not handed over: %s", turn.id, exc)
+        finally:
+            log.hand_over(following)
 
     async def _hand_over(self) -> None:
         """The process stops with turns still generating: leave them to the other replicas
@@ -632,9 +658,10 @@ class Turns:
             if conversation is not None:
                 self._settle(turn, conversation)
             turn.size = _size(turn)
-            self._bytes += turn.size
-            if self._bytes > self._budget:
-                self._evict()
+            if self._turns.get(turn.id) is turn:  # not if taken over elsewhere (`_fenced`)
+                self._bytes += turn.size
+                if self._bytes > self._budget:
+                    self._evict()
 
     @staticmethod
     async def _store_request(bus: RedisBus, turn_id: str, request: ChatRequest) -> None:

@@ -43,13 +43,16 @@ class ProducerLog(MemoryEventLog):
     has it (`published`): a reader of this replica that reconnects elsewhere after a `kill -9`
     never holds an id that the replica continuing the turn gives another content. While writes
     to Redis fail (the publisher is unhealthy, /readyz says so) or once the turn is fenced,
-    events are shown at once instead: a turn goes on serving its own readers. `since` and
-    `unpublished` are the producer's side: every event appended.
+    events are shown at once instead: a turn goes on serving its own readers. Once another
+    process has taken the turn over (fenced), local readers are shown nothing more from here:
+    `successor` resolves to the turn as Redis has it (the new owner's continuation), which they
+    follow from where they are (`hand_over`). `since` and `unpublished` are the producer's
+    side: every event appended.
     """
 
     __slots__ = (
         "_ended", "_gate", "_publisher", "_shown", "dirty", "epoch", "fenced", "keys",
-        "on_fenced", "published", "request",
+        "on_fenced", "published", "request", "successor",
     )  # fmt: skip
 
     def __init__(
@@ -69,6 +72,9 @@ class ProducerLog(MemoryEventLog):
         self.on_fenced: Callable[[], None] | None = None
         # The model request (JSON), for a takeover: written with the next batch, then None.
         self.request: bytes | None = None
+        # Once fenced: the log local readers go on with (the turn followed from Redis); None
+        # when it cannot be had, and then they get this log's rest.
+        self.successor: asyncio.Future[MemoryEventLog | None] | None = None
 
     def keep_request(self, request: bytes) -> None:
         """Copy the turn's model request to Redis with its next batch (no call of its own)."""
@@ -122,6 +128,8 @@ class ProducerLog(MemoryEventLog):
 
     def show(self, upto: int) -> None:
         """Let local readers have the events up to `upto` (at most every one appended)."""
+        if self.successor is not None:
+            return  # handed over: readers go on with the successor
         shown = self._shown
         frames = self._frames
         upto = min(upto, len(frames))
@@ -141,6 +149,21 @@ class ProducerLog(MemoryEventLog):
         """Stop holding events back for Redis (fenced: Redis will never take them)."""
         self._gate = False
         self.show(len(self._frames))
+
+    def await_successor(self) -> None:
+        """Fenced: show nothing more; wake local readers to wait for `successor`."""
+        if self.successor is None:
+            self.successor = asyncio.get_running_loop().create_future()
+            self.wake()
+
+    def hand_over(self, successor: MemoryEventLog | None) -> None:
+        """Local readers go on with `successor` (the turn from Redis); without one, with the
+        rest of this log as it was (the new owner's events cannot be had)."""
+        waiting, self.successor = self.successor, None
+        if successor is None:
+            self.show_all()
+        if waiting is not None and not waiting.done():
+            waiting.set_result(successor)
 
     @property
     def produced(self) -> int:
@@ -386,9 +409,14 @@ class Publisher:
         if log.fenced:
             return
         log.fenced = True
-        # Its readers here get the rest as it was (the abort its cancelled task writes too):
-        # Redis will never take these events.
-        log.show_all()
+        if log.on_fenced is None:
+            # Ended here: its readers get the rest as it was; Redis will never take it.
+            log.show_all()
+        else:
+            # Its readers here wait for the turn as the new owner continues it (`on_fenced`
+            # hands them over), not this process's rest (and the abort its cancelled task
+            # writes): otherwise they would hold ids the new owner gives other content.
+            log.await_successor()
         self.stats.fenced += 1
         logger.warning("turn %s was taken over elsewhere (epoch %d)", log.keys.turn_id, log.epoch)
         if log.on_fenced is not None:

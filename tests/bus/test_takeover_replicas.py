@@ -3,6 +3,7 @@ and a reader on that replica sees one answer (real processes, the public HTTP AP
 
 from __future__ import annotations
 
+import asyncio
 import signal
 import time
 from collections.abc import Callable
@@ -10,7 +11,7 @@ from collections.abc import Callable
 import aiohttp
 
 from sidechat.sse import ParsedEvent, SSEParser
-from tests._servers import start_sidechat, ui_events
+from tests._servers import EventReader, start_sidechat, ui_events
 from tests.bus.conftest import REDIS_URL
 from tests.fakes.openai_upstream import FakeOpenAI
 
@@ -97,3 +98,46 @@ async def test_sigterm_hands_generating_turns_over(
     metadata = chunks[-1].get("messageMetadata")
     assert isinstance(metadata, dict) and metadata.get("continued") is True
     assert "handed 1 generating turns over" in stopped
+
+
+async def test_a_paused_producers_own_readers_get_the_continuation(
+    upstream: FakeOpenAI, prefix: str, http: aiohttp.ClientSession
+) -> None:
+    """The producing replica stalls past its lease (SIGSTOP: a VM paused, a long GC), another
+    takes the turn over and continues it; when the first wakes up, fenced, its own readers go
+    on with that continuation, not with its rest and an abort: one answer for every reader."""
+    args = ("--provider", "openai", "--base-url", upstream.base_url, "--model", "fake-model",
+            "--redis-url", REDIS_URL)  # fmt: skip
+    env = {"SIDECHAT_REDIS_PREFIX": prefix}
+    with start_sidechat(*args, env=env) as a, start_sidechat(*args, env=env) as b:
+        async with http.post(
+            f"{a.url}/api/chat", json={"message": "zombie [[tokens=400 interval=0.02]]"}
+        ) as r:
+            turn_id = (await r.json())["turn_id"]
+        async with (
+            http.get(f"{a.url}/api/turns/{turn_id}/stream") as on_a,
+            http.get(f"{b.url}/api/turns/{turn_id}/stream") as on_b,
+        ):
+            reader_a = EventReader(on_a)
+            head = await reader_a.read(limit=20)
+            a.proc.send_signal(signal.SIGSTOP)
+            try:
+                async with asyncio.timeout(30):
+                    seen_on_b = await EventReader(on_b).read()  # taken over, continued, ended
+            finally:
+                a.proc.send_signal(signal.SIGCONT)
+            async with asyncio.timeout(30):
+                rest = await reader_a.read()
+        # A request to the woken replica now gets the turn as the new owner ended it, too.
+        async with http.get(f"{a.url}/api/turns/{turn_id}/stream") as again:
+            replayed_on_a = await EventReader(again).read()
+        woken = a.log()
+    seen_on_a = head + rest
+    assert [(e.id, e.data) for e in seen_on_a] == [(e.id, e.data) for e in seen_on_b]
+    assert [(e.id, e.data) for e in replayed_on_a] == [(e.id, e.data) for e in seen_on_b]
+    chunks = ui_events(seen_on_a)
+    assert seen_on_a[-1].data == "[DONE]"
+    assert not [c for c in chunks if c["type"] in ("abort", "error")], chunks[-4:]
+    metadata = chunks[-1].get("messageMetadata")
+    assert isinstance(metadata, dict) and metadata.get("continued") is True
+    assert "taken over elsewhere" in woken
