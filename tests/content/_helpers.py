@@ -19,8 +19,9 @@ def ingest(*args: str | Path, ok: bool = True) -> subprocess.CompletedProcess[st
         [sys.executable, "-m", "sidechat", "ingest", *map(str, args)],
         capture_output=True,
         text=True,
-        # The TIL corpus's embeddings take ~2 minutes of one core; more on a shared machine.
-        timeout=900,
+        # The TIL corpus's embeddings take ~2 minutes of one core on a quiet machine; on a
+        # loaded one they took over 15 minutes (2026-12-05), so the limit only catches a hang.
+        timeout=2400,
     )
     if ok:
         assert result.returncode == 0, result.stderr
