@@ -4,6 +4,7 @@ and a reader on that replica sees one answer (real processes, the public HTTP AP
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import signal
 import time
 from collections.abc import Callable
@@ -11,9 +12,25 @@ from collections.abc import Callable
 import aiohttp
 
 from sidechat.sse import ParsedEvent, SSEParser
-from tests._servers import EventReader, start_sidechat, ui_events
+from tests._servers import EventReader, SidechatProcess, start_sidechat, ui_events
 from tests.bus.conftest import REDIS_URL
 from tests.fakes.openai_upstream import FakeOpenAI
+
+
+def _replica(
+    upstream: FakeOpenAI, prefix: str
+) -> contextlib.AbstractContextManager[SidechatProcess]:
+    """A replica against the fake upstream, on the real Redis under the session's prefix."""
+    args = ("--provider", "openai", "--base-url", upstream.base_url, "--model", "fake-model",
+            "--redis-url", REDIS_URL)  # fmt: skip
+    return start_sidechat(*args, env={"SIDECHAT_REDIS_PREFIX": prefix})
+
+
+async def _begin(http: aiohttp.ClientSession, url: str, message: str) -> str:
+    """Start a turn on the replica at `url`; its id."""
+    async with http.post(f"{url}/api/chat", json={"message": message}) as r:
+        turn_id: str = (await r.json())["turn_id"]
+    return turn_id
 
 
 async def _read_with(
@@ -34,14 +51,8 @@ async def _read_with(
 async def test_kill_9_the_producer_and_the_answer_is_continued_elsewhere(
     upstream: FakeOpenAI, prefix: str, http: aiohttp.ClientSession
 ) -> None:
-    args = ("--provider", "openai", "--base-url", upstream.base_url, "--model", "fake-model",
-            "--redis-url", REDIS_URL)  # fmt: skip
-    env = {"SIDECHAT_REDIS_PREFIX": prefix}
-    with start_sidechat(*args, env=env) as a, start_sidechat(*args, env=env) as b:
-        async with http.post(
-            f"{a.url}/api/chat", json={"message": "failover [[tokens=400 interval=0.02]]"}
-        ) as r:
-            turn_id = (await r.json())["turn_id"]
+    with _replica(upstream, prefix) as a, _replica(upstream, prefix) as b:
+        turn_id = await _begin(http, a.url, "failover [[tokens=400 interval=0.02]]")
         async with http.get(f"{b.url}/api/turns/{turn_id}/stream") as r:
             events = await _read_with(r, 30, lambda: a.proc.send_signal(signal.SIGKILL))
             killed = time.monotonic()
@@ -79,14 +90,8 @@ async def test_kill_9_the_producer_and_the_answer_is_continued_elsewhere(
 async def test_sigterm_hands_generating_turns_over(
     upstream: FakeOpenAI, prefix: str, http: aiohttp.ClientSession
 ) -> None:
-    args = ("--provider", "openai", "--base-url", upstream.base_url, "--model", "fake-model",
-            "--redis-url", REDIS_URL)  # fmt: skip
-    env = {"SIDECHAT_REDIS_PREFIX": prefix}
-    with start_sidechat(*args, env=env) as a, start_sidechat(*args, env=env) as b:
-        async with http.post(
-            f"{a.url}/api/chat", json={"message": "handover [[tokens=2000 interval=0.01]]"}
-        ) as r:
-            turn_id = (await r.json())["turn_id"]
+    with _replica(upstream, prefix) as a, _replica(upstream, prefix) as b:
+        turn_id = await _begin(http, a.url, "handover [[tokens=2000 interval=0.01]]")
         async with http.get(f"{b.url}/api/turns/{turn_id}/stream") as r:
             # SIGTERM: a deploy, the replica stops.
             events = await _read_with(r, 30, lambda: a.proc.send_signal(signal.SIGTERM))
@@ -106,14 +111,8 @@ async def test_a_paused_producers_own_readers_get_the_continuation(
     """The producing replica stalls past its lease (SIGSTOP: a VM paused, a long GC), another
     takes the turn over and continues it; when the first wakes up, fenced, its own readers go
     on with that continuation, not with its rest and an abort: one answer for every reader."""
-    args = ("--provider", "openai", "--base-url", upstream.base_url, "--model", "fake-model",
-            "--redis-url", REDIS_URL)  # fmt: skip
-    env = {"SIDECHAT_REDIS_PREFIX": prefix}
-    with start_sidechat(*args, env=env) as a, start_sidechat(*args, env=env) as b:
-        async with http.post(
-            f"{a.url}/api/chat", json={"message": "zombie [[tokens=400 interval=0.02]]"}
-        ) as r:
-            turn_id = (await r.json())["turn_id"]
+    with _replica(upstream, prefix) as a, _replica(upstream, prefix) as b:
+        turn_id = await _begin(http, a.url, "zombie [[tokens=400 interval=0.02]]")
         async with (
             http.get(f"{a.url}/api/turns/{turn_id}/stream") as on_a,
             http.get(f"{b.url}/api/turns/{turn_id}/stream") as on_b,
