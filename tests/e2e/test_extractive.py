@@ -1,10 +1,10 @@
 """A quoted answer in the demo page (real Chromium): the site's words rendered as a quote and a
-code block under their attribution, its source as a link, the first words well within a
-second, and the model never asked."""
+code block under their attribution, its source as a link, and the model never asked. How soon
+the first words show is a benchmark figure (`python -m bench.first_words`), not a pass/fail
+timing here."""
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -48,10 +48,8 @@ def test_a_quoted_answer_in_the_widget(
 ) -> None:
     page.goto(quoting.url + "/")
     open_widget(page)
-    asked = time.monotonic()
     ask(page, "How do I embed the widget in my pages?")
     page.locator(f"{BOT} .md blockquote, {BOT} .md pre").first.wait_for(timeout=5000)
-    first_words = time.monotonic() - asked
     wait_answer_done(page)
     text = answer(page)
     assert text.startswith("From Installing sidechat in two minutes:")
@@ -62,9 +60,6 @@ def test_a_quoted_answer_in_the_widget(
     sources = page.locator(f"{BOT} .src a").evaluate_all("els => els.map(a => a.href)")
     assert sources[0] == f"{quoting.url}/#installing-sidechat"
     assert upstream.find("embed the widget in my pages") == []
-    # Measured ~0.1-0.3 s here (the click, the POST, the stream, the render); the model's
-    # first token with passages took 2.8 s.
-    assert first_words < 1.0, first_words
     assert problems.errors == []
 
 
