@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections import Counter
 from collections.abc import Iterator
 
 import aiohttp
@@ -18,7 +19,12 @@ from tests.fakes._threaded import ThreadedApp
 
 class Hostile(ThreadedApp):
     """`endless` in the message: 32 MB of one `data:` line, never ended. `huge`: one valid
-    delta of 900,000 characters. `redirect`: a 302. `bighead`: a 64 MB response header."""
+    delta of 900,000 characters. `redirect`: a 302. `bighead`: a 64 MB response header.
+    `unavailable`: a 503. `asked` counts the requests per message."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.asked: Counter[str] = Counter()
 
     @property
     def base_url(self) -> str:
@@ -30,6 +36,9 @@ class Hostile(ThreadedApp):
     async def _chat(self, request: web.Request) -> web.StreamResponse:
         body = await request.json()
         text = body["messages"][-1]["content"]
+        self.asked[text] += 1
+        if "unavailable" in text:
+            return web.json_response({"error": {"message": "down"}}, status=503)
         if "redirect" in text:
             raise web.HTTPFound("http://127.0.0.1:9/elsewhere")
         if "bighead" in text:
@@ -145,6 +154,21 @@ async def test_a_redirect_is_a_configuration_error_at_once(hostile: SidechatProc
     assert not [e for e in events if e["type"] == "text-delta"], "the redirect was not the answer"
     assert time.monotonic() - t0 < 2.0
     assert "HTTP 302 to http://127.0.0.1:9/elsewhere" in hostile.log()
+
+
+async def test_a_redirect_is_never_retried_where_a_503_is() -> None:
+    upstream = Hostile().start()
+    try:  # the default retry budget, unlike the module's server
+        with start_sidechat(
+            *("--provider", "openai", "--base-url", upstream.base_url, "--model", "m"),
+        ) as server:
+            events = await _ask(server, "redirect, with retries on")
+            assert [e for e in events if e["type"] == "error"], events
+            await _ask(server, "unavailable, with retries on")
+    finally:
+        upstream.stop()
+    assert upstream.asked["redirect, with retries on"] == 1
+    assert upstream.asked["unavailable, with retries on"] > 1  # the budget is spent on a 503
 
 
 async def test_a_giant_response_header_is_refused(hostile: SidechatProcess) -> None:

@@ -14,7 +14,7 @@ import aiohttp
 import orjson
 import pytest
 
-from tests._servers import SidechatProcess, start_sidechat
+from tests._servers import SidechatProcess, read_events, start_sidechat, ui_events
 from tests.fakes.openai_upstream import FakeOpenAI
 
 ALLOWED = "https://blog.example"
@@ -282,3 +282,71 @@ async def test_the_daily_token_budget_for_the_site(upstream: FakeOpenAI) -> None
             status, headers, body = await post(http, server.url + "/api/chat", {"message": "hi"})
             assert status == 429 and body["error"]["code"] == "daily_budget"
             assert int(headers["Retry-After"]) > 0
+
+
+async def test_the_access_log_can_be_turned_off(upstream: FakeOpenAI) -> None:
+    with start_sidechat(
+        *("--provider", "openai", "--base-url", upstream.base_url, "--model", "fake"),
+        *("--access-log", "off", "--log-level", "info"),
+    ) as server:
+        async with client("127.0.0.30") as http:
+            status, _, body = await post(
+                http, server.url + "/api/chat", {"message": "quiet log [[tokens=1]]"}
+            )
+            assert status == 202
+            await finish(http, server.url, body["turn_id"])
+        await asyncio.sleep(0.2)
+        log = server.log()
+    assert f"turn={body['turn_id']}" in log  # logging is on at info: the turn's own line
+    assert "route=/api/chat" not in log and "client=127.0.0.30" not in log, log
+
+
+async def test_a_flood_of_bad_requests_costs_one_short_log_line_each(
+    guarded: SidechatProcess,
+) -> None:
+    # The finding: ~1.1 MB of log a second from one client (a traceback per bad request).
+    async with client("127.0.0.31") as http:
+        _, _, body = await post(http, guarded.url + "/api/chat", {"message": "x [[tokens=1]]"})
+        turn = body["turn_id"]
+    bad = [
+        ("GET", f"/api/turns/{turn}/stream", {"Last-Event-ID": "²"}),
+        ("GET", f"/api/turns/{turn}/events?after=%C2%B2", {}),
+        ("GET", "/static/missing.js", {}),
+        ("POST", "/api/chat", {"Content-Type": "application/json"}),
+        ("GET", "/api/conversations/%00", {}),
+    ]
+    before = len(guarded.log().encode())
+    requests = 0
+    async with client("127.0.0.31") as http:
+        for _ in range(60):
+            for method, path, headers in bad:
+                async with http.request(
+                    method, guarded.url + path, headers=headers, data=b"{not json"
+                ) as r:
+                    assert r.status < 500, (path, r.status)
+                    requests += 1
+    await asyncio.sleep(0.3)
+    grown = guarded.log().encode()[before:]
+    assert b"Traceback" not in grown
+    assert len(grown) / requests < 400, grown[-2000:]  # one access line each, nothing more
+
+
+async def test_a_flood_cannot_hold_the_model_for_everyone_else(
+    guarded: SidechatProcess, upstream: FakeOpenAI
+) -> None:
+    # The finding: 40 POSTs in 0.05 s on the embedded model left a visitor with no token for
+    # 60 s. Now at most the concurrency cap of them reaches the model at all.
+    url = guarded.url + "/api/chat"
+    slow = {"message": "starve-flood [[tokens=20 interval=0.05]]"}
+    async with client("127.0.0.32") as flooder:
+        results = await asyncio.gather(*(post(flooder, url, slow) for _ in range(40)))
+        statuses = sorted(status for status, _, _ in results)
+        assert statuses.count(202) == 2 and statuses.count(429) == 38, statuses
+        async with client("127.0.0.33") as honest:
+            status, _, body = await post(honest, url, {"message": "starve-honest [[tokens=3]]"})
+            assert status == 202
+            async with honest.get(f"{guarded.url}/api/turns/{body['turn_id']}/stream") as r:
+                events = ui_events(await read_events(r))
+    text = "".join(str(e["delta"]) for e in events if e["type"] == "text-delta")
+    assert text == "tok0 tok1 tok2 " and not [e for e in events if e["type"] == "error"]
+    assert len(upstream.find("starve-flood")) == 2  # not 40
