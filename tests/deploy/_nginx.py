@@ -17,7 +17,16 @@ import pytest
 
 from tests._servers import ROOT, free_port
 
-__all__ = ["CONF", "Nginx", "find_nginx", "make_cert", "render", "run_balancer", "run_nginx"]
+__all__ = [
+    "CONF",
+    "Nginx",
+    "find_nginx",
+    "make_cert",
+    "render",
+    "run_balancer",
+    "run_nginx",
+    "swap",
+]
 
 CONF = ROOT / "deploy" / "nginx" / "sidechat.conf"
 
@@ -63,9 +72,15 @@ def render(
         "/etc/letsencrypt/live/chat.example.com/privkey.pem": str(key),
     }
     for old, new in replacements.items():
-        assert text.count(old) == 1, f"{CONF.name}: expected {old!r} exactly once"
-        text = text.replace(old, new)
+        text = swap(text, old, new)
     return text
+
+
+def swap(text: str, old: str, new: str, times: int = 1) -> str:
+    """`text` with `old` replaced by `new`, which must occur exactly `times` times (so that a
+    change to the file's shape fails the test that relies on it rather than silently)."""
+    assert text.count(old) == times, f"{CONF.name}: expected {old!r} {times} times"
+    return text.replace(old, new)
 
 
 @dataclass
@@ -141,12 +156,16 @@ def ports() -> tuple[int, int]:
 @contextlib.contextmanager
 def run_balancer(servers: list[str], directory: Path) -> Iterator[tuple[Nginx, tuple[Path, Path]]]:
     """The repository's configuration in front of `servers` ("host:port", round robin), with a
-    throwaway certificate: the balanced set-up of the scale-out tests."""
+    throwaway certificate: the balanced set-up of the scale-out tests. Its per-address limits
+    are lifted, since those tests drive every turn from 127.0.0.1 (as tests/_servers.py turns
+    sidechat's own off); tests/deploy/test_nginx.py tests them."""
     cert = make_cert(directory)
     https_port, http_port = ports()
     upstream = ";\n    server ".join(servers)
     site = render(CONF.read_text(), upstream=upstream, https_port=https_port,
                   http_port=http_port, cert=cert[0], key=cert[1])  # fmt: skip
+    site = swap(site, "    limit_conn sidechat_conn 32;\n", "")
+    site = swap(site, "    limit_req zone=sidechat_post burst=20 nodelay;\n", "")
     nginx_dir = directory / "nginx"
     with run_nginx(site, nginx_dir, https_port=https_port, http_port=http_port) as nginx:
         yield nginx, cert
