@@ -71,6 +71,7 @@ class Target:
     host: str
     port: int
     kind: str  # one of KINDS
+    source: str | None = None  # the local address to connect from (a loopback alias), if any
 
     @classmethod
     def from_url(cls, name: str, url: str, kind: str) -> Target:
@@ -477,7 +478,8 @@ def _request(
 
 async def _open(target: Target, conn: _Conn, request: bytes) -> None:
     loop = asyncio.get_running_loop()
-    await loop.create_connection(lambda: conn, target.host, target.port)
+    local = (target.source, 0) if target.source else None
+    await loop.create_connection(lambda: conn, target.host, target.port, local_addr=local)
     assert conn.transport is not None
     conn.written_ms = now_ms()
     conn.transport.write(request)
