@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 
 from sidechat import protocol
@@ -238,3 +239,16 @@ async def test_many_turns_in_one_write_with_whole_and_fractional_times(store: St
     await store._write(_grouped(ops))
     for start in more:
         assert await store.load_conversation(start.conversation_id) is not None
+
+
+async def test_one_commit_wakes_its_waiters_one_per_loop_turn(store: Store) -> None:
+    # The starts and ends of one group commit, woken in one loop turn, were a burst that held
+    # back the tokens of every other stream (docs/design/store.md): each waiter is woken in a
+    # turn of its own, in order.
+    written = [store.start_turn(_start()) for _ in range(5)]
+    done_when_woken: list[int] = []
+    for future in written:
+        future.add_done_callback(lambda _: done_when_woken.append(sum(f.done() for f in written)))
+    await asyncio.gather(*written)
+    await asyncio.sleep(0)  # the callbacks of any woken with the last
+    assert done_when_woken == [1, 2, 3, 4, 5]
