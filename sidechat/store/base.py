@@ -403,8 +403,9 @@ def _release(futures: list[asyncio.Future[None]], loop: asyncio.AbstractEventLoo
 
     Each is a turn's start (its `POST /api/chat` answer) or end (its `[DONE]`): resolved together,
     the 10-20 of one commit at 300 streams woke their tasks in one loop turn, a burst that held
-    back every other stream's tokens due meanwhile (p99 added delay at 300 streams 3.3-6.9 ms
-    with SQLite against 1.5-2.6 memory only; one per turn: docs/design/store.md).
+    back every other stream's tokens due meanwhile (p99 added delay at 300 streams with SQLite
+    3.2-6.9 ms, median 3.6, against 1.5-2.6 memory only; one per turn: 1.9-4.3, median 2.2;
+    docs/design/store.md). A future cancelled meanwhile is skipped.
     """
     pending = [f for f in futures if not f.done()]
 
