@@ -483,14 +483,14 @@ class Settings(BaseSettings):
         description="Prefix of every Redis key and channel sidechat uses (one per deployment).",
     )
     redis_window: float = Field(
-        default=0.025,
+        default=0.010,
         ge=0.0,
         le=1.0,
         description=(
-            "Seconds between two batched writes of turns' events to Redis while events keep "
-            "coming (the first after a quiet spell goes at once). Readers, this replica's too, "
-            "get an event once Redis has it: smaller is less delay, larger less CPU "
-            "(docs/design/redis.md)."
+            "Seconds between the starts of two batched writes of turns' events to Redis "
+            "while events keep coming (the first after a quiet spell goes at once). Readers, "
+            "this replica's too, get an event once Redis has it: smaller is less delay, larger "
+            "less CPU (docs/design/redis.md)."
         ),
     )
     workers: int = Field(

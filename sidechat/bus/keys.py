@@ -20,7 +20,7 @@ class BusConfig:
     url: str = "redis://127.0.0.1:6379/0"
     prefix: str = "sidechat:"
     # Events that accumulate within `window` go to Redis in one call (docs/design/redis.md).
-    window: float = 0.025
+    window: float = 0.010
     lease_ttl: float = 3.0  # a producer silent this long is presumed dead
     renew_every: float = 1.0
     stream_ttl: float = 3600.0  # a turn's stream is kept this long after its last event

@@ -5,10 +5,11 @@ this process's readers once Redis confirmed them (at once while Redis writes fai
 process's one `Publisher` writes every dirty log's new events in one round trip (one fenced
 `APPEND` script call for all of them), so the model loop never awaits Redis: a group commit,
 one write in flight at a time; the events appended meanwhile go with the next, which starts
-when it returns but at most once per `window` (the first after a quiet spell goes after a single
-turn of the event loop). The log itself is the buffer: what is not yet in Redis is
-`frames[published:]`, so an outage loses nothing and costs no second copy; writes are retried
-with backoff until Redis answers, and the backlog of finished turns is bounded.
+when it returns but at most once per `window`, counted from the previous write's start (the
+first after a quiet spell goes after a single turn of the event loop). The log itself is the
+buffer: what is not yet in Redis is `frames[published:]`, so an outage loses nothing and costs
+no second copy; writes are retried with backoff until Redis answers, and the backlog of
+finished turns is bounded.
 """
 
 from __future__ import annotations
@@ -213,7 +214,7 @@ class Publisher:
         self._dirty: list[ProducerLog] = []
         self._task: asyncio.Task[None] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._last_write = -1e9  # loop time the latest round trip returned
+        self._last_start = -1e9  # loop time the latest round trip started
         self.stats = PublisherStats()
         # Told each batch's round trip in seconds (the app's metrics, when they are on).
         self.on_write: Callable[[float], None] | None = None
@@ -290,12 +291,13 @@ class Publisher:
                 if backoff:
                     await asyncio.sleep(backoff)
                 else:
-                    # A window after the previous round trip returned (what came meanwhile
-                    # accumulated); after a quiet spell at once, but never before one turn of
-                    # the event loop, so that what the callbacks ready now append goes too.
-                    await asyncio.sleep(max(self._last_write + window - loop.time(), 0))
+                    # A window after the previous round trip started, so that a reader waits
+                    # at most about a window and a round trip, not a round trip, a window and
+                    # another; after a quiet spell at once, but never before one turn of the
+                    # event loop, so that what the callbacks ready now append goes too.
+                    await asyncio.sleep(max(self._last_start + window - loop.time(), 0))
+                self._last_start = loop.time()
                 written = await self._write_once()
-                self._last_write = loop.time()
                 if written:
                     backoff = 0.0
                     self.healthy = True
