@@ -213,8 +213,8 @@ class RedisBus:
 
     async def alive(self, turns: Sequence[StoredTurn], recent: float = 30.0) -> set[str]:
         """Of turns a shared store records as generating, those a replica starting must not
-        end: Redis has their stream (a replica generates them, or will continue them when a
-        reader comes), or they began less than `recent` seconds ago (their first batch may not
+        end: Redis has their stream (a replica generates them, or the sweep will have one
+        continue them), or they began less than `recent` seconds ago (their first batch may not
         be in Redis yet). A turn with neither was lost with its producer: it is closed."""
         pipe = self.redis.pipeline(transaction=False)
         for turn in turns:

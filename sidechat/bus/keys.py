@@ -38,6 +38,12 @@ class BusConfig:
     def cancel_channel(self) -> str:
         return f"{self.prefix}cancel"
 
+    @property
+    def live(self) -> str:
+        """The generating turns: a sorted set of turn ids scored by when their lease lapses
+        (Unix ms, as their producer last renewed it), for the sweep of turns nobody follows."""
+        return f"{self.prefix}live"
+
 
 class TurnKeys:
     """One turn's keys, in one hash slot (`{turn_id}`) so that the scripts may touch them all

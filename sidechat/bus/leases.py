@@ -24,7 +24,7 @@ from sidechat.bus import _scripts
 from sidechat.bus._tasks import stop
 from sidechat.bus.follower import Entry, RemoteEventLog
 from sidechat.bus.keys import BusConfig
-from sidechat.bus.publisher import ProducerLog, Publisher
+from sidechat.bus.publisher import ProducerLog, Publisher, lease_lapses_at
 
 __all__ = ["LeaseKeeper", "Takeover", "takeover"]
 
@@ -61,10 +61,12 @@ class LeaseKeeper:
         self._logs.pop(log.keys.turn_id, None)
 
     async def release(self, log: ProducerLog) -> None:
-        """Give the lease up now (a graceful handover: another process may take over at once)."""
+        """Give the lease up now (a graceful handover: another process may take over at once,
+        and the sweep finds the turn at once even if no process follows it)."""
         self.drop(log)
         keys = log.keys
         await self._release(keys=[keys.lease], args=[f"{self._config.owner}:{log.epoch}"])
+        await self._redis.zadd(self._config.live, {keys.turn_id: 0})
 
     async def _run(self) -> None:
         while True:
@@ -73,9 +75,16 @@ class LeaseKeeper:
 
     async def renew_all(self) -> None:
         logs = [log for log in self._logs.values() if not log.finished and not log.fenced]
-        for log in [log for log in self._logs.values() if log.finished or log.fenced]:
+        ended = [log for log in self._logs.values() if log.finished or log.fenced]
+        for log in ended:
             self.drop(log)
+        # A turn that ended here leaves the set of generating turns (a fenced one is the new
+        # owner's to keep there).
+        gone = [log.keys.turn_id for log in ended if not log.fenced]
         if not logs:
+            if gone:
+                with contextlib.suppress(RedisError, OSError):
+                    await self._redis.zrem(self._config.live, *gone)
             return
         ms = int(self._config.lease_ttl * 1000)
         # Whether each log's first batch was in Redis when the renewal left: a renewal that
@@ -88,6 +97,11 @@ class LeaseKeeper:
             pipe.evalsha(
                 self._renew.sha, 2, keys.lease, keys.epoch, self._config.owner, log.epoch, ms
             )
+        # After the per-turn answers, so that their places in `results` stay 2i and 2i + 1.
+        lapses = lease_lapses_at(self._config)
+        pipe.zadd(self._config.live, {log.keys.turn_id: lapses for log in logs})
+        if gone:
+            pipe.zrem(self._config.live, *gone)
         try:
             results = await pipe.execute(raise_on_error=False)
         except (RedisError, OSError) as exc:

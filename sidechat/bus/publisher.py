@@ -31,10 +31,15 @@ from sidechat.bus.keys import BusConfig, TurnKeys
 from sidechat.eventlog import MemoryEventLog, payload_of
 from sidechat.sse import DATA_FRAME
 
-__all__ = ["ProducerLog", "Publisher", "PublisherStats"]
+__all__ = ["ProducerLog", "Publisher", "PublisherStats", "lease_lapses_at"]
 
 logger = logging.getLogger("sidechat.bus")
 _monotonic = time.monotonic
+
+
+def lease_lapses_at(config: BusConfig) -> int:
+    """When a lease claimed or renewed now lapses, in Unix ms (the score in `config.live`)."""
+    return int((time.time() + config.lease_ttl) * 1000)
 
 
 class ProducerLog(MemoryEventLog):
@@ -250,6 +255,7 @@ class Publisher:
             async with asyncio.timeout(within):
                 pipe = self._redis.pipeline(transaction=False)
                 pipe.evalsha(self._append.sha, 3, k.stream, k.epoch, k.lease, *args)
+                pipe.zadd(config.live, {k.turn_id: lease_lapses_at(config)})
                 if request is not None:
                     pipe.set(k.request, request, px=int(config.stream_ttl * 1000))
                 ((result,), *_) = await pipe.execute()  # APPEND answers one value per turn

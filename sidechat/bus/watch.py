@@ -6,8 +6,14 @@ turn writes more often, and renews its lease that often) have their leases' `PTT
 pipelined round trip, and each is looked at again right when its lease would expire, not a
 period later: the pause a reader sees is the lease's lapse, not the lapse plus a polling period.
 For each whose lease is gone, `on_orphan` is awaited (the turn registry then tries `takeover`,
-which only one process can win). A turn no process follows is not looked for: nobody is waiting
-for it.
+which only one process can win).
+
+A turn no process follows (its visitor closed the page, or a `SIGTERM` handed it over) is found
+by the sweep: every `renew_every` seconds, the generating turns whose lease should have lapsed
+by now (`BusConfig.live`, scored by their producers' renewals) are looked at in one pipelined
+round trip; one whose lease is gone and whose stream has not ended is an orphan too, and one
+that ended (or expired) leaves the set. So an answer is completed and stored even when nobody
+is reading it.
 """
 
 from __future__ import annotations
@@ -22,6 +28,7 @@ from redis.exceptions import RedisError
 from sidechat.bus._tasks import stop
 from sidechat.bus.bus import RedisBus
 from sidechat.bus.follower import RemoteEventLog
+from sidechat.eventlog import DONE
 
 __all__ = ["Watchdog"]
 
@@ -29,6 +36,8 @@ logger = logging.getLogger("sidechat.bus")
 
 # Looked at again this long after a lease's expiry as Redis reported it (its clock and ours).
 _MARGIN = 0.005
+# Lapsed turns looked at per sweep (the rest wait for the next).
+_SWEEP_BATCH = 64
 
 
 class Watchdog:
@@ -41,6 +50,7 @@ class Watchdog:
         self._due: dict[str, tuple[float, float]] = {}
         self.orphans = 0
         self.lookups = 0  # PTTL round trips
+        self.swept = 0  # orphans found by the sweep (followed by no process here)
 
     def open(self) -> None:
         self._task = asyncio.create_task(self._run(), name="sidechat-bus-watch")
@@ -52,6 +62,7 @@ class Watchdog:
     async def _run(self) -> None:
         tick = self._bus.config.renew_every / 2
         next_tick = time.monotonic() + tick
+        next_sweep = time.monotonic() + self._bus.config.renew_every
         while True:
             due = min((when for when, _ in self._due.values()), default=next_tick)
             await asyncio.sleep(max(min(due, next_tick) - time.monotonic(), 0))
@@ -59,6 +70,9 @@ class Watchdog:
                 next_tick = time.monotonic() + tick
             try:
                 await self.check()
+                if time.monotonic() >= next_sweep:
+                    next_sweep = time.monotonic() + self._bus.config.renew_every
+                    await self.sweep()
             except (RedisError, OSError) as exc:
                 logger.warning("watchdog: %s", exc)
                 self._due.clear()  # looked at again with the next tick
@@ -95,3 +109,32 @@ class Watchdog:
                 self.orphans += 1
                 await self._on_orphan(log.keys.turn_id)
             # -1 (a lease without expiry) is not ours to take: looked at again next tick
+
+    async def sweep(self) -> None:
+        """Continue the generating turns whose lease lapsed, followed here or not."""
+        bus = self._bus
+        live = bus.config.live
+        now_ms = int(time.time() * 1000)
+        lapsed = await bus.redis.zrangebyscore(live, "-inf", now_ms, start=0, num=_SWEEP_BATCH)
+        if not lapsed:
+            return
+        turn_ids = [raw.decode() if isinstance(raw, bytes) else str(raw) for raw in lapsed]
+        pipe = bus.redis.pipeline(transaction=False)
+        for turn_id in turn_ids:
+            keys = bus.config.keys(turn_id)
+            pipe.pttl(keys.lease)
+            pipe.xrevrange(keys.stream, "+", "-", count=1)
+        answers = await pipe.execute()
+        ended: list[str] = []
+        for i, turn_id in enumerate(turn_ids):
+            ms, last = answers[2 * i], answers[2 * i + 1]
+            if ms != -2:
+                continue  # alive (its next renewal moves its score on), or not ours to take
+            if not last or last[0][1].get(b"p") == DONE:
+                ended.append(turn_id)  # ended, or its stream expired
+                continue
+            self.orphans += 1
+            self.swept += 1
+            await self._on_orphan(turn_id)
+        if ended:
+            await bus.redis.zrem(live, *ended)

@@ -5,12 +5,16 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import signal
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 import aiohttp
+import pytest
+from redis.asyncio import Redis
 
+from sidechat.bus import BusConfig
 from sidechat.sse import ParsedEvent, SSEParser
 from tests._servers import EventReader, SidechatProcess, start_sidechat, ui_events
 from tests.bus.conftest import REDIS_URL
@@ -140,3 +144,62 @@ async def test_a_paused_producers_own_readers_get_the_continuation(
     metadata = chunks[-1].get("messageMetadata")
     assert isinstance(metadata, dict) and metadata.get("continued") is True
     assert "taken over elsewhere" in woken
+
+
+@pytest.mark.parametrize("how", [signal.SIGKILL, signal.SIGTERM], ids=["kill-9", "sigterm"])
+async def test_an_answer_nobody_reads_is_still_continued(
+    upstream: FakeOpenAI, prefix: str, http: aiohttp.ClientSession, how: signal.Signals
+) -> None:
+    """The visitor has left (no reader on any replica) when the producer dies or stops: another
+    replica finds the turn by its sweep, continues it to the end and keeps it, without anyone
+    asking for it; asked later, it replays one whole answer."""
+    config = BusConfig(url=REDIS_URL, prefix=prefix)
+    redis = Redis.from_url(REDIS_URL)
+    try:
+        with _replica(upstream, prefix) as a, _replica(upstream, prefix) as b:
+            turn_id = await _begin(http, a.url, "unread [[tokens=2000 interval=0.01]]")
+            keys = config.keys(turn_id)
+
+            async def produced() -> bool:
+                return int(await redis.xlen(keys.stream)) >= 30
+
+            async def ended() -> bool:
+                last = await redis.xrevrange(keys.stream, "+", "-", count=1)
+                return bool(last) and last[0][1][b"p"] == b"[DONE]"
+
+            async def left() -> bool:
+                return await redis.zscore(config.live, turn_id) is None
+
+            await _until(produced, 20)
+            assert await redis.zscore(config.live, turn_id) is not None  # a generating turn
+            a.proc.send_signal(how)
+            a.proc.wait(15)
+            # Nobody asks any replica for the turn: its end is looked for in Redis itself.
+            await _until(ended, 30)
+            await _until(left, 10)  # it leaves the set of generating turns
+            async with http.get(f"{b.url}/api/turns/{turn_id}/stream") as r:
+                events = await EventReader(r).read()
+            taken = b.log()
+    finally:
+        await redis.aclose()
+    assert [int(e.id or 0) for e in events] == list(range(1, len(events) + 1))
+    chunks = ui_events(events)
+    assert not [c for c in chunks if c["type"] == "error"], chunks[-4:]
+    metadata = chunks[-1].get("messageMetadata")
+    assert isinstance(metadata, dict) and metadata.get("continued") is True
+    text = "".join(str(c["delta"]) for c in chunks if c["type"] == "text-delta")
+    # The first replica's part (tok0 tok1 ...), then the continuation's five tokens.
+    sent = text[: -len("tok0 tok1 tok2 tok3 tok4 ")]
+    assert sent == "".join(f"tok{i} " for i in range(len(sent.split()))), text[-80:]
+    assert len(sent.split()) >= 25 and text.endswith("tok0 tok1 tok2 tok3 tok4 ")
+    assert "continuing it here" in taken
+
+
+async def _until(condition: Callable[[], Awaitable[bool]], within: float) -> None:
+    """Poll `condition` (a Redis query) until it holds; fail after `within` seconds."""
+    deadline = time.monotonic() + within
+    for _ in itertools.count():
+        if await condition():
+            return
+        assert time.monotonic() < deadline, f"{condition.__name__}: not within {within} s"
+        await asyncio.sleep(0.05)
