@@ -126,6 +126,7 @@ class Watchdog:
             pipe.xrevrange(keys.stream, "+", "-", count=1)
         answers = await pipe.execute()
         ended: list[str] = []
+        tried: list[str] = []
         for i, turn_id in enumerate(turn_ids):
             ms, last = answers[2 * i], answers[2 * i + 1]
             if ms != -2:
@@ -135,6 +136,12 @@ class Watchdog:
                 continue
             self.orphans += 1
             self.swept += 1
+            tried.append(turn_id)
             await self._on_orphan(turn_id)
         if ended:
             await bus.redis.zrem(live, *ended)
+        if tried:
+            # Behind the others until the next sweep: one that no replica could take now (all
+            # full) must not hold back the rest. A taker's renewals score it later anyway.
+            later = now_ms + int(bus.config.renew_every * 1000)
+            await bus.redis.zadd(live, dict.fromkeys(tried, later), xx=True, gt=True)
