@@ -58,7 +58,7 @@ class ProducerLog(MemoryEventLog):
 
     __slots__ = (
         "_ended", "_gate", "_publisher", "_shown", "dirty", "epoch", "fenced", "keys",
-        "on_fenced", "published", "request", "successor",
+        "listed", "on_fenced", "published", "request", "successor",
     )  # fmt: skip
 
     def __init__(
@@ -74,6 +74,9 @@ class ProducerLog(MemoryEventLog):
         self._ended = False  # `finish` was called (readers see it once everything is shown)
         self.dirty = False
         self.fenced = False  # another process took the turn over: our writes are refused
+        # In `BusConfig.live` (the sweep's set): written with the first round trip that carries
+        # the turn's events, whichever writes it; the lease's renewals keep it there after.
+        self.listed = False
         # Called once when the turn is found taken over (e.g. to cancel the generation).
         self.on_fenced: Callable[[], None] | None = None
         # The model request (JSON), for a takeover: written with the next batch, then None.
@@ -255,12 +258,14 @@ class Publisher:
             async with asyncio.timeout(within):
                 pipe = self._redis.pipeline(transaction=False)
                 pipe.evalsha(self._append.sha, 3, k.stream, k.epoch, k.lease, *args)
-                pipe.zadd(config.live, {k.turn_id: lease_lapses_at(config)})
+                if not log.listed:
+                    pipe.zadd(config.live, {k.turn_id: lease_lapses_at(config)})
                 if request is not None:
                     pipe.set(k.request, request, px=int(config.stream_ttl * 1000))
                 ((result,), *_) = await pipe.execute()  # APPEND answers one value per turn
         except (RedisError, OSError, TimeoutError):
             return False
+        log.listed = True
         if log.request is request:
             log.request = None
         if result == -1:
@@ -330,6 +335,7 @@ class Publisher:
         ]
         sent: list[tuple[ProducerLog, int]] = []
         requests: list[ProducerLog] = []
+        unlisted: list[ProducerLog] = []
         for log in logs:
             log.dirty = False
             if log.fenced:
@@ -343,16 +349,21 @@ class Publisher:
             keys += (k.stream, k.epoch, k.lease)
             args += (log.epoch, log.published + 1, b"\n".join(payloads))
             sent.append((log, len(payloads)))
+            if not log.listed:
+                unlisted.append(log)
         if not sent and not requests:
             return True
         started = time.perf_counter()
         retry = [*(log for log, _ in sent), *requests]
         try:
             # EVALSHA, not a registered script: that would cost a SCRIPT EXISTS round trip.
-            if requests:  # the turns' model requests go in the same round trip
-                pipe = self._redis.pipeline(transaction=False)
+            if requests or unlisted:  # in the same round trip: the turns' model requests,
+                pipe = self._redis.pipeline(transaction=False)  # and new turns' sweep entries
                 if sent:
                     pipe.evalsha(self._append.sha, len(keys), *keys, *args)
+                if unlisted:
+                    lapses = lease_lapses_at(config)
+                    pipe.zadd(config.live, {log.keys.turn_id: lapses for log in unlisted})
                 for log in requests:
                     assert log.request is not None
                     pipe.set(log.keys.request, log.request, px=int(config.stream_ttl * 1000))
@@ -372,6 +383,8 @@ class Publisher:
             return False
         for log in requests:
             log.request = None
+        for log in unlisted:
+            log.listed = True
         self.stats.round_trips += 1
         self.stats.script_calls += 1
         if self.on_write is not None:

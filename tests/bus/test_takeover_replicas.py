@@ -165,7 +165,8 @@ async def test_an_answer_nobody_reads_is_still_continued(
 
             async def ended() -> bool:
                 last = await redis.xrevrange(keys.stream, "+", "-", count=1)
-                return bool(last) and last[0][1][b"p"] == b"[DONE]"
+                fields = last[0][1] if last else None
+                return fields is not None and fields.get(b"p") == b"[DONE]"
 
             async def left() -> bool:
                 return await redis.zscore(config.live, turn_id) is None
