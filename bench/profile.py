@@ -73,6 +73,7 @@ async def main_async(args: argparse.Namespace) -> None:
                     "--output", str(out / "stacks.txt"),
                     # native frames need py-spy to pause the process while it samples
                     *(["--native"] if args.native else ["--nonblocking"]),
+                    *(["--gil"] if args.gil else []),
                 ],
                 stdout=subprocess.DEVNULL,
                 stderr=(out / "py-spy.log").open("wb"),
@@ -106,6 +107,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--top", type=int, default=25)
     parser.add_argument("--no-spy", action="store_true")
     parser.add_argument("--native", action="store_true", help="sample C frames too (py-spy)")
+    parser.add_argument("--gil", action="store_true", help="only samples holding the GIL")
     parser.add_argument("--out", default=str(TMP / "profile"))
     args = parser.parse_args(argv)
     Path(args.out).mkdir(parents=True, exist_ok=True)
