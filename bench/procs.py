@@ -17,7 +17,7 @@ import time
 import urllib.request
 from pathlib import Path
 
-__all__ = ["Proc", "free_port", "stop_all"]
+__all__ = ["Proc", "free_port", "stop_all", "tree_cpu_s"]
 
 _CLK_TCK = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
 _RUNNING: list[Proc] = []
@@ -92,12 +92,9 @@ class Proc:
         )
 
     def cpu_s(self) -> float:
-        """User + system CPU seconds of the process (threads included)."""
-        try:
-            fields = Path(f"/proc/{self.pid}/stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            return 0.0
-        return (int(fields[11]) + int(fields[12])) / _CLK_TCK
+        """User + system CPU seconds of the process (threads included) and of the processes it
+        started that are still running (sidechat's store writer)."""
+        return tree_cpu_s(self.pid)
 
     def rss_kb(self) -> int:
         try:
@@ -134,3 +131,19 @@ def stop_all() -> None:
 
 
 atexit.register(stop_all)
+
+
+def tree_cpu_s(pid: int) -> float:
+    """User + system CPU seconds of a process and of its running descendants."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    total = (int(fields[11]) + int(fields[12])) / _CLK_TCK
+    for task in Path(f"/proc/{pid}/task").glob("*/children"):
+        try:
+            children = task.read_text().split()
+        except OSError:
+            continue
+        total += sum(tree_cpu_s(int(child)) for child in children)
+    return total

@@ -3,10 +3,12 @@ from __future__ import annotations
 import os
 import tempfile
 from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 
 import aiohttp
 import pytest
 
+from tests._postgres import fresh_database
 from tests._servers import SidechatProcess, start_sidechat
 from tests.fakes.openai_upstream import FakeOpenAI
 
@@ -39,6 +41,16 @@ def server(upstream: FakeOpenAI) -> Iterator[SidechatProcess]:
         "0.5",
     ) as proc:
         yield proc
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store_args(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[list[str]]:
+    """`sidechat serve` arguments for each store: a SQLite data directory, a fresh database."""
+    if request.param == "sqlite":
+        yield ["--data-dir", str(tmp_path / "data")]
+    else:
+        with fresh_database() as url:
+            yield ["--database-url", url]
 
 
 @pytest.fixture

@@ -18,21 +18,11 @@ import orjson
 import pytest
 
 from sidechat.sse import ParsedEvent, SSEParser
-from tests._postgres import fresh_database
 from tests._servers import ROOT, SidechatProcess, free_port, start_sidechat
 from tests.fakes.openai_upstream import FakeOpenAI
 
 SSE = {"Accept": "text/event-stream"}
 Frames = list[tuple[int, str]]
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def store_args(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[list[str]]:
-    if request.param == "sqlite":
-        yield ["--data-dir", str(tmp_path / "data")]
-    else:
-        with fresh_database() as url:
-            yield ["--database-url", url]
 
 
 @contextlib.contextmanager

@@ -17,6 +17,7 @@ user and system CPU each server process spent per token it streamed.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import subprocess
@@ -31,9 +32,16 @@ _TICK = os.sysconf("SC_CLK_TCK")
 
 
 def _cpu(pid: int) -> tuple[float, float]:
-    """User and system CPU seconds of a process."""
+    """User and system CPU seconds of a process and of the running processes it started (the
+    store's writer)."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return int(fields[11]) / _TICK, int(fields[12]) / _TICK
+    user, system = int(fields[11]) / _TICK, int(fields[12]) / _TICK
+    for task in Path(f"/proc/{pid}/task").glob("*/children"):
+        for child in task.read_text().split():
+            with contextlib.suppress(OSError):
+                child_user, child_system = _cpu(int(child))
+                user, system = user + child_user, system + child_system
+    return user, system
 
 
 def _version(python: str) -> str:

@@ -21,14 +21,15 @@ import asyncio
 import cProfile
 import io
 import json
+import os
 import pstats
-import resource
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
 from bench.loadgen import percentile
+from bench.procs import tree_cpu_s
 from sidechat import protocol
 from sidechat.conversations import new_id
 from sidechat.eventlog import DONE, MemoryEventLog
@@ -37,8 +38,8 @@ from sidechat.store.recorder import Recorder
 
 
 def _cpu() -> float:
-    usage = resource.getrusage(resource.RUSAGE_SELF)
-    return usage.ru_utime + usage.ru_stime
+    """This process's CPU and its running children's (the store's writer process)."""
+    return tree_cpu_s(os.getpid())
 
 
 class _Turn:

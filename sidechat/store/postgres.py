@@ -1,4 +1,5 @@
-"""The PostgreSQL store: psycopg 3's async connections from a psycopg_pool pool."""
+"""The PostgreSQL store: reads on psycopg 3's async connections from a psycopg_pool pool, writes
+from the store's writer process (`_writer.py`) on one synchronous connection."""
 
 from __future__ import annotations
 
@@ -12,10 +13,11 @@ from psycopg_pool import AsyncConnectionPool
 
 from sidechat.store import _sql as sql
 from sidechat.store import queries
+from sidechat.store._writer import WriteFailed, WriterProcess
 from sidechat.store.base import Store
 from sidechat.store.migrate import StoreError, migrate
 
-__all__ = ["PostgresStore", "redact"]
+__all__ = ["PostgresStore", "PostgresWriter", "redact"]
 
 _CONNECT_TIMEOUT = 5  # seconds, for start-up's connection and each of the pool's
 
@@ -37,6 +39,7 @@ class PostgresStore(Store):
         self.url = url
         self._max = max_connections
         self._pool: AsyncConnectionPool[psycopg.AsyncConnection[tuple[Any, ...]]] | None = None
+        self._process = WriterProcess("postgresql", url)
 
     def prepare(self) -> None:
         where = redact(self.url)
@@ -62,33 +65,21 @@ class PostgresStore(Store):
             timeout=_CONNECT_TIMEOUT,
             kwargs={"connect_timeout": _CONNECT_TIMEOUT, "autocommit": True},
             name="sidechat-store",
+            # Reads are rare (turns evicted from memory, conversations reloaded): a round trip to
+            # check the connection first keeps one the database dropped from failing a read.
+            check=AsyncConnectionPool.check_connection,
         )
         await self._pool.open(wait=True, timeout=_CONNECT_TIMEOUT * 2)
+        await self._process.start()
 
     async def _close(self) -> None:
+        await self._process.close()
         if self._pool is not None:
             await self._pool.close()
             self._pool = None
 
     async def _write(self, groups: Sequence[tuple[str, list[tuple[Any, ...]]]]) -> None:
-        assert self._pool is not None
-        async with self._pool.connection() as conn, conn.pipeline(), conn.transaction():
-            # One round trip for the whole transaction (pipeline mode), and for the statements
-            # of every write, one fixed text taking one array per column (`unnest`): psycopg
-            # converts and PostgreSQL prepares each text once, whatever the number of rows.
-            cursor = conn.cursor()
-            for statement, rows in groups:
-                columnar = _COLUMNAR.get(statement)
-                if columnar is not None:
-                    text, key = columnar
-                    if key is not None:  # a row may not be updated twice in one statement
-                        rows = list({row[key]: row for row in rows}.values())
-                    columns = zip(_CASTS[statement], zip(*rows, strict=True), strict=True)
-                    await cursor.execute(text, [_column(cast, values) for cast, values in columns])
-                elif len(rows) == 1:
-                    await cursor.execute(statement, rows[0])
-                else:
-                    await cursor.executemany(statement, rows)
+        await self._process.write(groups)
 
     async def _fetch(self, statement: str, params: tuple[Any, ...]) -> list[tuple[Any, ...]]:
         assert self._pool is not None
@@ -97,7 +88,50 @@ class PostgresStore(Store):
             return await cursor.fetchall()
 
     def _is_data_error(self, exc: Exception) -> bool:
+        return isinstance(exc, WriteFailed) and exc.data
+
+
+class PostgresWriter:
+    """The writer process's connection: one transaction per write, in pipeline mode (one round
+    trip), connected again after the database went away."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self._conn: psycopg.Connection[tuple[Any, ...]] | None = self._connect()
+
+    def _connect(self) -> psycopg.Connection[tuple[Any, ...]]:
+        return psycopg.connect(self.url, autocommit=True, connect_timeout=_CONNECT_TIMEOUT)
+
+    def write(self, groups: Sequence[tuple[str, list[tuple[Any, ...]]]]) -> None:
+        conn = self._conn
+        if conn is None or conn.closed or conn.broken:
+            self.close()
+            conn = self._conn = self._connect()
+        with conn.pipeline(), conn.transaction():
+            # For the statements of every write, one fixed text taking one array per column
+            # (`unnest`): psycopg converts and PostgreSQL prepares each text once, whatever
+            # the number of rows.
+            cursor = conn.cursor()
+            for statement, rows in groups:
+                columnar = _COLUMNAR.get(statement)
+                if columnar is not None:
+                    text, key = columnar
+                    if key is not None:  # a row may not be updated twice in one statement
+                        rows = list({row[key]: row for row in rows}.values())
+                    columns = zip(_CASTS[statement], zip(*rows, strict=True), strict=True)
+                    cursor.execute(text, [_column(cast, values) for cast, values in columns])
+                elif len(rows) == 1:
+                    cursor.execute(statement, rows[0])
+                else:
+                    cursor.executemany(statement, rows)
+
+    def is_data_error(self, exc: Exception) -> bool:
         return isinstance(exc, psycopg.IntegrityError | psycopg.DataError | ValueError)
+
+    def close(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            conn.close()
 
 
 # The statements written for every turn, each as one statement for any number of rows: the

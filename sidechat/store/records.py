@@ -28,8 +28,19 @@ Status = Literal["streaming", "done", "error", "aborted"]
 _DELTA_HEAD = b'{"type":"text-delta"'
 
 
+_EPOCH = datetime.date(1970, 1, 1)
+_DAYS: dict[int, str] = {}
+
+
 def day_of(timestamp: float) -> str:
-    return datetime.datetime.fromtimestamp(timestamp, datetime.UTC).strftime("%Y-%m-%d")
+    """The UTC day of a Unix time, `YYYY-MM-DD` (computed once a day: every turn asks)."""
+    number = int(timestamp // 86400)
+    day = _DAYS.get(number)
+    if day is None:
+        if len(_DAYS) > 64:
+            _DAYS.clear()
+        day = _DAYS[number] = (_EPOCH + datetime.timedelta(days=number)).isoformat()
+    return day
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,8 +1,9 @@
-"""The embedded store: one SQLite file in WAL mode, written by one thread off the event loop.
+"""The embedded store: one SQLite file in WAL mode, written by a process of its own.
 
-The standard library's sqlite3 does the work. Writes go through a single writer thread (SQLite
-takes one writer at a time anyway), reads through two reader threads with their own connections
-(WAL lets them read while the writer writes), so the event loop never waits on the disk.
+The standard library's sqlite3 does the work. Writes go through a single writer process (SQLite
+takes one writer at a time anyway; a process, so that its per-row work never waits for the
+server's GIL: `_writer.py`), reads through two reader threads with their own connections (WAL
+lets them read while the writer writes), so the event loop never waits on the disk.
 `synchronous=NORMAL` in WAL mode survives a killed process (the write-ahead log is in the file
 system's cache); only a power cut may lose the last commits.
 """
@@ -20,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from sidechat.store._sql import qmark
+from sidechat.store._writer import WriteFailed, WriterProcess, connect_sqlite
 from sidechat.store.base import Store
 from sidechat.store.migrate import StoreError, migrate
 
@@ -27,14 +29,10 @@ __all__ = ["FILENAME", "SQLiteStore"]
 
 FILENAME = "sidechat.db"
 _MIN_FREE_BYTES = 1 << 20  # below this at start-up the first turns would fail to be written
-_BUSY_MS = 3000
 
 
 def _connect(path: Path) -> sqlite3.Connection:
-    conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
-    conn.execute(f"PRAGMA busy_timeout = {_BUSY_MS}")
-    conn.execute("PRAGMA synchronous = NORMAL")
-    return conn
+    return connect_sqlite(str(path))
 
 
 class SQLiteStore(Store):
@@ -43,9 +41,8 @@ class SQLiteStore(Store):
     def __init__(self, data_dir: Path) -> None:
         super().__init__()
         self.path = data_dir / FILENAME
-        self._writer_thread: ThreadPoolExecutor | None = None
+        self._process = WriterProcess("sqlite", str(self.path))
         self._readers: ThreadPoolExecutor | None = None
-        self._write_conn: sqlite3.Connection | None = None
         self._local = threading.local()
         self._reader_conns: list[sqlite3.Connection] = []
         self._lock = threading.Lock()
@@ -80,45 +77,21 @@ class SQLiteStore(Store):
             raise StoreError(f"cannot open the store {where}: {_reason(exc)}") from None
 
     async def _open(self) -> None:
-        self._writer_thread = ThreadPoolExecutor(1, thread_name_prefix="sidechat-sqlite-w")
         self._readers = ThreadPoolExecutor(2, thread_name_prefix="sidechat-sqlite-r")
-        loop = asyncio.get_running_loop()
-        self._write_conn = await loop.run_in_executor(self._writer_thread, _connect, self.path)
+        await self._process.start()
 
     async def _close(self) -> None:
-        for pool in (self._writer_thread, self._readers):
-            if pool is not None:
-                pool.shutdown(wait=True)
-        self._writer_thread = self._readers = None
-        if self._write_conn is not None:
-            self._write_conn.close()
-            self._write_conn = None
+        await self._process.close()
+        if self._readers is not None:
+            self._readers.shutdown(wait=True)
+            self._readers = None
         with self._lock:
             for conn in self._reader_conns:
                 conn.close()
             self._reader_conns.clear()
 
     async def _write(self, groups: Sequence[tuple[str, list[tuple[Any, ...]]]]) -> None:
-        assert self._writer_thread is not None
-        await asyncio.get_running_loop().run_in_executor(
-            self._writer_thread, self._write_now, groups
-        )
-
-    def _write_now(self, groups: Sequence[tuple[str, list[tuple[Any, ...]]]]) -> None:
-        conn = self._write_conn
-        assert conn is not None
-        conn.execute("BEGIN IMMEDIATE")
-        try:
-            for statement, rows in groups:
-                if len(rows) == 1:
-                    conn.execute(qmark(statement), rows[0])
-                else:
-                    conn.executemany(qmark(statement), rows)
-            conn.execute("COMMIT")
-        except BaseException:
-            if conn.in_transaction:
-                conn.execute("ROLLBACK")
-            raise
+        await self._process.write(groups)
 
     async def _fetch(self, statement: str, params: tuple[Any, ...]) -> list[tuple[Any, ...]]:
         assert self._readers is not None
@@ -135,7 +108,7 @@ class SQLiteStore(Store):
         return conn.execute(qmark(statement), params).fetchall()
 
     def _is_data_error(self, exc: Exception) -> bool:
-        return isinstance(exc, sqlite3.IntegrityError | sqlite3.DataError | ValueError)
+        return isinstance(exc, WriteFailed) and exc.data
 
 
 def _reason(exc: BaseException) -> str:
