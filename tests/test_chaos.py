@@ -140,10 +140,16 @@ async def _chaos(server: _Server) -> tuple[dict[str, _Seen], Counter[str]]:
                 await _follow(http, server, turn_id, seen[turn_id])
 
         async def restarter() -> None:
-            signals = [signal.SIGTERM, signal.SIGKILL]
+            # Its own generator (the workers' draws would interleave with it as they are
+            # scheduled), and both signals in every pair of restarts, in a random order: a run
+            # of ten restarts once drew SIGTERM nine times and SIGKILL never.
+            moments = random.Random(rng.random())
             while True:
-                await asyncio.sleep(rng.uniform(0.3, 1.5))
-                await server.restart(http, signals[rng.random() < 0.5])
+                pair = [signal.SIGTERM, signal.SIGKILL]
+                moments.shuffle(pair)
+                for how in pair:
+                    await asyncio.sleep(moments.uniform(0.3, 1.5))
+                    await server.restart(http, how)
 
         chaos = asyncio.create_task(restarter())
         try:
