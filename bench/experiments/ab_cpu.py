@@ -17,31 +17,15 @@ user and system CPU each server process spent per token it streamed.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
 
-from bench.procs import Proc, free_port, stop_all
+from bench.procs import Proc, free_port, stop_all, tree_cpu_times
 from bench.run import sidechat_command, start_upstream
 
 ROOT = Path(__file__).resolve().parent.parent.parent
-_TICK = os.sysconf("SC_CLK_TCK")
-
-
-def _cpu(pid: int) -> tuple[float, float]:
-    """User and system CPU seconds of a process and of the running processes it started (the
-    store's writer)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    user, system = int(fields[11]) / _TICK, int(fields[12]) / _TICK
-    for task in Path(f"/proc/{pid}/task").glob("*/children"):
-        for child in task.read_text().split():
-            with contextlib.suppress(OSError):
-                child_user, child_system = _cpu(int(child))
-                user, system = user + child_user, system + child_system
-    return user, system
 
 
 def _version(python: str) -> str:
@@ -113,7 +97,7 @@ def main(argv: list[str] | None = None) -> None:
             _loadgen(port, args, 10, 1.0).communicate()  # warm up
         totals = {name: [0, 0.0, 0.0] for name in servers}
         for _ in range(args.rounds):
-            before = {name: _cpu(proc.pid) for name, (proc, _) in servers.items()}
+            before = {name: tree_cpu_times(proc.pid) for name, (proc, _) in servers.items()}
             runs = {
                 name: _loadgen(port, args, args.concurrency, args.duration)
                 for name, (_, port) in servers.items()
@@ -121,7 +105,7 @@ def main(argv: list[str] | None = None) -> None:
             results = {name: json.loads(run.communicate()[0]) for name, run in runs.items()}
             line = []
             for name, (proc, _) in servers.items():
-                user, system = _cpu(proc.pid)
+                user, system = tree_cpu_times(proc.pid)
                 tokens = results[name]["tokens"]
                 spent = (user - before[name][0], system - before[name][1])
                 total = totals[name]

@@ -16,20 +16,16 @@ import asyncio
 import contextlib
 import os
 import pickle
-import sqlite3
 import struct
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from sidechat.store._sql import qmark
-
-__all__ = ["Groups", "WriteFailed", "WriterProcess", "connect_sqlite"]
+__all__ = ["Groups", "WriteFailed", "WriterProcess"]
 
 Groups = Sequence[tuple[str, list[tuple[Any, ...]]]]
 _HEADER = struct.Struct(">I")
-_BUSY_MS = 3000
 _STOP_TIMEOUT = 5.0
 _PACKAGE_ROOT = str(Path(__file__).resolve().parents[2])  # the folder holding `sidechat/`
 
@@ -41,13 +37,6 @@ class WriteFailed(Exception):
     def __init__(self, message: str, data: bool = False) -> None:
         super().__init__(message)
         self.data = data
-
-
-def connect_sqlite(path: str) -> sqlite3.Connection:
-    conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
-    conn.execute(f"PRAGMA busy_timeout = {_BUSY_MS}")
-    conn.execute("PRAGMA synchronous = NORMAL")
-    return conn
 
 
 class WriterProcess:
@@ -82,7 +71,7 @@ class WriterProcess:
         if self._proc is None or self._proc.returncode is not None:
             await self._stop()
             await self.start()
-        await self._call(list(groups))
+        await self._call(groups)
 
     async def close(self) -> None:
         await self._stop()
@@ -131,32 +120,6 @@ class WriterProcess:
 
 
 # -- the child ---------------------------------------------------------------------------------
-class _SQLiteWriter:
-    def __init__(self, path: str) -> None:
-        self.conn = connect_sqlite(path)
-
-    def write(self, groups: Groups) -> None:
-        conn = self.conn
-        conn.execute("BEGIN IMMEDIATE")
-        try:
-            for statement, rows in groups:
-                if len(rows) == 1:
-                    conn.execute(qmark(statement), rows[0])
-                else:
-                    conn.executemany(qmark(statement), rows)
-            conn.execute("COMMIT")
-        except BaseException:
-            if conn.in_transaction:
-                conn.execute("ROLLBACK")
-            raise
-
-    def is_data_error(self, exc: Exception) -> bool:
-        return isinstance(exc, sqlite3.IntegrityError | sqlite3.DataError | ValueError)
-
-    def close(self) -> None:
-        self.conn.close()
-
-
 def _read(stream: BinaryIO) -> Any:
     header = stream.read(_HEADER.size)
     if len(header) < _HEADER.size:
@@ -175,8 +138,11 @@ def _answer(stream: BinaryIO, answer: tuple[Any, ...]) -> None:
 
 
 def _open_writer(kind: str, target: str) -> Any:
+    """The backend's synchronous writer: `write(groups)`, `is_data_error(exc)`, `close()`."""
     if kind == "sqlite":
-        return _SQLiteWriter(target)
+        from sidechat.store.sqlite import SQLiteWriter
+
+        return SQLiteWriter(target)
     from sidechat.store.postgres import PostgresWriter
 
     return PostgresWriter(target)

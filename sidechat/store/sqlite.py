@@ -21,18 +21,24 @@ from pathlib import Path
 from typing import Any
 
 from sidechat.store._sql import qmark
-from sidechat.store._writer import WriteFailed, WriterProcess, connect_sqlite
+from sidechat.store._writer import Groups, WriteFailed, WriterProcess
 from sidechat.store.base import Store
 from sidechat.store.migrate import StoreError, migrate
 
-__all__ = ["FILENAME", "SQLiteStore"]
+__all__ = ["FILENAME", "SQLiteStore", "SQLiteWriter"]
 
 FILENAME = "sidechat.db"
 _MIN_FREE_BYTES = 1 << 20  # below this at start-up the first turns would fail to be written
 
 
-def _connect(path: Path) -> sqlite3.Connection:
-    return connect_sqlite(str(path))
+_BUSY_MS = 3000
+
+
+def _connect(path: Path | str) -> sqlite3.Connection:
+    conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    conn.execute(f"PRAGMA busy_timeout = {_BUSY_MS}")
+    conn.execute("PRAGMA synchronous = NORMAL")
+    return conn
 
 
 class SQLiteStore(Store):
@@ -109,6 +115,34 @@ class SQLiteStore(Store):
 
     def _is_data_error(self, exc: Exception) -> bool:
         return isinstance(exc, WriteFailed) and exc.data
+
+
+class SQLiteWriter:
+    """The writer process's connection (`_writer.py`): one transaction per write."""
+
+    def __init__(self, path: str) -> None:
+        self.conn = _connect(path)
+
+    def write(self, groups: Groups) -> None:
+        conn = self.conn
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            for statement, rows in groups:
+                if len(rows) == 1:
+                    conn.execute(qmark(statement), rows[0])
+                else:
+                    conn.executemany(qmark(statement), rows)
+            conn.execute("COMMIT")
+        except BaseException:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise
+
+    def is_data_error(self, exc: Exception) -> bool:
+        return isinstance(exc, sqlite3.IntegrityError | sqlite3.DataError | ValueError)
+
+    def close(self) -> None:
+        self.conn.close()
 
 
 def _reason(exc: BaseException) -> str:
