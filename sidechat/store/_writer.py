@@ -22,10 +22,15 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, BinaryIO
 
-__all__ = ["Groups", "WriteFailed", "WriterProcess"]
+__all__ = ["NICENESS", "Groups", "WriteFailed", "WriterProcess"]
 
 Groups = Sequence[tuple[str, list[tuple[Any, ...]]]]
 _HEADER = struct.Struct(">I")
+# The child runs this much nicer than its server: its commits (a few ms of CPU each, 20 a
+# second under load) then wait for a free core rather than take one from the event loop
+# mid-stream. Measured side by side, both SQLite (docs/design/store.md): p99 added delay lower
+# in 5 of 6 rounds (median ratio 0.87), CPU per token unchanged (0.98).
+NICENESS = 10
 _STOP_TIMEOUT = 5.0
 _PACKAGE_ROOT = str(Path(__file__).resolve().parents[2])  # the folder holding `sidechat/`
 
@@ -150,6 +155,7 @@ def _open_writer(kind: str, target: str) -> Any:
 
 def main() -> None:
     """The child: answer each frame on stdin with ("ok",) or ("error", data, text)."""
+    os.nice(NICENESS)
     stdin = sys.stdin.buffer
     stdout = os.fdopen(os.dup(sys.stdout.fileno()), "wb")
     os.dup2(sys.stderr.fileno(), sys.stdout.fileno())  # a stray print cannot break the pipe

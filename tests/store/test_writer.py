@@ -11,6 +11,7 @@ from pathlib import Path
 
 import aiohttp
 
+from sidechat.store._writer import NICENESS
 from tests._servers import start_sidechat
 from tests.fakes.openai_upstream import FakeOpenAI
 
@@ -66,6 +67,20 @@ async def replayed(url: str, turn_id: str) -> str:
     ):
         assert r.status == 200, await r.text()
         return await r.text()
+
+
+def niceness(pid: int) -> int:
+    return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[16])
+
+
+def test_the_writer_yields_the_cpu_to_its_server(
+    upstream: FakeOpenAI, store_args: list[str]
+) -> None:
+    args = ["--provider", "openai", "--base-url", upstream.base_url, "--model", "m"]
+    with start_sidechat(*args, *store_args) as server:
+        (writer,) = writers_of(server.proc.pid)
+        server_nice = niceness(server.proc.pid)
+        assert niceness(writer) == min(19, server_nice + NICENESS)
 
 
 def test_the_writer_goes_when_its_server_is_killed(
