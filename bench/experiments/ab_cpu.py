@@ -12,12 +12,18 @@ user and system CPU each server process spent per token it streamed.
     python -m bench.experiments.ab_cpu . . --python-b /path/to/python3.13  # another interpreter
     python -m bench.experiments.ab_cpu . . --env-b SIDECHAT_CLIENT_LIMITS=true ...  # a setting
     python -m bench.experiments.ab_cpu /tmp/base . --env SIDECHAT_REDIS_URL=redis://127.0.0.1:6379/0
+    python -m bench.experiments.ab_cpu . . --env SIDECHAT_MEMORY_ONLY=1 \
+        --env-b SIDECHAT_MEMORY_ONLY=false  # the store against memory only
+
+The last lines give the CPU per token over all rounds (B/A: user, and user + system) and the
+p99 added delay's ratio B/A in each round with its median.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import statistics
 import subprocess
 import sys
 from pathlib import Path
@@ -96,6 +102,7 @@ def main(argv: list[str] | None = None) -> None:
             proc.wait_ready(60.0)
             _loadgen(port, args, 10, 1.0).communicate()  # warm up
         totals = {name: [0, 0.0, 0.0] for name in servers}
+        p99_ratios: list[float] = []
         for _ in range(args.rounds):
             before = {name: tree_cpu_times(proc.pid) for name, (proc, _) in servers.items()}
             runs = {
@@ -120,12 +127,22 @@ def main(argv: list[str] | None = None) -> None:
                     f" p99 added {p99} ms, TTFT p50/p99 {ttft['p50']}/{ttft['p99']} ms"
                 )
             print(" | ".join(line), flush=True)
+            p99s = [results[name]["added_delay_ms"]["p99"] for name in ("A", "B")]
+            if p99s[0] and p99s[1] is not None:
+                p99_ratios.append(p99s[1] / p99s[0])
         per = {name: (t[1] / t[0] * 1e6, t[2] / t[0] * 1e6) for name, t in totals.items()}
         ratio = per["B"][0] / per["A"][0]
         print(
             f"all rounds: user µs/token A {per['A'][0]:.1f}, B {per['B'][0]:.1f} (B/A {ratio:.3f});"
-            f" system A {per['A'][1]:.1f}, B {per['B'][1]:.1f}"
+            f" system A {per['A'][1]:.1f}, B {per['B'][1]:.1f};"
+            f" user + system B/A {sum(per['B']) / sum(per['A']):.3f}"
         )
+        if p99_ratios:
+            rounds = ", ".join(f"{r:.2f}" for r in p99_ratios)
+            print(
+                f"p99 added delay B/A per round: {rounds};"
+                f" median {statistics.median(p99_ratios):.3f}"
+            )
     finally:
         stop_all()
 

@@ -61,6 +61,8 @@ def test_ab_cpu_compares_two_checkouts(provider: str) -> None:
     match = re.search(r"all rounds: user µs/token A ([\d.]+), B ([\d.]+) \(B/A ([\d.]+)\)", out)
     assert match, out
     assert float(match[1]) > 0 and float(match[2]) > 0, out
+    p99 = re.search(r"p99 added delay B/A per round: ([\d.]+); median ([\d.]+)", out)
+    assert p99 and float(p99[2]) > 0 and abs(float(p99[1]) - float(p99[2])) < 0.01, out
 
 
 def test_ab_cpu_runs_b_on_the_interpreter_given() -> None:
