@@ -18,8 +18,15 @@ Status = Literal["streaming", "done", "error", "aborted"]
 
 
 def new_id(prefix: str) -> str:
-    # 128 random bits: an id is the capability to read what it names.
-    return prefix + secrets.token_urlsafe(16)
+    """`prefix`, the time in ms (11 hex digits), then 128 random bits: an id is the capability
+    to read what it names, and the random part alone carries that.
+
+    The time first makes ids sort in the order they were made, so the store's indexes keyed by
+    them (turns, their events, conversations) grow at one edge instead of at random pages: a
+    group commit under 150 streams wrote 36 pages instead of 76, in 0.39 ms of CPU instead of
+    0.64 (docs/design/store.md). The time is no secret from whoever holds the id.
+    """
+    return f"{prefix}{time.time_ns() // 1_000_000:011x}{secrets.token_urlsafe(16)}"
 
 
 @dataclass(slots=True)

@@ -44,8 +44,8 @@ async def test_full_turn_streams_in_order(
         assert r.headers["Cache-Control"] == "no-store"
         assert r.headers["X-Accel-Buffering"] == "no"
         assert r.headers["x-vercel-ai-ui-message-stream"] == "v1"
-        assert re.fullmatch(r"t_[A-Za-z0-9_-]{22}", r.headers["X-Turn-Id"])
-        assert re.fullmatch(r"c_[A-Za-z0-9_-]{22}", r.headers["X-Conversation-Id"])
+        assert re.fullmatch(r"t_[0-9a-f]{11}[A-Za-z0-9_-]{22}", r.headers["X-Turn-Id"])
+        assert re.fullmatch(r"c_[0-9a-f]{11}[A-Za-z0-9_-]{22}", r.headers["X-Conversation-Id"])
         first = await r.content.readuntil(b"\n\n")
         assert first.startswith(b":"), "a comment goes out at once to flush proxies"
         events = await read_events(r)

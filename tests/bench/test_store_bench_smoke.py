@@ -118,3 +118,12 @@ def test_the_recorder_tick_experiment_reports_both_phase_counts() -> None:
     # With 4 phases there are about 4 times as many ticks, each taking a quarter of the turns.
     assert results[1]["ticks"] > 2 * results[0]["ticks"] > 0
     assert all(0 < r["tick_ms_p50"] <= r["tick_ms_max"] for r in results)
+
+
+def test_store_pages_reports_both_kinds_of_id() -> None:
+    out = _run("bench.experiments.store_pages", "-c", "20", "--commits", "40", "--warmup", "10")
+    reports = [json.loads(line) for line in out.strip().splitlines()]
+    assert [r["ids"] for r in reports] == ["random", "time first"]
+    for r in reports:
+        assert r["commits"] == 40
+        assert r["pages_per_commit"] > 0 and r["cpu_ms_per_commit"] > 0
