@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import time
 
 from sidechat import protocol
@@ -252,3 +253,19 @@ async def test_one_commit_wakes_its_waiters_one_per_loop_turn(store: Store) -> N
     await asyncio.gather(*written)
     await asyncio.sleep(0)  # the callbacks of any woken with the last
     assert done_when_woken == [1, 2, 3, 4, 5]
+
+
+async def test_commits_under_load_come_at_jittered_gaps(store: Store) -> None:
+    # A fixed period between commits lined the turns ending in one commit up on one phase of
+    # the upstream's token clock (docs/design/store.md): each gap is drawn from 0.5-1.5x
+    # `min_gap`, so a steady stream of waited writes is committed at uneven gaps, never
+    # closer than half of it.
+    loop = asyncio.get_running_loop()
+    await store.start_turn(_start())
+    written = []
+    for _ in range(12):
+        await store.start_turn(_start())  # queued at once after the last: waits for the gap
+        written.append(loop.time())
+    gaps = [b - a for a, b in itertools.pairwise(written)]
+    assert min(gaps) >= 0.5 * store.min_gap - 0.01, gaps
+    assert max(gaps) - min(gaps) >= 0.3 * store.min_gap, gaps
