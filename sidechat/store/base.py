@@ -230,13 +230,13 @@ class Store(ABC):
             if not self._pending:
                 self._wake = loop.create_future()
                 await self._wake
-            # One write per `min_gap` at most: under load, turns ending close together share
-            # a transaction (each costs a hand-off and a commit), at the price of their DONE
-            # going out up to `min_gap` later; a lone write goes at once. The gap is drawn
-            # from 0.5-1.5x `min_gap` each time: a fixed period lined the turns that ended in
-            # one commit (and the next turns their visitors started) up on the same phase of
-            # the upstream's token clock, so their tokens came in bursts (p99 added delay 7% of
-            # memory only's higher than jittered, at the same CPU; docs/design/store.md).
+            # One write per gap: under load, turns ending close together share a transaction
+            # (each costs a hand-off and a commit), at the price of their DONE going out up to
+            # one gap later; a lone write goes at once. Each gap is drawn from 0.5-1.5x
+            # `min_gap`: a fixed one lined the turns that ended in one commit (and the next
+            # turns their visitors started) up on one phase of the upstream's token clock, so
+            # their tokens came in bursts (jittered, the p99 added delay was 7% lower at the
+            # same CPU; docs/design/store.md).
             wait = last + self.min_gap * (0.5 + random.random()) - loop.time()
             if wait > 0:
                 await asyncio.sleep(wait)
