@@ -26,6 +26,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import random
 import time
 from array import array
 from collections import Counter
@@ -665,10 +666,13 @@ async def run_level(
     duration_s: float,
     ramp_s: float = 1.0,
     collector: Collector | None = None,
+    think_ms: float = 0.0,
 ) -> LevelResult:
     """`concurrency` workers, each running turns back to back for `duration_s` (starts spread
     over `ramp_s`); no turn starts after the window, every started turn is awaited. The turns'
-    records go to `collector` when one is given."""
+    records go to `collector` when one is given. With `think_ms`, a worker pauses a random
+    0-`think_ms` ms before each next turn, as a visitor would: back to back, the workers whose
+    turns a server ends together start their next turns together too."""
     collector = collector if collector is not None else Collector()
     loop = asyncio.get_running_loop()
     t_start = loop.time()
@@ -682,6 +686,8 @@ async def run_level(
             k += 1
             if loop.time() >= t_end:
                 return
+            if think_ms:
+                await asyncio.sleep(random.uniform(0.0, think_ms) / 1000)
 
     await asyncio.gather(*(worker(w) for w in range(concurrency)))
     return summarise(concurrency, collector, loop.time() - t_start)
@@ -870,6 +876,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--tokens", type=int, default=64)
     parser.add_argument("--interval", type=float, default=20.0, help="upstream ms per token")
     parser.add_argument("--resume", action="store_true", help="drop and resume every stream")
+    parser.add_argument(
+        "--think-ms", type=float, default=0.0, help="random pause, up to this, between turns"
+    )
     args = parser.parse_args(argv)
     target = Target.from_url("target", args.url, args.kind)
     spec = TurnSpec(args.ttft, args.tokens, args.interval)
@@ -877,7 +886,9 @@ def main(argv: list[str] | None = None) -> None:
     async def go() -> dict[str, Any]:
         if args.resume:
             return (await run_resume(target, args.concurrency, spec, ramp_s=args.ramp)).as_json()
-        result = await run_level(target, args.concurrency, spec, args.duration, args.ramp)
+        result = await run_level(
+            target, args.concurrency, spec, args.duration, args.ramp, think_ms=args.think_ms
+        )
         return result.as_json()
 
     from bench.upstream import run

@@ -17,7 +17,7 @@ import time
 import urllib.request
 from pathlib import Path
 
-__all__ = ["Proc", "free_port", "stop_all", "tree_cpu_s", "tree_cpu_times"]
+__all__ = ["Proc", "children_cpu_s", "free_port", "stop_all", "tree_cpu_s", "tree_cpu_times"]
 
 _CLK_TCK = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
 _RUNNING: list[Proc] = []
@@ -133,22 +133,36 @@ def stop_all() -> None:
 atexit.register(stop_all)
 
 
-def tree_cpu_times(pid: int) -> tuple[float, float]:
-    """User and system CPU seconds of a process and of its running descendants."""
+def _own_cpu_times(pid: int) -> tuple[float, float]:
     try:
         fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     except OSError:
         return 0.0, 0.0
-    user, system = int(fields[11]) / _CLK_TCK, int(fields[12]) / _CLK_TCK
+    return int(fields[11]) / _CLK_TCK, int(fields[12]) / _CLK_TCK
+
+
+def _children(pid: int) -> list[int]:
+    found: list[int] = []
     for task in Path(f"/proc/{pid}/task").glob("*/children"):
         try:
-            children = task.read_text().split()
+            found += [int(child) for child in task.read_text().split()]
         except OSError:
             continue
-        for child in children:
-            child_user, child_system = tree_cpu_times(int(child))
-            user, system = user + child_user, system + child_system
+    return found
+
+
+def tree_cpu_times(pid: int) -> tuple[float, float]:
+    """User and system CPU seconds of a process and of its running descendants."""
+    user, system = _own_cpu_times(pid)
+    for child in _children(pid):
+        child_user, child_system = tree_cpu_times(child)
+        user, system = user + child_user, system + child_system
     return user, system
+
+
+def children_cpu_s(pid: int) -> float:
+    """User + system CPU seconds of a process's running descendants (not its own)."""
+    return sum(sum(tree_cpu_times(child)) for child in _children(pid))
 
 
 def tree_cpu_s(pid: int) -> float:

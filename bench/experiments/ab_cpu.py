@@ -14,9 +14,11 @@ user and system CPU each server process spent per token it streamed.
     python -m bench.experiments.ab_cpu /tmp/base . --env SIDECHAT_REDIS_URL=redis://127.0.0.1:6379/0
     python -m bench.experiments.ab_cpu . . --env SIDECHAT_MEMORY_ONLY=1 \
         --env-b SIDECHAT_MEMORY_ONLY=false  # the store against memory only
+    python -m bench.experiments.ab_cpu . . --think-ms 20 ...  # visitors pause 0-20 ms between turns
 
-The last lines give the CPU per token over all rounds (B/A: user, and user + system) and the
-p99 added delay's ratio B/A in each round with its median.
+The last lines give the CPU per token over all rounds (B/A: user, and user + system), the share
+of it spent in each server's child processes (the store's writer), and the p99 added delay's
+ratio B/A in each round with its median.
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from bench.procs import Proc, free_port, stop_all, tree_cpu_times
+from bench.procs import Proc, children_cpu_s, free_port, stop_all, tree_cpu_times
 from bench.run import sidechat_command, start_upstream
 
 ROOT = Path(__file__).resolve().parent.parent.parent
@@ -45,6 +47,7 @@ def _loadgen(
     argv = [sys.executable, "-m", "bench.loadgen", "--url", f"http://127.0.0.1:{port}"]
     argv += ["-c", str(streams), "-d", str(seconds), "--tokens", str(args.tokens)]
     argv += ["--ttft", str(args.ttft), "--interval", str(args.interval), "--kind", args.kind]
+    argv += ["--think-ms", str(args.think_ms)]
     return subprocess.Popen(argv, stdout=subprocess.PIPE, text=True, cwd=ROOT)
 
 
@@ -58,6 +61,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--tokens", type=int, default=64)
     parser.add_argument("--ttft", type=float, default=200.0)
     parser.add_argument("--interval", type=float, default=20.0)
+    parser.add_argument(
+        "--think-ms", type=float, default=0.0, help="random pause, up to this, between turns"
+    )
     parser.add_argument(
         "--provider", choices=("openai", "anthropic"), default="openai", help="upstream format"
     )
@@ -101,10 +107,11 @@ def main(argv: list[str] | None = None) -> None:
         for proc, port in servers.values():
             proc.wait_ready(60.0)
             _loadgen(port, args, 10, 1.0).communicate()  # warm up
-        totals = {name: [0, 0.0, 0.0] for name in servers}
+        totals = {name: [0, 0.0, 0.0, 0.0] for name in servers}
         p99_ratios: list[float] = []
         for _ in range(args.rounds):
             before = {name: tree_cpu_times(proc.pid) for name, (proc, _) in servers.items()}
+            kids = {name: children_cpu_s(proc.pid) for name, (proc, _) in servers.items()}
             runs = {
                 name: _loadgen(port, args, args.concurrency, args.duration)
                 for name, (_, port) in servers.items()
@@ -119,6 +126,7 @@ def main(argv: list[str] | None = None) -> None:
                 total[0] += tokens
                 total[1] += spent[0]
                 total[2] += spent[1]
+                total[3] += children_cpu_s(proc.pid) - kids[name]
                 user_us, system_us = (spent[0] / tokens * 1e6, spent[1] / tokens * 1e6)
                 p99 = results[name]["added_delay_ms"]["p99"]
                 ttft = results[name]["ttft_ms"]
@@ -137,6 +145,11 @@ def main(argv: list[str] | None = None) -> None:
             f" system A {per['A'][1]:.1f}, B {per['B'][1]:.1f};"
             f" user + system B/A {sum(per['B']) / sum(per['A']):.3f}"
         )
+        children = ", ".join(
+            f"{name} {t[3] / t[0] * 1e6:.1f} µs/token ({t[3] / max(t[1] + t[2], 1e-9):.1%})"
+            for name, t in totals.items()
+        )
+        print(f"of that, in child processes (the store's writer): {children}")
         if p99_ratios:
             rounds = ", ".join(f"{r:.2f}" for r in p99_ratios)
             print(

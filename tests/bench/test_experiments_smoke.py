@@ -57,10 +57,14 @@ def test_ab_cpu_compares_two_checkouts(provider: str) -> None:
         "5",
         "--interval",
         "5",
+        "--think-ms",
+        "5",
     )
     match = re.search(r"all rounds: user µs/token A ([\d.]+), B ([\d.]+) \(B/A ([\d.]+)\)", out)
     assert match, out
     assert float(match[1]) > 0 and float(match[2]) > 0, out
+    children = re.search(r"in child processes \(the store's writer\): A ([\d.]+) µs/token", out)
+    assert children and float(children[1]) >= 0, out
     p99 = re.search(r"p99 added delay B/A per round: ([\d.]+); median ([\d.]+)", out)
     assert p99 and float(p99[2]) > 0 and abs(float(p99[1]) - float(p99[2])) < 0.01, out
 
